@@ -1,0 +1,3 @@
+from kancompress.cli import app
+
+app(prog_name="kancompress")

@@ -1,0 +1,209 @@
+"""The Python API behind every CLI command: train, cluster, finetune, evaluate.
+
+Example:
+    >>> from kancompress import api
+    >>> result = api.train("kan", "digits", meta=True, train_config=api.TrainConfig(epochs=2))
+    >>> clustered = api.cluster(result.model, k=16)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kancompress import __version__
+from kancompress.codec import Checkpoint, load_checkpoint, save_checkpoint
+from kancompress.cluster import cluster_model
+from kancompress.config import MetaConfig, default_config
+from kancompress.data import Dataset, load_dataset, split_validation
+from kancompress.edges import MetaEdges
+from kancompress.errors import ConfigError, DataError, FormatError
+from kancompress.models import KANModel, build_model
+from kancompress.train import (
+    FINETUNE_LR,
+    META_LR,
+    PLAIN_LR,
+    EpochReport,
+    History,
+    Metrics,
+    TrainConfig,
+    evaluate,
+    fit,
+)
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "cluster",
+    "evaluate_model",
+    "finetune",
+    "load_checkpoint",
+    "parameter_groups",
+    "save_checkpoint",
+    "train",
+]
+
+BatchCallback = Callable[[int, int], None]
+EpochCallback = Callable[[EpochReport], None]
+
+
+@dataclass
+class TrainResult:
+    model: KANModel
+    history: History
+    test: Metrics
+    provenance: dict[str, Any]
+
+
+def parameter_groups(
+    model: KANModel, lr: float, lr_meta: float | None = None, lr_embed: float | None = None
+) -> list[dict[str, Any]]:
+    """AdamW groups: meta-learner at `lr_meta`, embeddings at `lr_embed`, everything else at `lr`."""
+    extras = {"params": model.extra_parameters(), "lr": lr}
+    if isinstance(model.edges, MetaEdges):
+        return [
+            {"params": list(model.edges.learners.parameters()), "lr": lr_meta or lr},
+            {"params": list(model.edges.embeddings.parameters()), "lr": lr_embed or lr},
+            extras,
+        ]
+    return [{"params": list(model.edges.parameters()), "lr": lr}, extras]
+
+
+def _check_inputs(model: KANModel, dataset: Dataset) -> None:
+    if model.config.widths[0] != dataset.num_features:
+        raise DataError(
+            f"the model takes {model.config.widths[0]} inputs but {dataset.name} images have "
+            f"{dataset.num_features} values; use the dataset it was trained on"
+        )
+    if model.config.widths[-1] < dataset.num_classes:
+        raise DataError(f"the model has {model.config.widths[-1]} outputs but {dataset.name} has "
+                        f"{dataset.num_classes} classes")
+
+
+def train(
+    model_name: str,
+    dataset: str | Dataset,
+    *,
+    meta: bool | MetaConfig = False,
+    hidden: tuple[int, ...] = (32,),
+    train_config: TrainConfig = TrainConfig(),
+    lr: float | None = None,
+    lr_meta: float | None = None,
+    lr_embed: float | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    on_batch: BatchCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train a fully-connected KAN (or MetaKAN when `meta`) on a dataset; paper learning rates by default."""
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
+    meta_config = (MetaConfig() if meta is True else meta) or None
+    config = default_config(model_name, (data.num_features, *hidden, data.num_classes), meta_config)
+    torch.manual_seed(train_config.seed)
+    model = build_model(config, "meta" if meta_config else "dense")
+    if meta_config:
+        default_meta, default_embed = META_LR[model_name]
+        groups = parameter_groups(model, lr or PLAIN_LR[model_name], lr_meta or default_meta, lr_embed or default_embed)
+    else:
+        groups = parameter_groups(model, lr or PLAIN_LR[model_name])
+    split = split_validation(data, seed=train_config.seed)
+    history = fit(model, split, groups, train_config, on_batch, on_epoch)
+    test = evaluate(model, data.test_x, data.test_y)
+    provenance = _provenance("train", data.name, history, test, train_config, {"lrs": [g["lr"] for g in groups]})
+    return TrainResult(model, history, test, provenance)
+
+
+def cluster(
+    checkpoint: Checkpoint | KANModel,
+    k: int = 16,
+    layer_ks: dict[int, int] | None = None,
+    seed: int = 0,
+    n_init: int = 4,
+) -> tuple[KANModel, dict[str, Any]]:
+    """Cluster a dense or meta model (or loaded checkpoint); returns the clustered model and its provenance."""
+    model = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
+    parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
+    clustered = cluster_model(model, k, layer_ks, seed, n_init)
+    provenance = {
+        "stage": "cluster",
+        "dataset": parent.get("dataset"),
+        "clustered_from": model.kind,
+        "k": [book.k for book in clustered.edges.layers],
+        "seed": seed,
+        "n_init": n_init,
+        "kancompress_version": __version__,
+        "parent": parent,
+    }
+    return clustered, provenance
+
+
+def finetune(
+    checkpoint: Checkpoint,
+    dataset: str | Dataset | None = None,
+    *,
+    train_config: TrainConfig = TrainConfig(epochs=5, patience=3),
+    lr: float = FINETUNE_LR,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    on_batch: BatchCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Paper stage 3: train the codebooks (and the small extras) of a clustered model; indices stay frozen."""
+    if checkpoint.kind != "clustered":
+        raise FormatError(f"{checkpoint.header.path}: finetune needs a clustered checkpoint, this one is "
+                          f"{checkpoint.kind}; run `kancompress cluster` first")
+    data = _dataset_for(checkpoint, dataset, data_dir, download)
+    model = checkpoint.model
+    _check_inputs(model, data)
+    torch.manual_seed(train_config.seed)
+    split = split_validation(data, seed=train_config.seed)
+    history = fit(model, split, parameter_groups(model, lr), train_config, on_batch, on_epoch)
+    test = evaluate(model, data.test_x, data.test_y)
+    extra = {"lr": lr, "parent": checkpoint.header.provenance}
+    return TrainResult(model, history, test, _provenance("finetune", data.name, history, test, train_config, extra))
+
+
+def evaluate_model(
+    checkpoint: Checkpoint,
+    dataset: str | Dataset | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+) -> tuple[str, Metrics]:
+    """Test accuracy and loss of a checkpoint on its recorded dataset (or `dataset`)."""
+    data = _dataset_for(checkpoint, dataset, data_dir, download)
+    _check_inputs(checkpoint.model, data)
+    return data.name, evaluate(checkpoint.model, data.test_x, data.test_y)
+
+
+def _dataset_for(
+    checkpoint: Checkpoint, dataset: str | Dataset | None, data_dir: str | os.PathLike[str] | None, download: bool
+) -> Dataset:
+    if isinstance(dataset, Dataset):
+        return dataset
+    name = dataset or checkpoint.header.provenance.get("dataset")
+    if not name:
+        raise ConfigError(f"{checkpoint.header.path}: no dataset recorded in the checkpoint; pass --dataset")
+    return load_dataset(name, data_dir, download)
+
+
+def _provenance(
+    stage: str, dataset: str, history: History, test: Metrics, config: TrainConfig, extra: dict[str, Any]
+) -> dict[str, Any]:
+    best = history.best_val
+    return {
+        "stage": stage,
+        "dataset": dataset,
+        "epochs": len(history.epochs),
+        "best_epoch": history.best_epoch,
+        "val_accuracy": best.accuracy if best else None,
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "train_config": dataclasses.asdict(config),
+        "kancompress_version": __version__,
+        **extra,
+    }

@@ -1,0 +1,257 @@
+"""The `kancompress` command line: flags -> one library call -> Rich rendering. No tensor math here."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kancompress import __version__, api
+from kancompress.codec import check_output, load_checkpoint, read_header, save_checkpoint
+from kancompress.config import META_SHARING, MetaConfig
+from kancompress.errors import ConfigError, KanCompressError
+from kancompress.report import storage_report
+from kancompress.train import FINETUNE_LR, EpochReport, TrainConfig
+
+app = typer.Typer(
+    name="kancompress",
+    help="Make trained Kolmogorov-Arnold Networks small: train with a meta-learner, cluster, fine-tune, inspect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+Output = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (.safetensors).")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]
+DatasetOpt = Annotated[
+    Optional[str], typer.Option("--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100.")
+]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding the dataset files.")]
+Download = Annotated[bool, typer.Option("--download", help="Fetch the dataset with torchvision if missing.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (initialisation, split, shuffling, K-means).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the library's errors into one red line and exit 1; Ctrl-C exits 130 with nothing written."""
+    try:
+        yield
+    except KanCompressError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]: no output was written", highlight=False)
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[tuple[Any, Any]]:
+    """A Rich progress bar over each epoch's batches, and one log line per epoch."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(f"{label} epoch 1", total=None)
+        epoch_box = [1]
+
+        def on_batch(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, description=f"{label} epoch {epoch_box[0]}")
+
+        def on_epoch(report: EpochReport) -> None:
+            mark = " [green]*[/green]" if report.improved else ""
+            progress.console.print(
+                f"epoch {report.epoch:>3}/{report.epochs}  loss {report.train_loss:.4f}  "
+                f"val_loss {report.val.loss:.4f}  val_acc {report.val.accuracy:.4f}{mark}",
+                highlight=False,
+            )
+            epoch_box[0] = report.epoch + 1
+
+        yield on_batch, on_epoch
+
+
+def _parse_layer_ks(values: list[str]) -> dict[int, int]:
+    result = {}
+    for value in values:
+        layer, sep, k = value.partition("=")
+        if not sep or not layer.strip().isdigit() or not k.strip().lstrip("-").isdigit():
+            raise ConfigError(f"--layer-k {value!r} must look like LAYER=K, e.g. --layer-k 1=8")
+        result[int(layer)] = int(k)
+    return result
+
+
+def _default_output(source: Path, suffix: str) -> Path:
+    return source.with_name(f"{source.stem}-{suffix}.safetensors")
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", help="kan (B-spline) | fastkan (RBF) | gramkan (Gram).")] = "kan",
+    meta: Annotated[bool, typer.Option("--meta", help="Generate edge vectors with a meta-learner (MetaKAN).")] = False,
+    dataset: Annotated[str, typer.Option("--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100.")] = "digits",
+    data_dir: DataDir = None,
+    download: Download = False,
+    hidden: Annotated[list[int], typer.Option("--hidden", help="Hidden width; repeat for more layers.")] = [32],  # noqa: B006
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate [default: paper Table 4/5].")] = None,
+    lr_meta: Annotated[Optional[float], typer.Option("--lr-meta", help="Meta-learner learning rate.")] = None,
+    lr_embed: Annotated[Optional[float], typer.Option("--lr-embed", help="Embedding learning rate.")] = None,
+    d_emb: Annotated[int, typer.Option("--d-emb", min=1, help="Embedding dimension per edge.")] = MetaConfig.d_emb,
+    meta_hidden: Annotated[int, typer.Option("--meta-hidden", min=1)] = MetaConfig.hidden,
+    meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner; layer: one per layer.")] = MetaConfig.sharing,
+    patience: Annotated[int, typer.Option("--patience", min=0, help="Early-stopping patience (0: off).")] = TrainConfig.patience,
+    seed: Seed = TrainConfig.seed,
+    output: Output = None,
+    force: Force = False,
+) -> None:
+    """Train a KAN (or a MetaKAN with --meta) and save a dense or meta checkpoint."""
+    with _errors():
+        if meta_sharing not in META_SHARING:
+            raise ConfigError(f"unknown --meta-sharing {meta_sharing!r}; choose from: {', '.join(META_SHARING)}")
+        path = check_output(output or Path(f"{'meta' if meta else ''}{model}-{dataset}.safetensors"), force)
+        meta_config = MetaConfig(d_emb, meta_hidden, meta_sharing) if meta else None
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)
+        with _progress("train") as (on_batch, on_epoch):
+            result = api.train(
+                model, dataset, meta=meta_config or False, hidden=tuple(hidden), train_config=config, lr=lr,
+                lr_meta=lr_meta, lr_embed=lr_embed, data_dir=data_dir, download=download,
+                on_batch=on_batch, on_epoch=on_epoch,
+            )
+        save_checkpoint(result.model, path, result.provenance, force=force)
+        out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f}  "
+                  f"({len(result.history.epochs)} epochs) -> {path} ({result.model.kind})", highlight=False, markup=False)
+
+
+@app.command()
+def cluster(
+    checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint.")],
+    k: Annotated[int, typer.Option("-k", "--clusters", help="Codebook size per layer.")] = 16,
+    layer_k: Annotated[list[str], typer.Option("--layer-k", help="Per-layer override LAYER=K, repeatable.")] = [],  # noqa: B006
+    seed: Seed = 0,
+    n_init: Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts.")] = 4,
+    output: Output = None,
+    force: Force = False,
+) -> None:
+    """K-means each layer's edge vectors into a codebook and bit-packed indices."""
+    with _errors():
+        layer_ks = _parse_layer_ks(layer_k)
+        source = load_checkpoint(checkpoint)
+        path = check_output(output or _default_output(checkpoint, f"k{k}"), force, (checkpoint,))
+        model, provenance = api.cluster(source, k, layer_ks, seed, n_init)
+        save_checkpoint(model, path, provenance, force=force, inputs=(checkpoint,))
+        out.print(f"clustered {source.kind} -> {path}", highlight=False, markup=False)
+        _render_report(path, k)
+
+
+@app.command()
+def finetune(
+    checkpoint: Annotated[Path, typer.Argument(help="Clustered checkpoint.")],
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
+    lr: Annotated[float, typer.Option("--lr", help="Codebook learning rate (paper lr_c).")] = FINETUNE_LR,
+    patience: Annotated[int, typer.Option("--patience", min=0)] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
+    dataset: DatasetOpt = None,
+    data_dir: DataDir = None,
+    download: Download = False,
+    seed: Seed = 0,
+    output: Output = None,
+    force: Force = False,
+) -> None:
+    """Train only the codebooks (indices frozen) of a clustered checkpoint."""
+    with _errors():
+        source = load_checkpoint(checkpoint)
+        path = check_output(output or _default_output(checkpoint, "ft"), force, (checkpoint,))
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)
+        with _progress("finetune") as (on_batch, on_epoch):
+            result = api.finetune(source, dataset, train_config=config, lr=lr, data_dir=data_dir,
+                                  download=download, on_batch=on_batch, on_epoch=on_epoch)
+        save_checkpoint(result.model, path, result.provenance, force=force, inputs=(checkpoint,))
+        out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f} -> {path}", highlight=False)
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint.")],
+    dataset: DatasetOpt = None,
+    data_dir: DataDir = None,
+    download: Download = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Test accuracy and loss of a checkpoint (dataset defaults to the one it was trained on)."""
+    with _errors():
+        loaded = load_checkpoint(checkpoint)
+        name, metrics = api.evaluate_model(loaded, dataset, data_dir, download)
+        if as_json:
+            out.print_json(json.dumps({"path": str(checkpoint), "kind": loaded.kind, "dataset": name,
+                                       "accuracy": metrics.accuracy, "loss": metrics.loss, "n": metrics.n}))
+        else:
+            out.print(f"{checkpoint} ({loaded.kind}) on {name} test ({metrics.n} images): "
+                      f"accuracy {metrics.accuracy:.4f}  loss {metrics.loss:.4f}", highlight=False, markup=False)
+
+
+@app.command()
+def inspect(
+    checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint (only its header is read).")],
+    k: Annotated[int, typer.Option("-k", help="For dense/meta checkpoints: project clustering at this k.")] = 16,
+    as_json: JsonOut = False,
+) -> None:
+    """Storage report per layer and in total (paper Eq. 10), from the file's header alone."""
+    with _errors():
+        if k < 2:
+            raise ConfigError(f"-k {k} is too small; use k >= 2")
+        if as_json:
+            header = read_header(checkpoint)
+            data = {"path": str(checkpoint), "format_version": 1, **storage_report(header, k).to_dict(),
+                    "config": header.config.to_dict(), "provenance": header.provenance}
+            out.print_json(json.dumps(data))
+        else:
+            _render_report(checkpoint, k)
+
+
+def _kb(n: float) -> str:
+    return f"{n / 1000:,.2f}"
+
+
+def _render_report(path: Path, k: int) -> None:
+    header = read_header(path)
+    report = storage_report(header, k)
+    title = escape(f"{path}  ({report.kind} {report.model})")
+    if report.projected:
+        title += f"  (clustered columns: projected at k={k})"
+    table = Table(title=title, title_justify="left")
+    for column in ("layer", "edges n", "|w|", "k", "bits", "dense KB", "clustered KB", "ratio r"):
+        table.add_column(column, justify="right")
+    for row in report.layers:
+        table.add_row(str(row.layer), f"{row.n:,}", str(row.width), str(row.k), str(row.bits),
+                      _kb(row.dense_bytes), _kb(row.clustered_bytes), f"{row.ratio:.1f}x")
+    table.add_section()
+    dense = sum(r.dense_bytes for r in report.layers)
+    clustered = sum(r.clustered_bytes for r in report.layers)
+    table.add_row("edges", "", "", "", "", _kb(dense), _kb(clustered), f"{dense / clustered:.1f}x")
+    table.add_row("extras", "", "", "", "", _kb(report.extras_bytes), _kb(report.extras_bytes), "")
+    table.add_row("model", "", "", "", "", _kb(report.dense_bytes), _kb(report.clustered_bytes), f"{report.ratio:.1f}x")
+    out.print(table)
+    out.print(f"file: {_kb(report.file_bytes)} KB on disk ({report.total_bytes:,} bytes of tensors, "
+              f"{report.edge_bytes:,} of them edge storage); 1 KB = 1000 bytes", highlight=False, markup=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"kancompress {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """kancompress: MetaCluster compression of Kolmogorov-Arnold Networks (arXiv 2510.19105)."""

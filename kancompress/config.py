@@ -1,0 +1,208 @@
+"""Model configuration: one frozen dataclass, validated strictly, stored as JSON in every checkpoint.
+
+Defaults follow the MetaCluster paper (arXiv 2510.19105, Appendix A.1, Tables 4-5) and the upstream libraries
+(efficient-kan, FastKAN, torch-conv-kan KAGN); see `../shared/research/kan-libraries.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from kancompress.errors import ConfigError
+
+CONFIG_VERSION = 1
+
+MODEL_NAMES: tuple[str, ...] = ("kan", "fastkan", "gramkan")
+"""kan: B-spline basis (efficient-kan); fastkan: Gaussian RBF basis (FastKAN); gramkan: Gram polynomials (KAGN)."""
+
+BASIS_OF_MODEL: dict[str, str] = {"kan": "bspline", "fastkan": "rbf", "gramkan": "gram"}
+ACTIVATIONS: tuple[str, ...] = ("silu", "gelu")
+META_SHARING: tuple[str, ...] = ("model", "layer")
+ARCHS: tuple[str, ...] = ("mlp",)
+
+# A guard against configs (from a hostile or corrupted header) that would allocate absurd amounts of memory.
+MAX_WIDTH = 1 << 20
+MAX_EDGES = 1 << 28
+MAX_BASIS = 256
+
+
+@dataclass(frozen=True)
+class BasisConfig:
+    """The per-edge basis. Fields that a basis does not use keep their defaults and are ignored by it."""
+
+    grid_size: int = 5  # bspline: number of grid intervals G; rbf: number of centres
+    spline_order: int = 3  # bspline: polynomial order k
+    grid_min: float = -1.0  # bspline grid range / rbf centre range
+    grid_max: float = 1.0
+    degree: int = 3  # gram: highest polynomial degree D
+    denominator: float | None = None  # rbf width; None means (grid_max - grid_min) / (grid_size - 1)
+    stored_grid: bool = False  # bspline: a per-input grid (e.g. efficient-kan after update_grid) is stored
+
+
+DEFAULT_BASIS: dict[str, BasisConfig] = {
+    "kan": BasisConfig(grid_size=5, spline_order=3, grid_min=-1.0, grid_max=1.0),
+    "fastkan": BasisConfig(grid_size=8, grid_min=-2.0, grid_max=2.0),
+    "gramkan": BasisConfig(degree=3),
+}
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """The meta-learner M(z) = W2·ReLU(W1·z + b1) + b2 that generates each edge's vector (paper Eq. 6)."""
+
+    d_emb: int = 1  # embedding dimension per edge
+    hidden: int = 32  # hidden width of the meta-learner
+    sharing: str = "model"  # "model": one meta-learner for all layers (paper default); "layer": one per layer
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model from a checkpoint's header alone."""
+
+    model: str = "kan"
+    widths: tuple[int, ...] = (64, 32, 10)  # [in, hidden..., out]
+    basis: BasisConfig = field(default_factory=BasisConfig)
+    base_activation: str = "silu"
+    meta: MetaConfig | None = None  # set for a model whose edge vectors come from a meta-learner
+    arch: str = "mlp"
+    version: int = CONFIG_VERSION
+
+    @property
+    def basis_name(self) -> str:
+        return BASIS_OF_MODEL[self.model]
+
+    @property
+    def num_basis(self) -> int:
+        """Number of basis functions per edge (the vector length |w| is this plus one base weight)."""
+        b = self.basis
+        if self.basis_name == "bspline":
+            return b.grid_size + b.spline_order
+        if self.basis_name == "rbf":
+            return b.grid_size
+        return b.degree + 1
+
+    @property
+    def edge_width(self) -> int:
+        """|w|: the per-edge vector length, basis coefficients plus the base-branch weight."""
+        return self.num_basis + 1
+
+    @property
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(out, in) of each layer."""
+        return [(o, i) for i, o in zip(self.widths[:-1], self.widths[1:])]
+
+    @property
+    def num_edges(self) -> list[int]:
+        return [o * i for o, i in self.layer_shapes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelConfig:
+        """Build and validate a config from its JSON form; every problem raises `ConfigError` naming the field."""
+        if not isinstance(data, dict):
+            raise ConfigError("model config must be a JSON object")
+        fields = _checked_keys(data, cls, "model config")
+        basis = BasisConfig(**_typed_fields(_checked_keys(fields.pop("basis", {}), BasisConfig, "basis"), BasisConfig))
+        meta_data = fields.pop("meta", None)
+        meta = None
+        if meta_data is not None:
+            meta = MetaConfig(**_typed_fields(_checked_keys(meta_data, MetaConfig, "meta"), MetaConfig))
+        if "widths" in fields:
+            widths = fields["widths"]
+            if not isinstance(widths, (list, tuple)) or not all(_is_int(w) for w in widths):
+                raise ConfigError("model config field 'widths' must be a list of integers")
+            fields["widths"] = tuple(int(w) for w in widths)
+        config = cls(**_typed_fields(fields, cls), basis=basis, meta=meta)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise `ConfigError` if any field is out of range; also guards against absurd allocations."""
+        if self.version > CONFIG_VERSION:
+            raise ConfigError(
+                f"model config version {self.version} is newer than this kancompress supports ({CONFIG_VERSION}); "
+                "upgrade kancompress"
+            )
+        _choice("model", self.model, MODEL_NAMES)
+        _choice("arch", self.arch, ARCHS)
+        _choice("base_activation", self.base_activation, ACTIVATIONS)
+        if len(self.widths) < 2:
+            raise ConfigError("model config field 'widths' needs at least an input and an output width")
+        for w in self.widths:
+            if not 1 <= w <= MAX_WIDTH:
+                raise ConfigError(f"layer width {w} is out of range 1..{MAX_WIDTH}")
+        if self.model == "fastkan" and min(self.widths[:-1]) < 2:
+            raise ConfigError("fastkan layers need at least 2 inputs (LayerNorm of one value is always 0)")
+        if sum(self.num_edges) > MAX_EDGES:
+            raise ConfigError(f"model has {sum(self.num_edges)} edges, more than the limit {MAX_EDGES}")
+        b = self.basis
+        if self.basis_name == "bspline":
+            if not 1 <= b.grid_size <= MAX_BASIS or not 0 <= b.spline_order <= 10:
+                raise ConfigError("bspline needs 1 <= grid_size <= 256 and 0 <= spline_order <= 10")
+        if self.basis_name == "rbf" and not 2 <= b.grid_size <= MAX_BASIS:
+            raise ConfigError("rbf needs 2 <= grid_size <= 256 centres")
+        if self.basis_name == "gram" and not 0 <= b.degree <= 32:
+            raise ConfigError("gram needs 0 <= degree <= 32")
+        if self.basis_name != "gram":
+            if not (math.isfinite(b.grid_min) and math.isfinite(b.grid_max) and b.grid_min < b.grid_max):
+                raise ConfigError(f"grid range [{b.grid_min}, {b.grid_max}] must be finite with min < max")
+        if b.denominator is not None and not (math.isfinite(b.denominator) and b.denominator > 0):
+            raise ConfigError("rbf denominator must be a positive number")
+        if self.meta is not None:
+            _choice("meta.sharing", self.meta.sharing, META_SHARING)
+            if not 1 <= self.meta.d_emb <= 64 or not 1 <= self.meta.hidden <= 4096:
+                raise ConfigError("meta needs 1 <= d_emb <= 64 and 1 <= hidden <= 4096")
+
+
+def default_config(model: str, widths: tuple[int, ...], meta: MetaConfig | None = None) -> ModelConfig:
+    """The paper's configuration of `model` (Tables 4-5) with the given layer widths."""
+    _choice("model", model, MODEL_NAMES)
+    config = ModelConfig(model=model, widths=tuple(widths), basis=DEFAULT_BASIS[model], meta=meta)
+    config.validate()
+    return config
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose from: {', '.join(choices)}")
+
+
+def _checked_keys(data: Any, cls: type, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a JSON object")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {what}; known keys: {', '.join(sorted(known))}")
+    return dict(data)
+
+
+def _typed_fields(data: dict[str, Any], cls: type) -> dict[str, Any]:
+    """Check scalar field types against the dataclass annotations (str, int, float, optional float)."""
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, kind = data[f.name], str(f.type)
+        ok = True
+        if kind == "str":
+            ok = isinstance(value, str)
+        elif kind == "int":
+            ok = _is_int(value)
+        elif kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind in ("float", "float | None"):
+            ok = (value is None and "None" in kind) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            if ok and value is not None:
+                data[f.name] = float(value)
+        if not ok:
+            raise ConfigError(f"model config field {f.name!r} has the wrong type ({type(value).__name__})")
+    return data

@@ -1,0 +1,116 @@
+"""Edge stores: where a model's per-edge vectors come from.
+
+A model asks its store for the vectors of layer `l` as an (n_l, |w|) tensor (edge order: `nn.Linear`'s (o, i)
+row-major). Three stores, one per checkpoint kind:
+
+- `DenseEdges`: one trainable vector per edge (a plain KAN).
+- `MetaEdges`: per-edge embeddings z fed to a meta-learner M(z) = W2·ReLU(W1·z + b1) + b2 (paper Eq. 6).
+- `CodebookEdges`: per layer a (k, |w|) codebook and one index per edge (paper Eqs. 7-9); only the codebook
+  is trainable, the indices are a buffer.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from kancompress.config import MetaConfig
+
+
+class EdgeStore(nn.Module):
+    kind: ClassVar[str]
+
+    def num_layers(self) -> int:
+        raise NotImplementedError
+
+    def forward(self, layer: int) -> torch.Tensor:  # (n_layer, |w|)
+        raise NotImplementedError
+
+    def all_vectors(self) -> list[torch.Tensor]:
+        """Every layer's (n_l, |w|) vectors, detached."""
+        with torch.no_grad():
+            return [self(layer).detach().clone() for layer in range(self.num_layers())]
+
+
+class DenseEdges(EdgeStore):
+    kind = "dense"
+
+    def __init__(self, vectors: list[torch.Tensor]):
+        super().__init__()
+        self.vectors = nn.ParameterList([nn.Parameter(v.reshape(-1, v.shape[-1]).clone()) for v in vectors])
+
+    def num_layers(self) -> int:
+        return len(self.vectors)
+
+    def forward(self, layer: int) -> torch.Tensor:
+        return self.vectors[layer]
+
+
+class MetaLearner(nn.Module):
+    """M(z) = W2·ReLU(W1·z + b1) + b2, xavier-normal weights and zero biases (MetaKAN's `linear_layer`)."""
+
+    def __init__(self, d_emb: int, hidden: int, width: int):
+        super().__init__()
+        self.hidden = nn.Linear(d_emb, hidden)
+        self.out = nn.Linear(hidden, width)
+        for linear in (self.hidden, self.out):
+            nn.init.xavier_normal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(z)))  # (n, width)
+
+
+class MetaEdges(EdgeStore):
+    kind = "meta"
+
+    def __init__(self, num_edges: list[int], width: int, meta: MetaConfig):
+        super().__init__()
+        n_learners = 1 if meta.sharing == "model" else len(num_edges)
+        self.learners = nn.ModuleList([MetaLearner(meta.d_emb, meta.hidden, width) for _ in range(n_learners)])
+        self.embeddings = nn.ParameterList()
+        for n in num_edges:
+            z = torch.empty(n, meta.d_emb)  # row r = o·in + i belongs to edge (o, i), as in MetaKAN
+            nn.init.xavier_normal_(z)
+            self.embeddings.append(nn.Parameter(z))
+
+    def num_layers(self) -> int:
+        return len(self.embeddings)
+
+    def learner(self, layer: int) -> MetaLearner:
+        return self.learners[0 if len(self.learners) == 1 else layer]
+
+    def forward(self, layer: int) -> torch.Tensor:
+        return self.learner(layer)(self.embeddings[layer])
+
+
+class Codebook(nn.Module):
+    def __init__(self, codebook: torch.Tensor, indices: torch.Tensor):
+        super().__init__()
+        self.codebook = nn.Parameter(codebook.clone())  # (k, |w|)
+        self.register_buffer("indices", indices.to(torch.int64).clone())  # (n,)
+
+    @property
+    def k(self) -> int:
+        return self.codebook.shape[0]
+
+
+class CodebookEdges(EdgeStore):
+    kind = "clustered"
+
+    def __init__(self, codebooks: list[torch.Tensor], indices: list[torch.Tensor]):
+        super().__init__()
+        self.layers = nn.ModuleList([Codebook(c, i) for c, i in zip(codebooks, indices)])
+
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def forward(self, layer: int) -> torch.Tensor:
+        book = self.layers[layer]
+        return book.codebook[book.indices]  # (n, |w|): edge e takes centroid I_e
+
+
+STORES: dict[str, type[EdgeStore]] = {s.kind: s for s in (DenseEdges, MetaEdges, CodebookEdges)}
+KINDS: tuple[str, ...] = tuple(STORES)

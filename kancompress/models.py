@@ -1,0 +1,72 @@
+"""The KAN model: a stack of layers whose edge vectors come from one edge store."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kancompress.config import ModelConfig
+from kancompress.edges import KINDS, CodebookEdges, DenseEdges, EdgeStore, MetaEdges
+from kancompress.errors import ConfigError
+from kancompress.layers import KANLinear, init_edge_vectors
+
+
+class KANModel(nn.Module):
+    """A fully-connected KAN. `config` rebuilds it; `edges.kind` says how its edge vectors are stored."""
+
+    def __init__(self, config: ModelConfig, edges: EdgeStore):
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleList([KANLinear(config, i, o) for o, i in config.layer_shapes])
+        self.edges = edges
+
+    @property
+    def kind(self) -> str:
+        return self.edges.kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)  # (N, in)
+        for index, layer in enumerate(self.layers):
+            vectors = self.edges(index).view(*layer.edge_shape, -1)  # (out, in, |w|)
+            x = layer(x, vectors)
+        return x
+
+    def edge_vectors(self) -> list[torch.Tensor]:
+        """Every layer's (n_l, |w|) edge vectors, materialised and detached (paper: M_θ(z) for a meta model)."""
+        return self.edges.all_vectors()
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters outside the edge store (LayerNorms, biases, Gram β)."""
+        return list(self.layers.parameters())
+
+
+def build_model(config: ModelConfig, kind: str = "dense", ks: list[int] | None = None) -> KANModel:
+    """A freshly initialised model of the given checkpoint kind.
+
+    kind "meta" needs `config.meta`; kind "clustered" needs `ks`, the codebook size of each layer (codebooks
+    and indices start at zero and are meant to be filled by `load_state_dict`).
+    """
+    config.validate()
+    width = config.edge_width
+    if kind == "dense":
+        edges: EdgeStore = DenseEdges([init_edge_vectors(config, o, i) for o, i in config.layer_shapes])
+    elif kind == "meta":
+        if config.meta is None:
+            raise ConfigError("a meta model needs a meta-learner config (train with --meta)")
+        edges = MetaEdges(config.num_edges, width, config.meta)
+    elif kind == "clustered":
+        if ks is None or len(ks) != len(config.layer_shapes):
+            raise ConfigError(f"a clustered model needs one k per layer ({len(config.layer_shapes)})")
+        codebooks = [torch.zeros(k, width) for k in ks]
+        indices = [torch.zeros(n, dtype=torch.int64) for n in config.num_edges]
+        edges = CodebookEdges(codebooks, indices)
+    else:
+        raise ConfigError(f"unknown checkpoint kind {kind!r}; choose from: {', '.join(KINDS)}")
+    return KANModel(config, edges)
+
+
+def with_edges(model: KANModel, edges: EdgeStore, config: ModelConfig | None = None) -> KANModel:
+    """A new model with `model`'s layers (copied) and another edge store."""
+    new = KANModel(config or model.config, edges)
+    new.layers.load_state_dict(model.layers.state_dict())
+    return new

@@ -1,0 +1,134 @@
+"""One training loop for `train` and `finetune`, with early stopping on a validation split.
+
+The loop never prints: progress reaches the caller through `on_batch(done, total)` and `on_epoch(report)`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from kancompress.data import Split
+
+# Paper Appendix A.1: Table 4 (plain KANs: lr), Table 5 (MetaKANs: lr_h for the meta-learner, lr_e for the
+# embeddings), fine-tuning lr_c = 1e-4 for every model.
+PLAIN_LR: dict[str, float] = {"kan": 1e-4, "fastkan": 1e-3, "gramkan": 1e-3}
+META_LR: dict[str, tuple[float, float]] = {"kan": (5e-4, 5e-3), "fastkan": (1e-3, 1e-2), "gramkan": (1e-4, 1e-3)}
+FINETUNE_LR = 1e-4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 128
+    patience: int = 10  # epochs without a better validation accuracy before stopping; 0 disables
+    seed: int = 0
+    weight_decay: float = 1e-4
+
+
+@dataclass(frozen=True)
+class Metrics:
+    accuracy: float
+    loss: float
+    n: int
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int  # 1-based
+    epochs: int
+    train_loss: float
+    val: Metrics
+    improved: bool
+
+
+@dataclass
+class History:
+    epochs: list[EpochReport] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val: Metrics | None = None
+    stopped_early: bool = False
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> Metrics:
+    """Accuracy and mean cross-entropy of `model` on (x, y)."""
+    model.eval()
+    correct, total_loss = 0, 0.0
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            logits = model(x[start : start + batch_size])
+            target = y[start : start + batch_size]
+            total_loss += F.cross_entropy(logits, target, reduction="sum").item()
+            correct += int((logits.argmax(dim=1) == target).sum())
+    n = int(x.shape[0])
+    return Metrics(correct / max(n, 1), total_loss / max(n, 1), n)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _better(candidate: Metrics, best: Metrics | None) -> bool:
+    if best is None:
+        return True
+    return candidate.accuracy > best.accuracy or (candidate.accuracy == best.accuracy and candidate.loss < best.loss)
+
+
+def fit(
+    model: nn.Module,
+    data: Split,
+    param_groups: list[dict],
+    config: TrainConfig,
+    on_batch: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> History:
+    """Train with AdamW and cross-entropy; keep the weights of the best validation epoch.
+
+    `param_groups` are AdamW groups (each with its own "lr"); parameters in no group stay frozen.
+    """
+    trainable = {id(p) for group in param_groups for p in group["params"]}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    history = History()
+    best_state = copy.deepcopy(model.state_dict())
+    n = data.train_x.shape[0]
+    steps = math.ceil(n / config.batch_size)
+    stale = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        total_loss = 0.0
+        for step, index in enumerate(batches(n, config.batch_size, generator), start=1):
+            loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * index.numel()
+            if on_batch is not None:
+                on_batch(step, steps)
+        val = evaluate(model, data.val_x, data.val_y)
+        improved = _better(val, history.best_val)
+        if improved:
+            history.best_epoch, history.best_val, stale = epoch, val, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        report = EpochReport(epoch, config.epochs, total_loss / n, val, improved)
+        history.epochs.append(report)
+        if on_epoch is not None:
+            on_epoch(report)
+        if config.patience and stale >= config.patience:
+            history.stopped_early = True
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return history
