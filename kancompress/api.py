@@ -42,6 +42,7 @@ __all__ = [
     "cluster",
     "evaluate_model",
     "finetune",
+    "import_checkpoint",
     "load_checkpoint",
     "parameter_groups",
     "save_checkpoint",
@@ -178,6 +179,26 @@ def evaluate_model(
     data = _dataset_for(checkpoint, dataset, data_dir, download)
     _check_inputs(checkpoint.model, data)
     return data.name, evaluate(checkpoint.model, data.test_x, data.test_y)
+
+
+def import_checkpoint(
+    source: str | os.PathLike[str],
+    library: str | None = None,
+    denominator: float | None = None,
+    dataset: str | None = None,
+) -> tuple[KANModel, dict[str, Any]]:
+    """A dense model from an upstream library's state_dict file, and its provenance."""
+    from kancompress.data import DATASETS
+    from kancompress.importers import detect_library, import_state_dict, read_state_dict
+
+    if dataset is not None and dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose from: {', '.join(DATASETS)}")
+    state = read_state_dict(source)
+    library = library or detect_library(state)
+    model = import_state_dict(state, library, denominator)
+    provenance = {"stage": "import", "source_library": library, "source_file": os.path.basename(source),
+                  "dataset": dataset, "kancompress_version": __version__}
+    return model, provenance
 
 
 def _dataset_for(

@@ -217,6 +217,24 @@ def inspect(
             _render_report(checkpoint, k)
 
 
+@app.command("import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="state_dict saved by an upstream library (.safetensors, .pt, .pth).")],
+    output: Output = None,
+    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan [default: detect].")] = None,
+    denominator: Annotated[Optional[float], typer.Option("--rbf-denominator", help="FastKAN RBF width if not the default.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset to record for eval and finetune.")] = None,
+    force: Force = False,
+) -> None:
+    """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly)."""
+    with _errors():
+        path = check_output(output or source.with_name(f"{source.stem}-kancompress.safetensors"), force, (source,))
+        model, provenance = api.import_checkpoint(source, library, denominator, dataset)
+        save_checkpoint(model, path, provenance, force=force, inputs=(source,))
+        out.print(f"imported {provenance['source_library']} {list(model.config.widths)} -> {path}",
+                  highlight=False, markup=False)
+
+
 def _kb(n: float) -> str:
     return f"{n / 1000:,.2f}"
 

@@ -1,0 +1,133 @@
+"""The CLI end to end through Typer's runner, and its one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import save_file
+import torch
+from typer.testing import CliRunner
+
+from kancompress.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def assert_one_line_error(code: int, output: str, *fragments: str) -> None:
+    assert code == 1, output
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), output
+    assert "Traceback" not in output
+    for fragment in fragments:
+        assert fragment in lines[0], output
+
+
+def test_help_lists_commands() -> None:
+    code, output = run("--help")
+    assert code == 0
+    for command in ("train", "cluster", "finetune", "eval", "inspect", "import"):
+        assert command in output
+
+
+@pytest.mark.parametrize("model", ["kan", "fastkan", "gramkan"])
+def test_pipeline_train_cluster_finetune_eval_inspect(tmp_path: Path, model: str) -> None:
+    meta, clustered, tuned = tmp_path / "m.safetensors", tmp_path / "c.safetensors", tmp_path / "f.safetensors"
+    code, output = run("train", "--meta", "--model", model, "--epochs", "2", "--hidden", "8", "-o", meta)
+    assert code == 0, output
+    assert "test accuracy" in output and meta.exists()
+    code, output = run("eval", meta, "--json")
+    assert code == 0, output
+    result = json.loads(output)
+    assert result["kind"] == "meta" and result["dataset"] == "digits" and result["n"] == 450
+    code, output = run("cluster", meta, "-k", "8", "--layer-k", "1=4", "-o", clustered)
+    assert code == 0, output
+    code, output = run("finetune", clustered, "--epochs", "1", "-o", tuned)
+    assert code == 0, output
+    code, output = run("eval", tuned, "--json")
+    assert code == 0 and json.loads(output)["kind"] == "clustered"
+    code, output = run("inspect", tuned, "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert [row["k"] for row in report["layers"]] == [8, 4]
+    assert [row["bits"] for row in report["layers"]] == [3, 2]
+    assert report["file_bytes"] == tuned.stat().st_size and report["projected"] is False
+    code, output = run("inspect", meta)
+    assert code == 0 and "projected at k=16" in output
+
+
+def test_train_existing_output_needs_force(tmp_path: Path) -> None:
+    target = tmp_path / "m.safetensors"
+    target.write_bytes(b"precious")
+    assert_one_line_error(*run("train", "--epochs", "1", "-o", target), "already exists", "--force")
+    assert target.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (("train", "--dataset", "imagenet"), ("unknown dataset 'imagenet'", "digits")),
+        (("train", "--model", "mlp"), ("unknown model 'mlp'", "kan")),
+        (("train", "--meta", "--meta-sharing", "none"), ("--meta-sharing",)),
+        (("eval", "nowhere.safetensors"), ("no such file",)),
+        (("inspect", "nowhere.safetensors"), ("no such file",)),
+        (("cluster", "nowhere.safetensors"), ("no such file",)),
+    ],
+)
+def test_bad_names_and_missing_files(tmp_path: Path, args: tuple[str, ...], fragments: tuple[str, ...]) -> None:
+    assert_one_line_error(*run(*args, *(("-o", tmp_path / "x.safetensors") if args[0] == "train" else ())), *fragments)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_data_folder_without_idx_files(tmp_path: Path) -> None:
+    out = tmp_path / "x.safetensors"
+    assert_one_line_error(*run("train", "--dataset", "mnist", "--data-dir", tmp_path, "-o", out), "IDX files not found")
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "dense.safetensors"
+    code, output = run("train", "--epochs", "1", "--hidden", "8", "-o", path)
+    assert code == 0, output
+    return path
+
+
+def test_cluster_bad_k_and_kinds(tmp_path: Path, trained: Path) -> None:
+    out = tmp_path / "c.safetensors"
+    assert_one_line_error(*run("cluster", trained, "-k", "1", "-o", out), "k >= 2")
+    assert_one_line_error(*run("cluster", trained, "-k", "100", "-o", out), "exceeds its 80 edges")
+    assert_one_line_error(*run("cluster", trained, "--layer-k", "x", "-o", out), "LAYER=K")
+    assert not out.exists()
+    assert_one_line_error(*run("finetune", trained, "-o", out), "needs a clustered checkpoint")
+    assert run("cluster", trained, "-k", "4", "-o", out)[0] == 0
+    assert_one_line_error(*run("cluster", out, "-k", "4", "-o", tmp_path / "cc.safetensors"), "already clustered")
+    assert_one_line_error(*run("cluster", trained, "-k", "4", "-o", trained, "--force"), "output is the input")
+
+
+def test_foreign_and_corrupted_checkpoints(tmp_path: Path, trained: Path) -> None:
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(3)}, str(foreign))
+    assert_one_line_error(*run("eval", foreign), "not a kancompress checkpoint")
+    truncated = tmp_path / "t.safetensors"
+    truncated.write_bytes(trained.read_bytes()[:-10])
+    assert_one_line_error(*run("eval", truncated))
+    assert_one_line_error(*run("inspect", truncated))
+
+
+def test_import_fixture_then_cluster(tmp_path: Path) -> None:
+    fixtures = Path(__file__).parent / "fixtures"
+    out = tmp_path / "e.safetensors"
+    code, output = run("import", fixtures / "effkan-digits.safetensors", "-o", out, "--dataset", "digits")
+    assert code == 0, output
+    code, output = run("eval", out, "--json")
+    assert code == 0 and json.loads(output)["accuracy"] == pytest.approx(0.968888, abs=1e-4)
+    assert run("cluster", out, "-k", "16", "-o", tmp_path / "c.safetensors")[0] == 0
+    assert_one_line_error(*run("import", fixtures / "effkan-digits.json", "-o", tmp_path / "j.safetensors"),
+                          "weights_only")

@@ -1,0 +1,72 @@
+"""K-means clustering and fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from kancompress import api
+from kancompress.cluster import cluster_model, kmeans, resolve_ks
+from kancompress.data import Split
+from kancompress.errors import ConfigError, FormatError
+from kancompress.train import TrainConfig, fit
+
+
+def test_kmeans_recovers_exactly_k_distinct_vectors() -> None:
+    centres = torch.randn(5, 9)
+    labels = torch.arange(60) % 5
+    codebook, indices = kmeans(centres[labels], 5, seed=0)
+    assert torch.allclose(codebook[indices], centres[labels], atol=1e-6)
+    assert int(indices.max()) < 5
+
+
+def test_kmeans_is_deterministic_for_a_seed() -> None:
+    points = torch.randn(200, 4)
+    first, second = kmeans(points, 8, seed=3), kmeans(points, 8, seed=3)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_kmeans_assigns_each_vector_its_nearest_centroid() -> None:
+    points = torch.randn(300, 6)
+    codebook, indices = kmeans(points, 7, seed=0)
+    nearest = torch.cdist(points, codebook).argmin(dim=1)  # paper Eq. 9, by brute force
+    assert torch.equal(nearest, indices)
+
+
+@pytest.mark.parametrize("model_name", ["kan", "fastkan", "gramkan"])
+@pytest.mark.parametrize("kind", ["dense", "meta"])
+def test_cluster_model_replaces_edges_with_codebook(model_name: str, kind: str) -> None:
+    model = tiny_model(model_name, kind)
+    clustered = cluster_model(model, k=4, layer_ks={1: 3})
+    assert clustered.kind == "clustered" and clustered.config.meta is None
+    assert [book.k for book in clustered.edges.layers] == [4, 3]
+    assert not any("embeddings" in name or "learners" in name for name in clustered.state_dict())
+    for vectors, book in zip(model.edge_vectors(), clustered.edges.layers):
+        assert torch.equal(book.codebook[book.indices], clustered.edges(list(clustered.edges.layers).index(book)))
+        assert vectors.shape[0] == book.indices.numel()
+
+
+def test_k_validation() -> None:
+    model = tiny_model("kan", "dense")  # layers of 30 and 15 edges
+    with pytest.raises(ConfigError, match="k >= 2"):
+        resolve_ks(model, 1)
+    with pytest.raises(ConfigError, match="exceeds its 15 edges"):
+        resolve_ks(model, 16)
+    with pytest.raises(ConfigError, match="layer 5"):
+        resolve_ks(model, 4, {5: 2})
+    assert resolve_ks(model, 16, {1: 8}) == [16, 8]
+    with pytest.raises(FormatError, match="already clustered"):
+        cluster_model(tiny_model("kan", "clustered"), 4)
+
+
+def test_finetune_updates_only_codebooks_and_extras() -> None:
+    model = tiny_model("fastkan", "clustered")
+    indices_before = [book.indices.clone() for book in model.edges.layers]
+    codebooks_before = [book.codebook.detach().clone() for book in model.edges.layers]
+    x = torch.rand(64, 6) * 2 - 1
+    y = torch.randint(0, 3, (64,))
+    split = Split(x[:48], y[:48], x[48:], y[48:])
+    fit(model, split, api.parameter_groups(model, 1e-2), TrainConfig(epochs=3, batch_size=16, patience=0))
+    assert all(torch.equal(a, b.indices) for a, b in zip(indices_before, model.edges.layers))
+    assert any(not torch.equal(a, b.codebook) for a, b in zip(codebooks_before, model.edges.layers))

@@ -1,0 +1,68 @@
+"""Storage report: hand-computed figures, the paper's MNIST shape, and agreement with the file's own shapes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from conftest import tiny_model
+from kancompress.codec import read_header, save_checkpoint
+from kancompress.config import default_config
+from kancompress.models import build_model
+from kancompress.report import storage_report
+
+
+def test_hand_computed_clustered_report(tmp_path: Path) -> None:
+    # kan (6, 5, 3): layers of 30 and 15 edges, |w| = 5 + 3 + 1 = 9, k = 4 -> 2 bits.
+    path = save_checkpoint(tiny_model("kan", "clustered"), tmp_path / "c.safetensors")
+    report = storage_report(read_header(path))
+    first, second = report.layers
+    assert (first.n, first.width, first.k, first.bits) == (30, 9, 4, 2)
+    assert first.dense_bytes == 30 * 9 * 4 == 1080
+    assert first.clustered_bytes == math.ceil(30 * 2 / 8) + 9 * 4 * 4 == 8 + 144
+    assert first.ratio == pytest.approx(30 * 9 * 32 / (30 * 2 + 9 * 4 * 32))
+    assert second.clustered_bytes == math.ceil(15 * 2 / 8) + 144 == 148
+    assert report.extras_bytes == 0  # B-spline: no bias, grid derived from the config
+    assert report.total_bytes == report.edge_bytes == 152 + 148
+    assert report.file_bytes == path.stat().st_size
+
+
+def test_paper_mnist_shape_figures(tmp_path: Path) -> None:
+    """784-32-10 B-spline KAN at k = 16 (paper Table 1: dense 1,031.44 KB, clustered 13.84 KB)."""
+    config = default_config("kan", (784, 32, 10))
+    model = build_model(config, "clustered", [16, 16])
+    path = save_checkpoint(model, tmp_path / "mnist.safetensors")
+    report = storage_report(read_header(path))
+    n = 784 * 32 + 32 * 10
+    assert sum(r.n for r in report.layers) == n == 25408
+    assert report.dense_bytes == n * 9 * 4 == 914_688
+    assert report.clustered_bytes == n * 4 // 8 + 2 * 16 * 9 * 4 == 13_856
+    assert report.ratio == pytest.approx(66.01, abs=0.01)
+
+
+@pytest.mark.parametrize("model_name", ["kan", "fastkan", "gramkan"])
+@pytest.mark.parametrize("kind", ["dense", "meta", "clustered"])
+def test_report_agrees_with_independent_reader(tmp_path: Path, model_name: str, kind: str) -> None:
+    path = save_checkpoint(tiny_model(model_name, kind), tmp_path / "m.safetensors")
+    report = storage_report(read_header(path), k=4)
+    with safe_open(str(path), "pt") as handle:  # an independent reader: shapes and metadata only
+        metadata = handle.metadata()
+        sizes = {name: handle.get_slice(name).get_shape() for name in handle.keys()}
+        nbytes = {name: math.prod(s) * (1 if "indices" in name else 4) for name, s in sizes.items()}
+    config = json.loads(metadata["model"])
+    widths = config["widths"]
+    edges = [o * i for i, o in zip(widths[:-1], widths[1:])]
+    assert [r.n for r in report.layers] == edges
+    assert report.total_bytes == sum(nbytes.values())
+    assert report.extras_bytes == sum(v for name, v in nbytes.items() if not name.startswith("edges."))
+    if kind == "clustered":
+        for layer, entry in enumerate(json.loads(metadata["indices"])):
+            k, width = sizes[f"edges.layers.{layer}.codebook"]
+            assert (report.layers[layer].k, report.layers[layer].width) == (k, width) == (entry["k"], width)
+            assert sizes[f"edges.layers.{layer}.indices"] == [math.ceil(entry["n"] * entry["bits"] / 8)]
+            assert report.layers[layer].clustered_bytes == nbytes[f"edges.layers.{layer}.indices"] + k * width * 4
