@@ -51,6 +51,7 @@ __all__ = [
 
 BatchCallback = Callable[[int, int], None]
 EpochCallback = Callable[[EpochReport], None]
+StateCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -100,6 +101,8 @@ def train(
     download: bool = False,
     on_batch: BatchCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    on_state: StateCallback | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a fully-connected KAN (or MetaKAN when `meta`) on a dataset; paper learning rates by default."""
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
@@ -113,7 +116,7 @@ def train(
     else:
         groups = parameter_groups(model, lr or PLAIN_LR[model_name])
     split = split_validation(data, seed=train_config.seed)
-    history = fit(model, split, groups, train_config, on_batch, on_epoch)
+    history = fit(model, split, groups, train_config, on_batch, on_epoch, on_state, resume)
     test = evaluate(model, data.test_x, data.test_y)
     provenance = _provenance("train", data.name, history, test, train_config, {"lrs": [g["lr"] for g in groups]})
     return TrainResult(model, history, test, provenance)
@@ -153,6 +156,8 @@ def finetune(
     download: bool = False,
     on_batch: BatchCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    on_state: StateCallback | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Paper stage 3: train the codebooks (and the small extras) of a clustered model; indices stay frozen."""
     if checkpoint.kind != "clustered":
@@ -163,7 +168,7 @@ def finetune(
     _check_inputs(model, data)
     torch.manual_seed(train_config.seed)
     split = split_validation(data, seed=train_config.seed)
-    history = fit(model, split, parameter_groups(model, lr), train_config, on_batch, on_epoch)
+    history = fit(model, split, parameter_groups(model, lr), train_config, on_batch, on_epoch, on_state, resume)
     test = evaluate(model, data.test_x, data.test_y)
     extra = {"lr": lr, "parent": checkpoint.header.provenance}
     return TrainResult(model, history, test, _provenance("finetune", data.name, history, test, train_config, extra))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kancompress import __version__, api
-from kancompress.codec import check_output, load_checkpoint, read_header, save_checkpoint
+from kancompress.codec import (
+    check_output,
+    load_checkpoint,
+    load_train_state,
+    read_header,
+    save_checkpoint,
+    save_train_state,
+    state_path_for,
+)
 from kancompress.config import META_SHARING, MetaConfig
 from kancompress.errors import ConfigError, KanCompressError
 from kancompress.report import storage_report
@@ -51,7 +60,8 @@ def _errors() -> Iterator[None]:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/red]: no output was written", highlight=False)
+        err.print("[red]interrupted[/red]: no output was written (train/finetune: continue with --resume)",
+                  highlight=False)
         raise typer.Exit(130) from None
 
 
@@ -112,23 +122,65 @@ def train(
     seed: Seed = TrainConfig.seed,
     output: Output = None,
     force: Force = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")] = False,
 ) -> None:
-    """Train a KAN (or a MetaKAN with --meta) and save a dense or meta checkpoint."""
+    """Train a KAN (or a MetaKAN with --meta) and save a dense or meta checkpoint.
+
+    After every epoch a resumable state is written beside the output (OUTPUT.state); `--resume -o OUTPUT`
+    continues an interrupted run with the options it was started with.
+    """
     with _errors():
-        if meta_sharing not in META_SHARING:
-            raise ConfigError(f"unknown --meta-sharing {meta_sharing!r}; choose from: {', '.join(META_SHARING)}")
-        path = check_output(output or Path(f"{'meta' if meta else ''}{model}-{dataset}.safetensors"), force)
-        meta_config = MetaConfig(d_emb, meta_hidden, meta_sharing) if meta else None
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)
+        path = output or Path(f"{'meta' if meta else ''}{model}-{dataset}.safetensors")
+        if resume:
+            state, job = _resume_state(path, "train", force)
+        else:
+            if meta_sharing not in META_SHARING:
+                raise ConfigError(f"unknown --meta-sharing {meta_sharing!r}; choose from: {', '.join(META_SHARING)}")
+            state, job = None, {
+                "command": "train", "model": model, "dataset": dataset, "data_dir": data_dir and str(data_dir),
+                "hidden": list(hidden), "lr": lr, "lr_meta": lr_meta, "lr_embed": lr_embed,
+                "meta": dataclasses.asdict(MetaConfig(d_emb, meta_hidden, meta_sharing)) if meta else None,
+                "train_config": dataclasses.asdict(
+                    TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)),
+            }
+            _fresh_run(path, force)
         with _progress("train") as (on_batch, on_epoch):
             result = api.train(
-                model, dataset, meta=meta_config or False, hidden=tuple(hidden), train_config=config, lr=lr,
-                lr_meta=lr_meta, lr_embed=lr_embed, data_dir=data_dir, download=download,
-                on_batch=on_batch, on_epoch=on_epoch,
+                job["model"], job["dataset"], meta=MetaConfig(**job["meta"]) if job["meta"] else False,
+                hidden=tuple(job["hidden"]), train_config=TrainConfig(**job["train_config"]), lr=job["lr"],
+                lr_meta=job["lr_meta"], lr_embed=job["lr_embed"], data_dir=job["data_dir"], download=download,
+                on_batch=on_batch, on_epoch=on_epoch, on_state=_state_writer(path, job), resume=state,
             )
-        save_checkpoint(result.model, path, result.provenance, force=force)
-        out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f}  "
-                  f"({len(result.history.epochs)} epochs) -> {path} ({result.model.kind})", highlight=False, markup=False)
+        _finish(result, path, force)
+
+
+def _resume_state(path: Path, command: str, force: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    check_output(path, force)
+    state, job = load_train_state(state_path_for(path))
+    if job.get("command") != command:
+        raise ConfigError(f"{state_path_for(path)} belongs to a {job.get('command')!r} run; resume it with that command")
+    return state, job
+
+
+def _fresh_run(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    check_output(path, force, inputs)
+    state = state_path_for(path)
+    if state.exists() and not force:
+        raise ConfigError(f"{state}: an interrupted run exists; pass --resume to continue it or --force to restart")
+
+
+def _state_writer(path: Path, job: dict[str, Any]) -> Any:
+    def write(state: dict[str, Any]) -> None:
+        save_train_state(state_path_for(path), state, job)
+
+    return write
+
+
+def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    save_checkpoint(result.model, path, result.provenance, force=force, inputs=inputs)
+    state_path_for(path).unlink(missing_ok=True)
+    out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f}  "
+              f"({len(result.history.epochs)} epochs) -> {path} ({result.model.kind})", highlight=False, markup=False)
 
 
 @app.command()
@@ -165,17 +217,29 @@ def finetune(
     seed: Seed = 0,
     output: Output = None,
     force: Force = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")] = False,
 ) -> None:
-    """Train only the codebooks (indices frozen) of a clustered checkpoint."""
+    """Train only the codebooks (indices frozen) of a clustered checkpoint; resumable like `train`."""
     with _errors():
-        source = load_checkpoint(checkpoint)
-        path = check_output(output or _default_output(checkpoint, "ft"), force, (checkpoint,))
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)
+        path = output or _default_output(checkpoint, "ft")
+        if resume:
+            state, job = _resume_state(path, "finetune", force)
+        else:
+            state, job = None, {
+                "command": "finetune", "checkpoint": str(checkpoint), "lr": lr, "dataset": dataset,
+                "data_dir": data_dir and str(data_dir),
+                "train_config": dataclasses.asdict(
+                    TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)),
+            }
+            _fresh_run(path, force, (checkpoint,))
+        source = Path(job["checkpoint"])
         with _progress("finetune") as (on_batch, on_epoch):
-            result = api.finetune(source, dataset, train_config=config, lr=lr, data_dir=data_dir,
-                                  download=download, on_batch=on_batch, on_epoch=on_epoch)
-        save_checkpoint(result.model, path, result.provenance, force=force, inputs=(checkpoint,))
-        out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f} -> {path}", highlight=False)
+            result = api.finetune(
+                load_checkpoint(source), job["dataset"], train_config=TrainConfig(**job["train_config"]),
+                lr=job["lr"], data_dir=job["data_dir"], download=download, on_batch=on_batch, on_epoch=on_epoch,
+                on_state=_state_writer(path, job), resume=state,
+            )
+        _finish(result, path, force, (source,))
 
 
 @app.command("eval")

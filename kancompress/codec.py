@@ -384,3 +384,34 @@ def save_checkpoint(
     out = check_output(path, force, inputs)
     write_atomic(out, checkpoint_bytes(model, provenance or {}))
     return out
+
+
+# --------------------------------------------------------------------------------------------------- train state
+
+
+def state_path_for(output: str | os.PathLike[str]) -> Path:
+    """Where `train`/`finetune` keep the resumable state of a run writing `output`."""
+    return Path(f"{output}.state")
+
+
+def save_train_state(path: str | os.PathLike[str], state: dict[str, Any], job: dict[str, Any]) -> None:
+    """Atomically write a resumable training state (tensors, numbers, lists; no pickled code)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({**state, "format": FORMAT, "job": json.dumps(job)}, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def load_train_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state, job) of a resumable run, loaded with `torch.load(weights_only=True)`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no resumable state to continue; run without --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        job = json.loads(state["job"])
+        assert state["format"] == FORMAT and isinstance(job, dict)
+    except Exception:
+        raise FormatError(f"{path}: not a readable kancompress training state; delete it and start over") from None
+    return state, job

@@ -9,6 +9,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,10 +90,15 @@ def fit(
     config: TrainConfig,
     on_batch: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    on_state: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> History:
     """Train with AdamW and cross-entropy; keep the weights of the best validation epoch.
 
     `param_groups` are AdamW groups (each with its own "lr"); parameters in no group stay frozen.
+    `on_state` receives, after every epoch, a resumable state (plain tensors, numbers and lists, loadable with
+    `torch.load(weights_only=True)`); passing it back as `resume` continues exactly where it was taken, so an
+    interrupted run resumed from its last state ends with the same weights as an uninterrupted one.
     """
     trainable = {id(p) for group in param_groups for p in group["params"]}
     for p in model.parameters():
@@ -101,10 +107,19 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     history = History()
     best_state = copy.deepcopy(model.state_dict())
+    stale, first_epoch = 0, 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        generator.set_state(resume["generator"])
+        best_state = resume["best_model"]
+        stale, first_epoch = resume["stale"], resume["epoch"] + 1
+        history = _history_from_state(resume["history"], resume["best_epoch"])
     n = data.train_x.shape[0]
     steps = math.ceil(n / config.batch_size)
-    stale = 0
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
+        if config.patience and stale >= config.patience:
+            break
         model.train()
         total_loss = 0.0
         for step, index in enumerate(batches(n, config.batch_size, generator), start=1):
@@ -124,11 +139,35 @@ def fit(
             stale += 1
         report = EpochReport(epoch, config.epochs, total_loss / n, val, improved)
         history.epochs.append(report)
+        if on_state is not None:
+            on_state({
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "best_model": best_state,
+                "best_epoch": history.best_epoch,
+                "stale": stale,
+                "history": [_report_to_state(r) for r in history.epochs],
+            })
         if on_epoch is not None:
             on_epoch(report)
-        if config.patience and stale >= config.patience:
-            history.stopped_early = True
-            break
+    history.stopped_early = bool(config.patience and stale >= config.patience)
     model.load_state_dict(best_state)
     model.eval()
+    return history
+
+
+def _report_to_state(report: EpochReport) -> list[float]:
+    return [report.epoch, report.epochs, report.train_loss, report.val.accuracy, report.val.loss, report.val.n,
+            float(report.improved)]
+
+
+def _history_from_state(rows: list[list[float]], best_epoch: int) -> History:
+    history = History(best_epoch=int(best_epoch))
+    for epoch, epochs, loss, accuracy, val_loss, n, improved in rows:
+        report = EpochReport(int(epoch), int(epochs), loss, Metrics(accuracy, val_loss, int(n)), bool(improved))
+        history.epochs.append(report)
+        if report.epoch == history.best_epoch:
+            history.best_val = report.val
     return history

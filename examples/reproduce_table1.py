@@ -1,0 +1,106 @@
+"""Reproduce the paper's Table 1 layout (fully-connected KANs) with the kancompress CLI itself.
+
+For each basis: dense, Meta, Cluster, Cluster + fine-tune, MetaCluster, MetaCluster + fine-tune, with the
+storage of each checkpoint (tensor bytes from `inspect --json`, 1 KB = 1000 bytes) and its test accuracy.
+
+    python examples/reproduce_table1.py --dataset fashion-mnist            # paper hyperparameters (50 epochs)
+    python examples/reproduce_table1.py --dataset digits --epochs 30       # quick
+
+Writes examples/results/table1-<dataset>.{md,csv,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+NAMES = {"kan": "KAN", "fastkan": "FastKAN", "gramkan": "GramKAN"}
+
+
+def cli(*args: str) -> str:
+    command = [sys.executable, "-m", "kancompress", *args]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def measure(path: Path, data_args: list[str]) -> tuple[float, float]:
+    """(storage KB, test accuracy %) of a checkpoint."""
+    report = json.loads(cli("inspect", str(path), "--json"))
+    accuracy = json.loads(cli("eval", str(path), "--json", *data_args))["accuracy"]
+    return report["total_bytes"] / 1000, 100 * accuracy
+
+
+def run_basis(model: str, args: argparse.Namespace, work: Path) -> list[dict]:
+    data_args = ["--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    common = [*data_args, "--seed", str(args.seed)]
+    epochs = ["--epochs", str(args.epochs), "--patience", str(args.patience)]
+    tune = ["--epochs", str(args.finetune_epochs), "--seed", str(args.seed), *data_args]
+    files = {name: work / f"{model}-{name}.safetensors" for name in ("dense", "meta", "c", "cft", "mc", "mcft")}
+    cli("train", "--model", model, *common, *epochs, "-o", str(files["dense"]))
+    cli("train", "--model", model, "--meta", *common, *epochs, "-o", str(files["meta"]))
+    cli("cluster", str(files["dense"]), "-k", str(args.k), "--seed", str(args.seed), "-o", str(files["c"]))
+    cli("finetune", str(files["c"]), *tune, "-o", str(files["cft"]))
+    cli("cluster", str(files["meta"]), "-k", str(args.k), "--seed", str(args.seed), "-o", str(files["mc"]))
+    cli("finetune", str(files["mc"]), *tune, "-o", str(files["mcft"]))
+    label = NAMES[model]
+    rows = [
+        (label, "dense"), (f"Meta{label}", "meta"), (f"Cluster{label}", "c"), ("+ fine-tune", "cft"),
+        (f"MetaCluster{label}", "mc"), ("+ fine-tune", "mcft"),
+    ]
+    result = []
+    for name, key in rows:
+        kb, acc = measure(files[key], data_args)
+        result.append({"basis": model, "model": name, "memory_kb": round(kb, 2), "accuracy": round(acc, 2)})
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--models", default="kan,fastkan,gramkan")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument("-k", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models.split(","):
+            rows += run_basis(model, args, Path(tmp))
+            print(f"{model} done after {time.time() - start:.0f} s", file=sys.stderr)
+    wall = time.time() - start
+    stem = RESULTS / f"table1-{args.dataset}"
+    with open(f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    command = "python examples/reproduce_table1.py " + " ".join(sys.argv[1:])
+    meta = {"command": command, "dataset": args.dataset, "seed": args.seed, "epochs": args.epochs,
+            "patience": args.patience, "finetune_epochs": args.finetune_epochs, "k": args.k,
+            "wall_time_s": round(wall, 1), "rows": rows}
+    Path(f"{stem}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    lines = [f"# Table 1 layout on {args.dataset}", "",
+             f"`{command}` — seed {args.seed}, at most {args.epochs} epochs (patience {args.patience}), "
+             f"k = {args.k}, {args.finetune_epochs} fine-tuning epochs; wall time {wall / 60:.1f} min on 2 CPU cores. "
+             "Memory: tensor bytes of each checkpoint, 1 KB = 1000 bytes.", "",
+             "| model | memory (KB) | accuracy (%) |", "| --- | ---: | ---: |"]
+    lines += [f"| {r['model']} | {r['memory_kb']:,.2f} | {r['accuracy']:.2f} |" for r in rows]
+    Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
