@@ -163,10 +163,11 @@ def _check_entry(path: Path, name: str, entry: Any, data_size: int) -> None:
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise FormatError(f"{path}: tensor {name!r} has a malformed header entry")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in _ITEM_BYTES:
+    if not isinstance(dtype, str) or dtype not in _ITEM_BYTES:
         raise FormatError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
-    valid_ints = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in [*shape, *offsets])
-    if not isinstance(shape, list) or not isinstance(offsets, list) or len(offsets) != 2 or not valid_ints:
+    if not isinstance(shape, list) or not isinstance(offsets, list) or len(offsets) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in [*shape, *offsets]
+    ):
         raise FormatError(f"{path}: tensor {name!r} has a malformed shape or offsets")
     begin, end = offsets
     if not begin <= end <= data_size or end - begin != math.prod(shape) * _ITEM_BYTES[dtype]:
@@ -178,7 +179,9 @@ def read_header(path: str | os.PathLike[str]) -> Header:
     path = Path(path)
     raw, size = _raw_header(path)
     meta = raw.get("__metadata__")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise FormatError(f"{path}: not a kancompress checkpoint (its metadata must map names to strings)")
+    if meta.get("format") != FORMAT:
         raise FormatError(f"{path}: not a kancompress checkpoint (no format={FORMAT!r} in its metadata); "
                           "use `kancompress import` for checkpoints of other libraries")
     version = meta.get("format_version", "")

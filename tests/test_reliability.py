@@ -1,0 +1,168 @@
+"""Reliability: fuzzed checkpoints, resumable training, interrupted runs that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import tiny_model
+from kancompress import api, codec
+from kancompress.cli import app
+from kancompress.codec import load_checkpoint, load_train_state, save_checkpoint, state_path_for
+from kancompress.data import load_dataset, split_validation
+from kancompress.errors import KanCompressError
+from kancompress.train import TrainConfig, fit
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """One seeded mutation: truncation, byte flips (header or body), or a rewritten header value."""
+    header_len = int.from_bytes(data[:8], "little")
+    choice = rng.randrange(5)
+    if choice == 0:
+        return data[: rng.randrange(len(data))]
+    if choice in (1, 2):  # flip bytes in the header (1) or anywhere (2)
+        out = bytearray(data)
+        limit = 8 + header_len if choice == 1 else len(data)
+        for _ in range(rng.randint(1, 4)):
+            out[rng.randrange(limit)] = rng.randrange(256)
+        return bytes(out)
+    header = json.loads(data[8 : 8 + header_len])
+    if choice == 3:  # change a metadata value (nested JSON included)
+        key = rng.choice(sorted(header["__metadata__"]))
+        value = header["__metadata__"][key]
+        replacements = ['"x"', "1e999", "[]", "{}", "null", "-1", "99999999", '{"model": "kan"}', value[: len(value) // 2]]
+        try:
+            inner = json.loads(value)
+        except json.JSONDecodeError:
+            inner = None
+        if isinstance(inner, dict) and inner:
+            field = rng.choice(sorted(inner))
+            inner[field] = json.loads(rng.choice(replacements[1:8]))
+            header["__metadata__"][key] = json.dumps(inner)
+        elif isinstance(inner, list) and inner and isinstance(inner[0], dict):
+            inner[0][rng.choice(sorted(inner[0]))] = json.loads(rng.choice(replacements[1:8]))
+            header["__metadata__"][key] = json.dumps(inner)
+        else:
+            header["__metadata__"][key] = rng.choice([*replacements, 5])  # also a non-string value
+    else:  # change a tensor entry's shape, dtype or offsets
+        name = rng.choice(sorted(k for k in header if k != "__metadata__"))
+        field = rng.choice(["shape", "dtype", "data_offsets"])
+        header[name][field] = rng.choice([[1], [0], [2, 2], "F16", "I64", "U8", [0, 1 << 40], "??", None])
+    encoded = json.dumps(header).encode()
+    return len(encoded).to_bytes(8, "little") + encoded + data[8 + header_len :]
+
+
+def fuzz(tmp_path: Path, kind: str, cases: int) -> dict[str, int]:
+    model = tiny_model(["kan", "fastkan", "gramkan"][cases % 3], kind)
+    original = codec.checkpoint_bytes(model, {"dataset": "digits"})
+    rng = random.Random(f"{kind}-{cases}")
+    outcome = {"loaded": 0, "refused": 0}
+    path = tmp_path / "fuzz.safetensors"
+    for _ in range(cases):
+        path.write_bytes(mutate(original, rng))
+        try:
+            loaded = load_checkpoint(path)
+            loaded.model(torch.zeros(2, 6))  # a checkpoint that loads must also run
+            outcome["loaded"] += 1
+        except KanCompressError as exc:
+            assert "\n" not in str(exc)
+            outcome["refused"] += 1
+    return outcome
+
+
+@pytest.mark.parametrize("kind", ["dense", "meta", "clustered"])
+def test_fuzzed_checkpoints_short(tmp_path: Path, kind: str) -> None:
+    outcome = fuzz(tmp_path, kind, 150)
+    assert outcome["refused"] > 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["dense", "meta", "clustered"])
+def test_fuzzed_checkpoints_long(tmp_path: Path, kind: str) -> None:
+    outcome = fuzz(tmp_path, kind, 1500)
+    assert outcome["refused"] > 500
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run() -> None:
+    data = split_validation(load_dataset("digits"))
+    config = TrainConfig(epochs=4, batch_size=64, patience=0, seed=1)
+
+    def fresh() -> torch.nn.Module:
+        torch.manual_seed(1)
+        return tiny_model("kan", "meta", (64, 8, 10))
+
+    full_model = fresh()
+    full = fit(full_model, data, api.parameter_groups(full_model, 1e-3, 1e-3, 1e-2), config)
+    states: list[dict] = []
+    first = fresh()
+    fit(first, data, api.parameter_groups(first, 1e-3, 1e-3, 1e-2), TrainConfig(**{**config.__dict__, "epochs": 2}),
+        on_state=states.append)
+    resumed_model = fresh()  # a new process would rebuild the model from scratch, then load the state
+    resumed = fit(resumed_model, data, api.parameter_groups(resumed_model, 1e-3, 1e-3, 1e-2), config,
+                  resume=states[-1])
+    for name, tensor in full_model.state_dict().items():
+        assert torch.equal(tensor, resumed_model.state_dict()[name]), name  # bit-identical on CPU
+    assert [r.val.accuracy for r in resumed.epochs] == [r.val.accuracy for r in full.epochs]
+
+
+def _cli(*args: str | Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "kancompress", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_mid_epoch_then_resume(tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    args = ("train", "--meta", "--epochs", "6", "--batch-size", "4", "--patience", "0", "--hidden", "8", "-o", out)
+    process = _cli(*args)
+    state = state_path_for(out)
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert state.exists() and not out.exists()
+    saved, job = load_train_state(state)  # the last completed epoch's state is intact
+    assert 1 <= saved["epoch"] < 6 and job["command"] == "train"
+    done = subprocess.run([sys.executable, "-m", "kancompress", "train", "--resume", "-o", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.exists() and not state.exists()
+    reference = tmp_path / "ref.safetensors"
+    again = subprocess.run([sys.executable, "-m", "kancompress", *map(str, args[:-1]), str(reference)],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    resumed, uninterrupted = load_checkpoint(out).model.state_dict(), load_checkpoint(reference).model.state_dict()
+    assert all(torch.equal(resumed[name], uninterrupted[name]) for name in resumed)
+
+
+def test_existing_state_needs_resume_or_force(tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    state_path_for(out).write_bytes(b"state")
+    result = CliRunner().invoke(app, ["train", "--epochs", "1", "-o", str(out)])
+    assert result.exit_code == 1 and "--resume" in result.output
+    result = CliRunner().invoke(app, ["train", "--resume", "-o", str(out)])
+    assert result.exit_code == 1 and "not a readable kancompress training state" in result.output
+
+
+def test_interrupted_cluster_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = save_checkpoint(tiny_model("kan", "dense"), tmp_path / "d.safetensors")
+
+    def interrupted(_fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(codec.os, "fsync", interrupted)  # Ctrl-C while the output is being written
+    result = CliRunner().invoke(app, ["cluster", str(source), "-k", "4", "-o", str(tmp_path / "c.safetensors")])
+    assert result.exit_code == 130 and "no output was written" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.safetensors"]
