@@ -19,12 +19,15 @@ import torch
 from kancompress import __version__
 from kancompress.codec import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.cluster import cluster_model
-from kancompress.config import MetaConfig, default_config
-from kancompress.data import Dataset, load_dataset, split_validation
+from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
+from kancompress.data import Dataset, load_dataset, needs_augmentation, random_crop_flip, split_validation
 from kancompress.edges import MetaEdges
 from kancompress.errors import ConfigError, DataError, FormatError
 from kancompress.models import KANModel, build_model
 from kancompress.train import (
+    CONV_FINETUNE_LR,
+    CONV_META_LR,
+    CONV_PLAIN_LR,
     FINETUNE_LR,
     META_LR,
     PLAIN_LR,
@@ -77,13 +80,17 @@ def parameter_groups(
 
 
 def _check_inputs(model: KANModel, dataset: Dataset) -> None:
-    if model.config.widths[0] != dataset.num_features:
+    if model.config.conv is not None:
+        if model.config.widths[0] != dataset.input_shape[0]:
+            raise DataError(f"the model takes {model.config.widths[0]}-channel images but {dataset.name} has "
+                            f"{dataset.input_shape[0]} channels; use the dataset it was trained on")
+    elif model.config.widths[0] != dataset.num_features:
         raise DataError(
             f"the model takes {model.config.widths[0]} inputs but {dataset.name} images have "
             f"{dataset.num_features} values; use the dataset it was trained on"
         )
-    if model.config.widths[-1] < dataset.num_classes:
-        raise DataError(f"the model has {model.config.widths[-1]} outputs but {dataset.name} has "
+    if model.config.num_outputs < dataset.num_classes:
+        raise DataError(f"the model has {model.config.num_outputs} outputs but {dataset.name} has "
                         f"{dataset.num_classes} classes")
 
 
@@ -93,6 +100,8 @@ def train(
     *,
     meta: bool | MetaConfig = False,
     hidden: tuple[int, ...] = (32,),
+    conv: bool | ConvConfig = False,
+    channels: tuple[int, ...] = (32, 64, 128, 256),
     train_config: TrainConfig = TrainConfig(),
     lr: float | None = None,
     lr_meta: float | None = None,
@@ -104,22 +113,41 @@ def train(
     on_state: StateCallback | None = None,
     resume: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train a fully-connected KAN (or MetaKAN when `meta`) on a dataset; paper learning rates by default."""
+    """Train a KAN (MetaKAN when `meta`; convolutional when `conv`) with the paper's learning rates by default.
+
+    Fully-connected: layers (features, *hidden, classes). Conv: Drokin's design with `channels`; a meta conv
+    model defaults to d_emb = 2 for kan/fastkan and 1 for gramkan (paper Table 7).
+    """
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
-    meta_config = (MetaConfig() if meta is True else meta) or None
-    config = default_config(model_name, (data.num_features, *hidden, data.num_classes), meta_config)
+    meta_config = (default_meta(model_name, bool(conv)) if meta is True else meta) or None
+    if conv:
+        conv_config = conv if isinstance(conv, ConvConfig) else None
+        config = default_conv_config(model_name, data.input_shape[0], data.num_classes, tuple(channels),
+                                     meta_config, conv_config)
+    else:
+        config = default_config(model_name, (data.num_features, *hidden, data.num_classes), meta_config)
     torch.manual_seed(train_config.seed)
     model = build_model(config, "meta" if meta_config else "dense")
-    if meta_config:
-        default_meta, default_embed = META_LR[model_name]
-        groups = parameter_groups(model, lr or PLAIN_LR[model_name], lr_meta or default_meta, lr_embed or default_embed)
+    if meta_config and conv:
+        default_meta_lr, default_embed, default_lr = CONV_META_LR[model_name]
+        groups = parameter_groups(model, lr or default_lr, lr_meta or default_meta_lr, lr_embed or default_embed)
+    elif meta_config:
+        default_meta_lr, default_embed = META_LR[model_name]
+        groups = parameter_groups(model, lr or PLAIN_LR[model_name], lr_meta or default_meta_lr,
+                                  lr_embed or default_embed)
     else:
-        groups = parameter_groups(model, lr or PLAIN_LR[model_name])
+        groups = parameter_groups(model, lr or (CONV_PLAIN_LR if conv else PLAIN_LR[model_name]))
     split = split_validation(data, seed=train_config.seed)
-    history = fit(model, split, groups, train_config, on_batch, on_epoch, on_state, resume)
+    augment = random_crop_flip if conv and needs_augmentation(data.name) else None
+    history = fit(model, split, groups, train_config, on_batch, on_epoch, on_state, resume, augment)
     test = evaluate(model, data.test_x, data.test_y)
     provenance = _provenance("train", data.name, history, test, train_config, {"lrs": [g["lr"] for g in groups]})
     return TrainResult(model, history, test, provenance)
+
+
+def default_meta(model_name: str, conv: bool) -> MetaConfig:
+    """Paper Tables 5 and 7: d_emb = 1, except 2 for conv B-spline and RBF models."""
+    return MetaConfig(d_emb=2 if conv and model_name != "gramkan" else 1)
 
 
 def cluster(
@@ -151,7 +179,7 @@ def finetune(
     dataset: str | Dataset | None = None,
     *,
     train_config: TrainConfig = TrainConfig(epochs=5, patience=3),
-    lr: float = FINETUNE_LR,
+    lr: float | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     on_batch: BatchCallback | None = None,
@@ -168,7 +196,11 @@ def finetune(
     _check_inputs(model, data)
     torch.manual_seed(train_config.seed)
     split = split_validation(data, seed=train_config.seed)
-    history = fit(model, split, parameter_groups(model, lr), train_config, on_batch, on_epoch, on_state, resume)
+    conv = model.config.conv is not None
+    lr = lr or (CONV_FINETUNE_LR if conv else FINETUNE_LR)
+    augment = random_crop_flip if conv and needs_augmentation(data.name) else None
+    history = fit(model, split, parameter_groups(model, lr), train_config, on_batch, on_epoch, on_state, resume,
+                  augment)
     test = evaluate(model, data.test_x, data.test_y)
     extra = {"lr": lr, "parent": checkpoint.header.provenance}
     return TrainResult(model, history, test, _provenance("finetune", data.name, history, test, train_config, extra))

@@ -79,7 +79,10 @@ class GramBasis(nn.Module):
         return ((m + n) * (m - n) * n**2) / (m**2 / (4.0 * n**2 - 1.0)) * self.beta_weights[n]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.tanh(x)
+        return self.from_tanh(torch.tanh(x))
+
+    def from_tanh(self, t: torch.Tensor) -> torch.Tensor:
+        """The basis given t = tanh(x) (conv layers apply dropout to t first, as torch-conv-kan does)."""
         p0 = torch.ones_like(t)
         polys = [p0]
         if self.degree >= 1:

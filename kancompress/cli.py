@@ -24,10 +24,10 @@ from kancompress.codec import (
     save_train_state,
     state_path_for,
 )
-from kancompress.config import META_SHARING, MetaConfig
+from kancompress.config import META_SHARING, ConvConfig, MetaConfig
 from kancompress.errors import ConfigError, KanCompressError
 from kancompress.report import storage_report
-from kancompress.train import FINETUNE_LR, EpochReport, TrainConfig
+from kancompress.train import CONV_FINETUNE_LR, FINETUNE_LR, EpochReport, TrainConfig
 
 app = typer.Typer(
     name="kancompress",
@@ -110,12 +110,15 @@ def train(
     data_dir: DataDir = None,
     download: Download = False,
     hidden: Annotated[list[int], typer.Option("--hidden", help="Hidden width; repeat for more layers.")] = [32],  # noqa: B006
+    conv: Annotated[bool, typer.Option("--conv", help="The paper's 4-layer convolutional KAN instead.")] = False,
+    channels: Annotated[list[int], typer.Option("--channels", help="Conv channels; repeat per layer.")] = [32, 64, 128, 256],  # noqa: B006
+    groups: Annotated[int, typer.Option("--groups", min=1, help="Conv groups of layers 2+.")] = ConvConfig.groups,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = TrainConfig.epochs,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate [default: paper Table 4/5].")] = None,
     lr_meta: Annotated[Optional[float], typer.Option("--lr-meta", help="Meta-learner learning rate.")] = None,
     lr_embed: Annotated[Optional[float], typer.Option("--lr-embed", help="Embedding learning rate.")] = None,
-    d_emb: Annotated[int, typer.Option("--d-emb", min=1, help="Embedding dimension per edge.")] = MetaConfig.d_emb,
+    d_emb: Annotated[Optional[int], typer.Option("--d-emb", min=1, help="Embedding dimension per edge [default: 1; conv kan/fastkan 2].")] = None,
     meta_hidden: Annotated[int, typer.Option("--meta-hidden", min=1)] = MetaConfig.hidden,
     meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner; layer: one per layer.")] = MetaConfig.sharing,
     patience: Annotated[int, typer.Option("--patience", min=0, help="Early-stopping patience (0: off).")] = TrainConfig.patience,
@@ -139,7 +142,11 @@ def train(
             state, job = None, {
                 "command": "train", "model": model, "dataset": dataset, "data_dir": data_dir and str(data_dir),
                 "hidden": list(hidden), "lr": lr, "lr_meta": lr_meta, "lr_embed": lr_embed,
-                "meta": dataclasses.asdict(MetaConfig(d_emb, meta_hidden, meta_sharing)) if meta else None,
+                "conv": dataclasses.asdict(ConvConfig(strides=(1, 2, 2, 1)[: len(channels)] + (1,) * (len(channels) - 4),
+                                                      groups=groups)) if conv else None,
+                "channels": list(channels),
+                "meta": dataclasses.asdict(MetaConfig(d_emb or api.default_meta(model, conv).d_emb, meta_hidden,
+                                                      meta_sharing)) if meta else None,
                 "train_config": dataclasses.asdict(
                     TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)),
             }
@@ -147,11 +154,16 @@ def train(
         with _progress("train") as (on_batch, on_epoch):
             result = api.train(
                 job["model"], job["dataset"], meta=MetaConfig(**job["meta"]) if job["meta"] else False,
-                hidden=tuple(job["hidden"]), train_config=TrainConfig(**job["train_config"]), lr=job["lr"],
+                hidden=tuple(job["hidden"]), conv=_conv_config(job["conv"]), channels=tuple(job["channels"]),
+                train_config=TrainConfig(**job["train_config"]), lr=job["lr"],
                 lr_meta=job["lr_meta"], lr_embed=job["lr_embed"], data_dir=job["data_dir"], download=download,
                 on_batch=on_batch, on_epoch=on_epoch, on_state=_state_writer(path, job), resume=state,
             )
         _finish(result, path, force)
+
+
+def _conv_config(data: dict[str, Any] | None) -> ConvConfig | bool:
+    return ConvConfig(**{**data, "strides": tuple(data["strides"])}) if data else False
 
 
 def _resume_state(path: Path, command: str, force: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -186,7 +198,7 @@ def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path
 @app.command()
 def cluster(
     checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint.")],
-    k: Annotated[int, typer.Option("-k", "--clusters", help="Codebook size per layer.")] = 16,
+    k: Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codebook size per layer [default: 16; conv 256].")] = None,
     layer_k: Annotated[list[str], typer.Option("--layer-k", help="Per-layer override LAYER=K, repeatable.")] = [],  # noqa: B006
     seed: Seed = 0,
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts.")] = 4,
@@ -197,6 +209,7 @@ def cluster(
     with _errors():
         layer_ks = _parse_layer_ks(layer_k)
         source = load_checkpoint(checkpoint)
+        k = k or (256 if source.header.config.conv is not None else 16)
         path = check_output(output or _default_output(checkpoint, f"k{k}"), force, (checkpoint,))
         model, provenance = api.cluster(source, k, layer_ks, seed, n_init)
         save_checkpoint(model, path, provenance, force=force, inputs=(checkpoint,))
@@ -208,7 +221,7 @@ def cluster(
 def finetune(
     checkpoint: Annotated[Path, typer.Argument(help="Clustered checkpoint.")],
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
-    lr: Annotated[float, typer.Option("--lr", help="Codebook learning rate (paper lr_c).")] = FINETUNE_LR,
+    lr: Annotated[Optional[float], typer.Option("--lr", help=f"Codebook learning rate, paper lr_c [default: {FINETUNE_LR}; conv {CONV_FINETUNE_LR}].")] = None,
     patience: Annotated[int, typer.Option("--patience", min=0)] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
     dataset: DatasetOpt = None,
@@ -295,7 +308,7 @@ def import_(
         path = check_output(output or source.with_name(f"{source.stem}-kancompress.safetensors"), force, (source,))
         model, provenance = api.import_checkpoint(source, library, denominator, dataset)
         save_checkpoint(model, path, provenance, force=force, inputs=(source,))
-        out.print(f"imported {provenance['source_library']} {list(model.config.widths)} -> {path}",
+        out.print(f"imported {provenance['source_library']} {model.config.model} {list(model.config.widths)} -> {path}",
                   highlight=False, markup=False)
 
 

@@ -21,7 +21,7 @@ MODEL_NAMES: tuple[str, ...] = ("kan", "fastkan", "gramkan")
 BASIS_OF_MODEL: dict[str, str] = {"kan": "bspline", "fastkan": "rbf", "gramkan": "gram"}
 ACTIVATIONS: tuple[str, ...] = ("silu", "gelu")
 META_SHARING: tuple[str, ...] = ("model", "layer")
-ARCHS: tuple[str, ...] = ("mlp",)
+ARCHS: tuple[str, ...] = ("mlp", "conv")
 
 # A guard against configs (from a hostile or corrupted header) that would allocate absurd amounts of memory.
 MAX_WIDTH = 1 << 20
@@ -59,15 +59,37 @@ class MetaConfig:
 
 
 @dataclass(frozen=True)
+class ConvConfig:
+    """The convolutional KAN of Drokin (torch-conv-kan `SimpleConv*`): KAN conv layers, global average pool,
+    dropout and a linear head. Layer l has `widths[l+1]` output channels and stride `strides[l]`; the first layer
+    always has one group, the others `groups`."""
+
+    kernel_size: int = 3
+    strides: tuple[int, ...] = (1, 2, 2, 1)
+    groups: int = 1
+    dropout: float = 0.25  # inside every conv layer but the first
+    dropout_linear: float = 0.5  # before the linear head
+    num_classes: int = 10
+
+
+DEFAULT_CONV_BASIS: dict[str, BasisConfig] = {
+    "kan": BasisConfig(grid_size=5, spline_order=3, grid_min=-3.0, grid_max=3.0),  # paper Table 6
+    "fastkan": BasisConfig(grid_size=8, grid_min=-3.0, grid_max=3.0),
+    "gramkan": BasisConfig(degree=3),
+}
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model from a checkpoint's header alone."""
 
     model: str = "kan"
-    widths: tuple[int, ...] = (64, 32, 10)  # [in, hidden..., out]
+    widths: tuple[int, ...] = (64, 32, 10)  # mlp: [in, hidden..., out]; conv: [in channels, channels...]
     basis: BasisConfig = field(default_factory=BasisConfig)
     base_activation: str = "silu"
     meta: MetaConfig | None = None  # set for a model whose edge vectors come from a meta-learner
     arch: str = "mlp"
+    conv: ConvConfig | None = None  # set when arch == "conv"
     version: int = CONFIG_VERSION
 
     @property
@@ -91,12 +113,27 @@ class ModelConfig:
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
-        """(out, in) of each layer."""
+        """(out, in) features or channels of each KAN layer."""
         return [(o, i) for i, o in zip(self.widths[:-1], self.widths[1:])]
+
+    def layer_groups(self, layer: int) -> int:
+        return 1 if self.conv is None or layer == 0 else self.conv.groups
+
+    @property
+    def edge_shapes(self) -> list[tuple[int, ...]]:
+        """Shape of each layer's edge grid: (out, in) for mlp, (out, in/groups, kh, kw) for conv."""
+        if self.conv is None:
+            return list(self.layer_shapes)
+        k = self.conv.kernel_size
+        return [(o, i // self.layer_groups(l), k, k) for l, (o, i) in enumerate(self.layer_shapes)]
 
     @property
     def num_edges(self) -> list[int]:
-        return [o * i for o, i in self.layer_shapes]
+        return [math.prod(shape) for shape in self.edge_shapes]
+
+    @property
+    def num_outputs(self) -> int:
+        return self.conv.num_classes if self.conv is not None else self.widths[-1]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,6 +145,14 @@ class ModelConfig:
             raise ConfigError("model config must be a JSON object")
         fields = _checked_keys(data, cls, "model config")
         basis = BasisConfig(**_typed_fields(_checked_keys(fields.pop("basis", {}), BasisConfig, "basis"), BasisConfig))
+        conv_data = fields.pop("conv", None)
+        conv = None
+        if conv_data is not None:
+            conv_fields = _typed_fields(_checked_keys(conv_data, ConvConfig, "conv"), ConvConfig)
+            strides = conv_fields.get("strides", ConvConfig.strides)
+            if not isinstance(strides, (list, tuple)) or not all(_is_int(v) for v in strides):
+                raise ConfigError("conv field 'strides' must be a list of integers")
+            conv = ConvConfig(**{**conv_fields, "strides": tuple(strides)})
         meta_data = fields.pop("meta", None)
         meta = None
         if meta_data is not None:
@@ -117,7 +162,7 @@ class ModelConfig:
             if not isinstance(widths, (list, tuple)) or not all(_is_int(w) for w in widths):
                 raise ConfigError("model config field 'widths' must be a list of integers")
             fields["widths"] = tuple(int(w) for w in widths)
-        config = cls(**_typed_fields(fields, cls), basis=basis, meta=meta)
+        config = cls(**_typed_fields(fields, cls), basis=basis, meta=meta, conv=conv)
         config.validate()
         return config
 
@@ -136,7 +181,23 @@ class ModelConfig:
         for w in self.widths:
             if not 1 <= w <= MAX_WIDTH:
                 raise ConfigError(f"layer width {w} is out of range 1..{MAX_WIDTH}")
-        if self.model == "fastkan" and min(self.widths[:-1]) < 2:
+        if (self.arch == "conv") != (self.conv is not None):
+            raise ConfigError("a conv model needs a 'conv' section, and only a conv model may have one")
+        if self.conv is not None:
+            c = self.conv
+            if len(c.strides) != len(self.widths) - 1 or not all(1 <= s <= 8 for s in c.strides):
+                raise ConfigError(f"conv needs one stride in 1..8 per layer ({len(self.widths) - 1})")
+            if not 1 <= c.kernel_size <= 15 or c.kernel_size % 2 == 0:
+                raise ConfigError("conv kernel_size must be odd, 1..15")
+            if not 1 <= c.num_classes <= MAX_WIDTH:
+                raise ConfigError(f"conv num_classes {c.num_classes} is out of range")
+            if not (0.0 <= c.dropout < 1.0 and 0.0 <= c.dropout_linear < 1.0):
+                raise ConfigError("conv dropout rates must lie in [0, 1)")
+            for l, (o, i) in enumerate(self.layer_shapes):
+                g = self.layer_groups(l)
+                if g < 1 or o % g or i % g:
+                    raise ConfigError(f"conv layer {l}: groups={g} must divide {i} input and {o} output channels")
+        if self.model == "fastkan" and self.conv is None and min(self.widths[:-1]) < 2:
             raise ConfigError("fastkan layers need at least 2 inputs (LayerNorm of one value is always 0)")
         if sum(self.num_edges) > MAX_EDGES:
             raise ConfigError(f"model has {sum(self.num_edges)} edges, more than the limit {MAX_EDGES}")
@@ -163,6 +224,23 @@ def default_config(model: str, widths: tuple[int, ...], meta: MetaConfig | None 
     """The paper's configuration of `model` (Tables 4-5) with the given layer widths."""
     _choice("model", model, MODEL_NAMES)
     config = ModelConfig(model=model, widths=tuple(widths), basis=DEFAULT_BASIS[model], meta=meta)
+    config.validate()
+    return config
+
+
+def default_conv_config(
+    model: str,
+    in_channels: int,
+    num_classes: int,
+    channels: tuple[int, ...] = (32, 64, 128, 256),
+    meta: MetaConfig | None = None,
+    conv: ConvConfig | None = None,
+) -> ModelConfig:
+    """The paper's convolutional KAN (Drokin's 4-layer design, Tables 6-7) for `model`."""
+    _choice("model", model, MODEL_NAMES)
+    conv = dataclasses.replace(conv or ConvConfig(), num_classes=num_classes)
+    config = ModelConfig(model=model, widths=(in_channels, *channels), basis=DEFAULT_CONV_BASIS[model], meta=meta,
+                         arch="conv", conv=conv)
     config.validate()
     return config
 
@@ -199,6 +277,8 @@ def _typed_fields(data: dict[str, Any], cls: type) -> dict[str, Any]:
             ok = _is_int(value)
         elif kind == "bool":
             ok = isinstance(value, bool)
+        elif kind == "tuple[int, ...]":
+            ok = isinstance(value, (list, tuple))
         elif kind in ("float", "float | None"):
             ok = (value is None and "None" in kind) or (isinstance(value, (int, float)) and not isinstance(value, bool))
             if ok and value is not None:

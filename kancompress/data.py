@@ -200,3 +200,21 @@ def _cifar(name: str, data_dir: str | os.PathLike[str] | None, download: bool) -
         return torch.as_tensor(np.asarray(part.targets), dtype=torch.int64)
 
     return Dataset(name, images(train), labels(train), images(test), labels(test), 100 if name == "cifar100" else 10)
+
+
+def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """CIFAR-style augmentation: a random crop of the zero-padded image and a random horizontal flip.
+
+    images: (N, C, H, W); the same generator drives it, so a seeded run stays reproducible.
+    """
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)  # (N, C, H+2p, W+2p)
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    crops = torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())])
+    return torch.where(flips[:, None, None, None], crops.flip(-1), crops)
+
+
+def needs_augmentation(name: str) -> bool:
+    """Conv models train with crop-and-flip on CIFAR only (not on digits or MNIST-style data)."""
+    return name in ("cifar10", "cifar100")

@@ -64,21 +64,106 @@ class KANLinear(nn.Module):
         return y.reshape(*lead, self.out_features)
 
 
-def init_edge_vectors(config: ModelConfig, out_features: int, in_features: int) -> torch.Tensor:
-    """Initial (out, in, |w|) edge vectors of a dense layer, following each upstream library's init scale.
+class KANConv2d(nn.Module):
+    """A convolutional KAN layer (torch-conv-kan): every kernel tap of every (out, in) channel pair is an edge.
 
-    efficient-kan: base U(±1/√in), spline coefficients ~0.1 of that; FastKAN: spline N(0, 0.1), base U(±1/√in);
-    KAGN: kaiming-uniform on both (bound 1/√(in·(D+1)) and 1/√in).
+    With B(x) the per-channel basis maps laid out channel-major (channel c, basis j -> c·nb + j) and zero-padded:
+      y = conv(act(x), w_base) + conv(B(x'), w_coeffs)
+    and per basis, as in torch-conv-kan's KANConv / FastKANConv / KAGNConv (v1) layers:
+      - bspline: x' = x;                              out = Dropout2d(PReLU(BatchNorm(y)))
+      - rbf:     x' = BatchNorm(Dropout2d(x)) (input); out = y
+      - gram:    basis of Dropout2d(tanh(x));          out = SiLU(BatchNorm(y))
+    Edge (o, c, kh, kw) has vector w[o, c, kh, kw, :] = (coefficients..., base weight).
+    """
+
+    def __init__(
+        self, config: ModelConfig, in_channels: int, out_channels: int, stride: int, groups: int, dropout: float
+    ):
+        super().__init__()
+        assert config.conv is not None
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = config.conv.kernel_size
+        self.stride, self.groups, self.padding = stride, groups, self.kernel_size // 2
+        self.num_basis = config.num_basis
+        self.basis_name = config.basis_name
+        self.activation = _ACTIVATIONS[config.base_activation]
+        self.basis = build_basis(config, in_channels)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.input_norm = nn.BatchNorm2d(in_channels) if self.basis_name == "rbf" else None
+        self.output_norm = nn.BatchNorm2d(out_channels) if self.basis_name != "rbf" else None
+        self.prelu = nn.PReLU() if self.basis_name == "bspline" else None
+
+    @property
+    def edge_shape(self) -> tuple[int, int, int, int]:
+        return (self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size)
+
+    def basis_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, H, W) -> basis maps (N, C·nb, H, W), channel-major."""
+        if self.basis_name == "gram":
+            t = self.dropout(torch.tanh(x))
+            values = self.basis.from_tanh(t.permute(0, 2, 3, 1))  # (N, H, W, C, nb)
+        else:
+            if self.input_norm is not None:
+                x = self.input_norm(self.dropout(x))
+            values = self.basis(x.permute(0, 2, 3, 1))  # (N, H, W, C, nb)
+        n, h, w, c, nb = values.shape
+        return values.permute(0, 3, 4, 1, 2).reshape(n, c * nb, h, w)  # (N, C·nb, H, W)
+
+    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """x: (N, in, H, W); edges: (out, in/groups, kh, kw, nb + 1). Returns (N, out, H', W')."""
+        nb = self.num_basis
+        out, cg, kh, kw = self.edge_shape
+        coeffs = edges[..., :nb].permute(0, 1, 4, 2, 3).reshape(out, cg * nb, kh, kw)  # (out, Cg·nb, kh, kw)
+        conv = dict(stride=self.stride, padding=self.padding, groups=self.groups)
+        y = F.conv2d(self.activation(x), edges[..., nb], **conv)  # base branch, weight (out, Cg, kh, kw)
+        y = y + F.conv2d(self.basis_maps(x), coeffs, **conv)
+        if self.basis_name == "bspline":
+            return self.dropout(self.prelu(self.output_norm(y)))
+        if self.basis_name == "gram":
+            return F.silu(self.output_norm(y))
+        return y
+
+
+class ConvHead(nn.Module):
+    """Global average pool, dropout and a linear classifier (torch-conv-kan baselines with degree_out < 2)."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(x.mean(dim=(2, 3))))  # (N, C, H, W) -> (N, classes)
+
+
+def build_layers(config: ModelConfig) -> list[nn.Module]:
+    """The KAN layers of a model, in order."""
+    if config.conv is None:
+        return [KANLinear(config, i, o) for o, i in config.layer_shapes]
+    conv = config.conv
+    return [
+        KANConv2d(config, i, o, conv.strides[l], config.layer_groups(l), conv.dropout if l > 0 else 0.0)
+        for l, (o, i) in enumerate(config.layer_shapes)
+    ]
+
+
+def init_edge_vectors(config: ModelConfig, edge_shape: tuple[int, ...]) -> torch.Tensor:
+    """Initial edge vectors (*edge_shape, |w|) of a dense layer, at each upstream library's init scale.
+
+    fan_in is `in` for a linear layer and `in/groups·kh·kw` for a conv layer. efficient-kan: base U(±1/√fan_in),
+    spline coefficients ~0.1 of that; FastKAN: spline N(0, 0.1); KAGN and the torch-conv-kan convs:
+    kaiming-uniform (bound 1/√(fan_in·nb) for the coefficients, 1/√fan_in for the base weight).
     """
     nb = config.num_basis
-    base_bound = 1.0 / math.sqrt(in_features)
-    vectors = torch.empty(out_features, in_features, nb + 1)
-    if config.basis_name == "bspline":
+    fan_in = math.prod(edge_shape[1:])
+    base_bound = 1.0 / math.sqrt(fan_in)
+    vectors = torch.empty(*edge_shape, nb + 1)
+    if config.basis_name == "bspline" and config.conv is None:
         nn.init.uniform_(vectors[..., :nb], -0.1 * base_bound, 0.1 * base_bound)
-    elif config.basis_name == "rbf":
+    elif config.basis_name == "rbf" and config.conv is None:
         nn.init.trunc_normal_(vectors[..., :nb], std=0.1)
     else:
-        bound = 1.0 / math.sqrt(in_features * nb)
+        bound = 1.0 / math.sqrt(fan_in * nb)
         nn.init.uniform_(vectors[..., :nb], -bound, bound)
     nn.init.uniform_(vectors[..., nb], -base_bound, base_bound)
     return vectors

@@ -8,16 +8,19 @@ from torch import nn
 from kancompress.config import ModelConfig
 from kancompress.edges import KINDS, CodebookEdges, DenseEdges, EdgeStore, MetaEdges
 from kancompress.errors import ConfigError
-from kancompress.layers import KANLinear, init_edge_vectors
+from kancompress.layers import ConvHead, build_layers, init_edge_vectors
 
 
 class KANModel(nn.Module):
-    """A fully-connected KAN. `config` rebuilds it; `edges.kind` says how its edge vectors are stored."""
+    """A fully-connected or convolutional KAN. `config` rebuilds it; `edges.kind` says how its edge vectors are
+    stored. A conv model ends with a pooled linear head (an uncompressed extra)."""
 
     def __init__(self, config: ModelConfig, edges: EdgeStore):
         super().__init__()
         self.config = config
-        self.layers = nn.ModuleList([KANLinear(config, i, o) for o, i in config.layer_shapes])
+        self.layers = nn.ModuleList(build_layers(config))
+        conv = config.conv
+        self.head = ConvHead(config.widths[-1], conv.num_classes, conv.dropout_linear) if conv is not None else None
         self.edges = edges
 
     @property
@@ -25,19 +28,20 @@ class KANModel(nn.Module):
         return self.edges.kind
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)  # (N, in)
+        if self.head is None:
+            x = x.flatten(1)  # (N, in)
         for index, layer in enumerate(self.layers):
-            vectors = self.edges(index).view(*layer.edge_shape, -1)  # (out, in, |w|)
+            vectors = self.edges(index).view(*layer.edge_shape, -1)  # (out, in, |w|) or (out, in/g, kh, kw, |w|)
             x = layer(x, vectors)
-        return x
+        return x if self.head is None else self.head(x)
 
     def edge_vectors(self) -> list[torch.Tensor]:
         """Every layer's (n_l, |w|) edge vectors, materialised and detached (paper: M_θ(z) for a meta model)."""
         return self.edges.all_vectors()
 
     def extra_parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters outside the edge store (LayerNorms, biases, Gram β)."""
-        return list(self.layers.parameters())
+        """Trainable parameters outside the edge store (norms, biases, Gram β, PReLU, the conv head)."""
+        return list(self.layers.parameters()) + (list(self.head.parameters()) if self.head is not None else [])
 
 
 def build_model(config: ModelConfig, kind: str = "dense", ks: list[int] | None = None) -> KANModel:
@@ -49,7 +53,7 @@ def build_model(config: ModelConfig, kind: str = "dense", ks: list[int] | None =
     config.validate()
     width = config.edge_width
     if kind == "dense":
-        edges: EdgeStore = DenseEdges([init_edge_vectors(config, o, i) for o, i in config.layer_shapes])
+        edges: EdgeStore = DenseEdges([init_edge_vectors(config, shape) for shape in config.edge_shapes])
     elif kind == "meta":
         if config.meta is None:
             raise ConfigError("a meta model needs a meta-learner config (train with --meta)")
@@ -69,4 +73,6 @@ def with_edges(model: KANModel, edges: EdgeStore, config: ModelConfig | None = N
     """A new model with `model`'s layers (copied) and another edge store."""
     new = KANModel(config or model.config, edges)
     new.layers.load_state_dict(model.layers.state_dict())
+    if model.head is not None:
+        new.head.load_state_dict(model.head.state_dict())
     return new

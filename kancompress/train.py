@@ -22,6 +22,12 @@ from kancompress.data import Split
 PLAIN_LR: dict[str, float] = {"kan": 1e-4, "fastkan": 1e-3, "gramkan": 1e-3}
 META_LR: dict[str, tuple[float, float]] = {"kan": (5e-4, 5e-3), "fastkan": (1e-3, 1e-2), "gramkan": (1e-4, 1e-3)}
 FINETUNE_LR = 1e-4
+# Conv models, Tables 6-7: plain lr 1e-3; meta (lr_h, lr_e, lr for norms and head); fine-tuning lr_c 1e-5.
+CONV_PLAIN_LR = 1e-3
+CONV_META_LR: dict[str, tuple[float, float, float]] = {
+    "kan": (1e-4, 5e-3, 1e-3), "fastkan": (1e-4, 5e-3, 5e-3), "gramkan": (1e-4, 5e-3, 5e-3)
+}
+CONV_FINETUNE_LR = 1e-5
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ def fit(
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_state: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> History:
     """Train with AdamW and cross-entropy; keep the weights of the best validation epoch.
 
@@ -123,7 +130,10 @@ def fit(
         model.train()
         total_loss = 0.0
         for step, index in enumerate(batches(n, config.batch_size, generator), start=1):
-            loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+            inputs = data.train_x[index]
+            if augment is not None:
+                inputs = augment(inputs, generator)
+            loss = F.cross_entropy(model(inputs), data.train_y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
