@@ -156,11 +156,13 @@ def cluster(
     layer_ks: dict[int, int] | None = None,
     seed: int = 0,
     n_init: int = 4,
+    codebook_dtype: str = "float32",
+    index_coding: str = "packed",
 ) -> tuple[KANModel, dict[str, Any]]:
     """Cluster a dense or meta model (or loaded checkpoint); returns the clustered model and its provenance."""
     model = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
-    clustered = cluster_model(model, k, layer_ks, seed, n_init)
+    clustered = cluster_model(model, k, layer_ks, seed, n_init, codebook_dtype, index_coding)
     provenance = {
         "stage": "cluster",
         "dataset": parent.get("dataset"),
@@ -168,6 +170,8 @@ def cluster(
         "k": [book.k for book in clustered.edges.layers],
         "seed": seed,
         "n_init": n_init,
+        "codebook_dtype": codebook_dtype,
+        "index_coding": index_coding,
         "kancompress_version": __version__,
         "parent": parent,
     }
@@ -186,8 +190,13 @@ def finetune(
     on_epoch: EpochCallback | None = None,
     on_state: StateCallback | None = None,
     resume: dict[str, Any] | None = None,
+    reassign_from: KANModel | None = None,
 ) -> TrainResult:
-    """Paper stage 3: train the codebooks (and the small extras) of a clustered model; indices stay frozen."""
+    """Paper stage 3: train the codebooks (and the small extras) of a clustered model; indices stay frozen.
+
+    With `reassign_from` (the dense or meta model that was clustered), indices move instead: after every epoch
+    each edge is re-assigned to the centroid nearest its original vector (clustering-aware fine-tuning).
+    """
     if checkpoint.kind != "clustered":
         raise FormatError(f"{checkpoint.header.path}: finetune needs a clustered checkpoint, this one is "
                           f"{checkpoint.kind}; run `kancompress cluster` first")
@@ -199,10 +208,24 @@ def finetune(
     conv = model.config.conv is not None
     lr = lr or (CONV_FINETUNE_LR if conv else FINETUNE_LR)
     augment = random_crop_flip if conv and needs_augmentation(data.name) else None
+    moved: list[int] = []
+    if reassign_from is not None:
+        if reassign_from.config.num_edges != model.config.num_edges:
+            raise ConfigError("--reassign needs the checkpoint that was clustered (its layers differ)")
+        reference = reassign_from.edge_vectors()
+        user_on_epoch = on_epoch
+
+        def on_epoch(report: EpochReport) -> None:
+            moved.append(model.edges.reassign(reference))
+            if user_on_epoch is not None:
+                user_on_epoch(report)
+
     history = fit(model, split, parameter_groups(model, lr), train_config, on_batch, on_epoch, on_state, resume,
                   augment)
+    model.edges.round_to_storage()
     test = evaluate(model, data.test_x, data.test_y)
-    extra = {"lr": lr, "parent": checkpoint.header.provenance}
+    extra = {"lr": lr, "reassigned_per_epoch": moved if reassign_from is not None else None,
+             "parent": checkpoint.header.provenance}
     return TrainResult(model, history, test, _provenance("finetune", data.name, history, test, train_config, extra))
 
 

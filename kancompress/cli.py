@@ -202,16 +202,18 @@ def cluster(
     layer_k: Annotated[list[str], typer.Option("--layer-k", help="Per-layer override LAYER=K, repeatable.")] = [],  # noqa: B006
     seed: Seed = 0,
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts.")] = 4,
+    codebook_dtype: Annotated[str, typer.Option("--codebook-dtype", help="float32 | float16 | bfloat16 | int8 (per-layer scale).")] = "float32",
+    index_coding: Annotated[str, typer.Option("--index-coding", help="packed: fixed bits per index; entropy: rANS where smaller.")] = "packed",
     output: Output = None,
     force: Force = False,
 ) -> None:
-    """K-means each layer's edge vectors into a codebook and bit-packed indices."""
+    """K-means each layer's edge vectors into a codebook and bit-packed (or entropy-coded) indices."""
     with _errors():
         layer_ks = _parse_layer_ks(layer_k)
         source = load_checkpoint(checkpoint)
         k = k or (256 if source.header.config.conv is not None else 16)
         path = check_output(output or _default_output(checkpoint, f"k{k}"), force, (checkpoint,))
-        model, provenance = api.cluster(source, k, layer_ks, seed, n_init)
+        model, provenance = api.cluster(source, k, layer_ks, seed, n_init, codebook_dtype, index_coding)
         save_checkpoint(model, path, provenance, force=force, inputs=(checkpoint,))
         out.print(f"clustered {source.kind} -> {path}", highlight=False, markup=False)
         _render_report(path, k)
@@ -231,6 +233,7 @@ def finetune(
     output: Output = None,
     force: Force = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")] = False,
+    reassign: Annotated[Optional[Path], typer.Option("--reassign", help="Dense/meta checkpoint that was clustered: let indices move to the centroid nearest each edge's original vector after every epoch.")] = None,
 ) -> None:
     """Train only the codebooks (indices frozen) of a clustered checkpoint; resumable like `train`."""
     with _errors():
@@ -240,17 +243,19 @@ def finetune(
         else:
             state, job = None, {
                 "command": "finetune", "checkpoint": str(checkpoint), "lr": lr, "dataset": dataset,
+                "reassign": reassign and str(reassign),
                 "data_dir": data_dir and str(data_dir),
                 "train_config": dataclasses.asdict(
                     TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)),
             }
             _fresh_run(path, force, (checkpoint,))
         source = Path(job["checkpoint"])
+        reference = load_checkpoint(job["reassign"]).model if job["reassign"] else None
         with _progress("finetune") as (on_batch, on_epoch):
             result = api.finetune(
                 load_checkpoint(source), job["dataset"], train_config=TrainConfig(**job["train_config"]),
                 lr=job["lr"], data_dir=job["data_dir"], download=download, on_batch=on_batch, on_epoch=on_epoch,
-                on_state=_state_writer(path, job), resume=state,
+                on_state=_state_writer(path, job), resume=state, reassign_from=reference,
             )
         _finish(result, path, force, (source,))
 
@@ -319,22 +324,29 @@ def _kb(n: float) -> str:
 def _render_report(path: Path, k: int) -> None:
     header = read_header(path)
     report = storage_report(header, k)
-    title = escape(f"{path}  ({report.kind} {report.model})")
+    title = escape(f"{path}  ({report.kind} {report.model}, format v{header.version})")
     if report.projected:
-        title += f"  (clustered columns: projected at k={k})"
+        title += f"  (clustered columns: projected at k={k}, bit-packed, float32)"
     table = Table(title=title, title_justify="left")
-    for column in ("layer", "edges n", "|w|", "k", "bits", "dense KB", "clustered KB", "ratio r"):
+    columns = ("layer", "n", "|w|", "k", "b", "coding", "bits/e", "H(I)", "dense KB", "clust. KB", "r Eq.10",
+               "stored")
+    for column in columns:
         table.add_column(column, justify="right")
     for row in report.layers:
-        table.add_row(str(row.layer), f"{row.n:,}", str(row.width), str(row.k), str(row.bits),
-                      _kb(row.dense_bytes), _kb(row.clustered_bytes), f"{row.ratio:.1f}x")
+        entropy = f"{row.entropy:.2f}" if row.entropy is not None else "-"
+        table.add_row(str(row.layer), f"{row.n:,}", str(row.width), str(row.k), str(row.codebook_bits),
+                      row.index_coding, f"{row.bits_per_edge:.2f}", entropy, _kb(row.dense_bytes),
+                      _kb(row.clustered_bytes), f"{row.ratio:.1f}x", f"{row.stored_ratio:.1f}x")
     table.add_section()
     dense = sum(r.dense_bytes for r in report.layers)
     clustered = sum(r.clustered_bytes for r in report.layers)
-    table.add_row("edges", "", "", "", "", _kb(dense), _kb(clustered), f"{dense / clustered:.1f}x")
-    table.add_row("extras", "", "", "", "", _kb(report.extras_bytes), _kb(report.extras_bytes), "")
-    table.add_row("model", "", "", "", "", _kb(report.dense_bytes), _kb(report.clustered_bytes), f"{report.ratio:.1f}x")
+    blank = [""] * 7
+    table.add_row("edges", *blank, _kb(dense), _kb(clustered), "", f"{dense / clustered:.1f}x")
+    table.add_row("extras", *blank, _kb(report.extras_bytes), _kb(report.extras_bytes), "", "")
+    table.add_row("model", *blank, _kb(report.dense_bytes), _kb(report.clustered_bytes), "", f"{report.ratio:.1f}x")
     out.print(table)
+    out.print("n edges, b codebook bits, bits/e stored index bits per edge, H(I) index entropy (bits), "
+              "r Eq.10 with bit-packed indices, stored = dense KB / clust. KB", highlight=False, markup=False)
     out.print(f"file: {_kb(report.file_bytes)} KB on disk ({report.total_bytes:,} bytes of tensors, "
               f"{report.edge_bytes:,} of them edge storage); 1 KB = 1000 bytes", highlight=False, markup=False)
 

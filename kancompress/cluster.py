@@ -12,7 +12,9 @@ import warnings
 import numpy as np
 import torch
 
+from kancompress.codec import INDEX_CODINGS
 from kancompress.edges import CodebookEdges
+from kancompress.quant import CODEBOOK_DTYPES
 from kancompress.errors import ConfigError, FormatError
 from kancompress.models import KANModel, with_edges
 
@@ -54,9 +56,23 @@ def resolve_ks(model: KANModel, k: int, layer_ks: dict[int, int] | None = None) 
 
 
 def cluster_model(
-    model: KANModel, k: int = 16, layer_ks: dict[int, int] | None = None, seed: int = 0, n_init: int = 4
+    model: KANModel,
+    k: int = 16,
+    layer_ks: dict[int, int] | None = None,
+    seed: int = 0,
+    n_init: int = 4,
+    codebook_dtype: str = "float32",
+    index_coding: str = "packed",
 ) -> KANModel:
-    """A clustered copy of a dense or meta model: codebooks + indices; the meta-learner and embeddings are gone."""
+    """A clustered copy of a dense or meta model: codebooks + indices; the meta-learner and embeddings are gone.
+
+    `codebook_dtype` and `index_coding` choose how its file will store them; the codebooks are snapped to that
+    precision here, so the model evaluates exactly what will be saved.
+    """
+    if codebook_dtype not in CODEBOOK_DTYPES:
+        raise ConfigError(f"unknown codebook dtype {codebook_dtype!r}; choose from: {', '.join(CODEBOOK_DTYPES)}")
+    if index_coding not in INDEX_CODINGS:
+        raise ConfigError(f"unknown index coding {index_coding!r}; choose from: {', '.join(INDEX_CODINGS)}")
     if model.kind == "clustered":
         raise FormatError("model is already clustered; cluster its dense or meta source instead")
     ks = resolve_ks(model, k, layer_ks)
@@ -67,7 +83,9 @@ def cluster_model(
         codebooks.append(codebook)
         indices.append(index)
     config = dataclasses.replace(model.config, meta=None)
-    return with_edges(model, CodebookEdges(codebooks, indices), config)
+    edges = CodebookEdges(codebooks, indices, codebook_dtype, index_coding)
+    edges.round_to_storage()
+    return with_edges(model, edges, config)
 
 
 def quantization_error(model: KANModel, clustered: KANModel) -> list[float]:

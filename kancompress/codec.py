@@ -1,16 +1,22 @@
-"""All knowledge of the kancompress file format (safetensors, format version 1).
+"""All knowledge of the kancompress file format (safetensors, format versions 1 and 2).
 
 Layout
 ------
 `__metadata__` (str -> str):
     format          "kancompress"
-    format_version  "1"
+    format_version  "2" (readers also take "1")
     kind            "dense" | "meta" | "clustered"
     model           JSON of `ModelConfig`
     provenance      JSON object (dataset, epochs, accuracy, kancompress version, source, ...)
-    indices         clustered only: JSON list, one entry per layer: {"n", "k", "bits", "coding": "packed"}
+    indices         clustered only: JSON list, one entry per layer:
+                    v1: {"n", "k", "bits", "coding": "packed"}
+                    v2: {"n", "k", "bits", "coding": "packed" | "rans", "counts": [k symbol counts],
+                         "bytes": length of the index stream, "codebook_dtype": float32|float16|bfloat16|int8}
 Tensors: the model's state_dict under its own names. For a clustered model, `edges.layers.{l}.codebook` is the
-(k, |w|) float32 codebook and `edges.layers.{l}.indices` holds the n indices bit-packed (see `pack_bits`).
+(k, |w|) codebook (float32, float16 or bfloat16; v2 also int8 with an `edges.layers.{l}.codebook_scale` (1,)
+float32 scale) and `edges.layers.{l}.indices` (uint8) holds the n indices, bit-packed (see `pack_bits`) or, in
+v2, rANS-coded with the layer's counts as the model (see `kancompress.entropy`). Writers write version 2 (it
+records the index counts, so `inspect` shows each layer's entropy from the header); version-1 files stay readable.
 
 Reading validates everything a reader relies on before any tensor math: header bounds, format and version,
 kind, the model config, every expected tensor with its dtype and shape, packed lengths, indices < k, finite
@@ -33,10 +39,13 @@ import torch
 
 from kancompress.config import ModelConfig
 from kancompress.edges import KINDS
+from kancompress.entropy import rans_decode, rans_encode, rans_size_estimate
+from kancompress.quant import from_storage, to_storage
 from kancompress.errors import ConfigError, FormatError, OutputExistsError
 
 FORMAT = "kancompress"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this module reads and writes; v1 files stay readable
+INDEX_CODINGS: tuple[str, ...] = ("packed", "entropy")  # what a writer may be asked for, per model
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
 MAX_K = 1 << 16  # largest codebook: indices of at most 16 bits
 
@@ -53,7 +62,7 @@ _DTYPES: dict[str, torch.dtype] = {
 }
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
 _ITEM_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1, "BOOL": 1}
-_CODEBOOK_DTYPES = ("F32", "F16", "BF16")
+_STORAGE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
 
 
 # --------------------------------------------------------------------------------------------------- bits
@@ -119,8 +128,9 @@ class Header:
     config: ModelConfig
     provenance: dict[str, Any]
     tensors: dict[str, TensorInfo]
-    indices: list[dict[str, Any]] = field(default_factory=list)  # clustered: per layer n, k, bits, coding
+    indices: list[dict[str, Any]] = field(default_factory=list)  # clustered: the index table, one entry a layer
     file_size: int = 0
+    version: int = FORMAT_VERSION
 
     @property
     def ks(self) -> list[int] | None:
@@ -204,9 +214,9 @@ def read_header(path: str | os.PathLike[str]) -> Header:
         raise FormatError(f"{path}: kind {kind!r} does not match the model config's meta-learner setting")
     indices: list[dict[str, Any]] = []
     if kind == "clustered":
-        indices = _index_table(path, _json_field(path, meta, "indices"), config)
+        indices = _index_table(path, _json_field(path, meta, "indices"), config, int(version))
     tensors = {name: TensorInfo(e["dtype"], tuple(e["shape"])) for name, e in raw.items() if name != "__metadata__"}
-    return Header(path, kind, config, provenance, tensors, indices, size)
+    return Header(path, kind, config, provenance, tensors, indices, size, int(version))
 
 
 def _json_field(path: Path, meta: dict[str, str], key: str) -> Any:
@@ -218,13 +228,16 @@ def _json_field(path: Path, meta: dict[str, str], key: str) -> Any:
         raise FormatError(f"{path}: metadata field {key!r} is not valid JSON") from None
 
 
-def _index_table(path: Path, table: Any, config: ModelConfig) -> list[dict[str, Any]]:
+def _index_table(path: Path, table: Any, config: ModelConfig, version: int) -> list[dict[str, Any]]:
+    """Validate the index table; v1 entries are completed to the v2 form (counts None, float32, packed bytes)."""
     edges = config.num_edges
     if not isinstance(table, list) or len(table) != len(edges):
         raise FormatError(f"{path}: metadata 'indices' must list one entry per layer ({len(edges)})")
+    keys = {"n", "k", "bits", "coding"} | ({"counts", "bytes", "codebook_dtype"} if version >= 2 else set())
+    completed = []
     for layer, (entry, n) in enumerate(zip(table, edges)):
-        if not isinstance(entry, dict) or set(entry) != {"n", "k", "bits", "coding"}:
-            raise FormatError(f"{path}: metadata 'indices' entry {layer} must have keys n, k, bits, coding")
+        if not isinstance(entry, dict) or set(entry) != keys:
+            raise FormatError(f"{path}: metadata 'indices' entry {layer} must have keys {', '.join(sorted(keys))}")
         k, bits = entry["k"], entry["bits"]
         if entry["n"] != n:
             raise FormatError(f"{path}: layer {layer} has {n} edges but the index table says {entry['n']}")
@@ -232,9 +245,26 @@ def _index_table(path: Path, table: Any, config: ModelConfig) -> list[dict[str, 
             raise FormatError(f"{path}: layer {layer} has invalid codebook size k={k!r} (expected 2..{min(n, MAX_K)})")
         if bits != index_bits(k):
             raise FormatError(f"{path}: layer {layer}: bits={bits!r} does not match k={k} (expected {index_bits(k)})")
-        if entry["coding"] != "packed":
+        codings = ("packed", "rans") if version >= 2 else ("packed",)
+        if entry["coding"] not in codings:
             raise FormatError(f"{path}: layer {layer} uses unknown index coding {entry['coding']!r}")
-    return table
+        full = {"n": n, "k": k, "bits": bits, "coding": entry["coding"], "counts": None,
+                "bytes": packed_length(n, bits), "codebook_dtype": "float32"}
+        if version >= 2:
+            counts, stream = entry["counts"], entry["bytes"]
+            if (not isinstance(counts, list) or len(counts) != k or sum(c for c in counts if isinstance(c, int)) != n
+                    or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
+                raise FormatError(f"{path}: layer {layer}: 'counts' must be {k} non-negative integers summing to {n}")
+            if not isinstance(stream, int) or isinstance(stream, bool) or not 0 < stream <= 4 * n + 64:
+                raise FormatError(f"{path}: layer {layer}: invalid index stream length {stream!r}")
+            if entry["coding"] == "packed" and stream != packed_length(n, bits):
+                raise FormatError(f"{path}: layer {layer}: packed indices take {packed_length(n, bits)} bytes, "
+                                  f"the table says {stream}")
+            if entry["codebook_dtype"] not in _STORAGE_NAMES:
+                raise FormatError(f"{path}: layer {layer}: unknown codebook_dtype {entry['codebook_dtype']!r}")
+            full.update(counts=counts, bytes=stream, codebook_dtype=entry["codebook_dtype"])
+        completed.append(full)
+    return completed
 
 
 # --------------------------------------------------------------------------------------------------- load
@@ -252,16 +282,26 @@ class Checkpoint:
         return self.header.kind
 
 
-def expected_tensors(config: ModelConfig, kind: str, ks: list[int] | None) -> dict[str, TensorInfo]:
-    """Names, dtypes and shapes a checkpoint of this config and kind must hold (computed without allocating)."""
+def expected_tensors(
+    config: ModelConfig, kind: str, ks: list[int] | None, table: list[dict[str, Any]] | None = None
+) -> dict[str, TensorInfo]:
+    """Names, dtypes and shapes a checkpoint of this config and kind must hold (computed without allocating).
+
+    For a clustered file, `table` (the validated index table) gives each layer's stream length and codebook dtype;
+    without it, packed float32 storage is assumed.
+    """
     from kancompress.models import build_model
 
     with torch.device("meta"):
         state = build_model(config, kind, ks).state_dict()
     expected = {name: TensorInfo(_DTYPE_NAMES[t.dtype], tuple(t.shape)) for name, t in state.items()}
     for layer, n in enumerate(config.num_edges if kind == "clustered" else []):
-        bits = index_bits(ks[layer])  # type: ignore[index]
-        expected[_indices_key(layer)] = TensorInfo("U8", (packed_length(n, bits),))
+        entry = table[layer] if table else {"bytes": packed_length(n, index_bits(ks[layer])), "codebook_dtype": "float32"}  # type: ignore[index]
+        expected[_indices_key(layer)] = TensorInfo("U8", (entry["bytes"],))
+        dtype = _STORAGE_NAMES[entry["codebook_dtype"]]
+        expected[_codebook_key(layer)] = TensorInfo(dtype, expected[_codebook_key(layer)].shape)
+        if dtype == "I8":
+            expected[_scale_key(layer)] = TensorInfo("F32", (1,))
     return expected
 
 
@@ -273,8 +313,12 @@ def _codebook_key(layer: int) -> str:
     return f"edges.layers.{layer}.codebook"
 
 
+def _scale_key(layer: int) -> str:
+    return f"edges.layers.{layer}.codebook_scale"
+
+
 def _check_tensor_table(header: Header) -> None:
-    expected = expected_tensors(header.config, header.kind, header.ks)
+    expected = expected_tensors(header.config, header.kind, header.ks, header.indices)
     path = header.path
     missing = sorted(set(expected) - set(header.tensors))
     if missing:
@@ -286,9 +330,23 @@ def _check_tensor_table(header: Header) -> None:
         got = header.tensors[name]
         if got.shape != want.shape:
             raise FormatError(f"{path}: tensor {name!r} has shape {list(got.shape)}, expected {list(want.shape)}")
-        allowed = _CODEBOOK_DTYPES if name.endswith(".codebook") else (want.dtype,)
-        if got.dtype not in allowed:
-            raise FormatError(f"{path}: tensor {name!r} has dtype {got.dtype}, expected {' or '.join(allowed)}")
+        if got.dtype != want.dtype:
+            raise FormatError(f"{path}: tensor {name!r} has dtype {got.dtype}, expected {want.dtype}")
+
+
+def _decode_indices(path: Path, layer: int, entry: dict[str, Any], stream: torch.Tensor) -> torch.Tensor:
+    if entry["coding"] == "packed":
+        indices = unpack_bits(stream, entry["bits"], entry["n"])
+    else:
+        try:
+            indices = torch.from_numpy(rans_decode(stream.numpy().tobytes(), entry["counts"], entry["n"]))
+        except ValueError as exc:
+            raise FormatError(f"{path}: tensor {_indices_key(layer)!r} is not a valid rANS stream ({exc})") from None
+    if indices.numel() and int(indices.max()) >= entry["k"]:
+        raise FormatError(f"{path}: tensor {_indices_key(layer)!r} holds index {int(indices.max())} >= k={entry['k']}")
+    if entry["counts"] is not None and torch.bincount(indices, minlength=entry["k"]).tolist() != entry["counts"]:
+        raise FormatError(f"{path}: tensor {_indices_key(layer)!r} does not match the counts in the index table")
+    return indices
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -308,14 +366,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise FormatError(f"{path}: tensor {name!r} holds NaN or infinite values")
     for layer, entry in enumerate(header.indices):
-        key = _indices_key(layer)
-        indices = unpack_bits(tensors[key], entry["bits"], entry["n"])
-        if indices.numel() and int(indices.max()) >= entry["k"]:
-            raise FormatError(f"{path}: tensor {key!r} holds index {int(indices.max())} >= k={entry['k']}")
-        tensors[key] = indices
-        tensors[_codebook_key(layer)] = tensors[_codebook_key(layer)].float()
+        tensors[_indices_key(layer)] = _decode_indices(header.path, layer, entry, tensors[_indices_key(layer)])
+        scale = tensors.pop(_scale_key(layer), None)
+        if scale is not None and not float(scale) > 0:
+            raise FormatError(f"{path}: tensor {_scale_key(layer)!r} must be a positive scale")
+        tensors[_codebook_key(layer)] = from_storage(tensors[_codebook_key(layer)], scale)
     model = build_model(header.config, header.kind, header.ks)
     model.load_state_dict(tensors, strict=True)
+    if header.kind == "clustered":
+        dtypes = {entry["codebook_dtype"] for entry in header.indices}
+        model.edges.codebook_dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
+        model.edges.index_coding = "entropy" if any(e["coding"] == "rans" for e in header.indices) else "packed"
     model.eval()
     return Checkpoint(model, header)
 
@@ -324,10 +385,34 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 
 def checkpoint_bytes(model: torch.nn.Module, provenance: dict[str, Any]) -> bytes:
-    """The file contents of `model` (a `KANModel`) as a kancompress checkpoint."""
+    """The file contents of `model` (a `KANModel`) as a kancompress checkpoint.
+
+    A clustered model is stored as its edge store says: codebooks at `codebook_dtype`, and each layer's indices
+    bit-packed, or rANS-coded when its `index_coding` is "entropy" and that is smaller.
+    """
     from safetensors.torch import save as save_bytes
 
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    table = []
+    if model.kind == "clustered":
+        edges = model.edges
+        for layer, book in enumerate(edges.layers):
+            n, k = book.indices.numel(), book.k
+            bits = index_bits(k)
+            counts = torch.bincount(book.indices, minlength=k).tolist()
+            stream = pack_bits(book.indices, bits)
+            coding = "packed"
+            if edges.index_coding == "entropy" and rans_size_estimate(counts) < stream.numel():
+                coded = rans_encode(book.indices.numpy(), counts)
+                if len(coded) < stream.numel():
+                    stream, coding = torch.frombuffer(bytearray(coded), dtype=torch.uint8), "rans"
+            stored, scale = to_storage(book.codebook, edges.codebook_dtype)
+            state[_indices_key(layer)] = stream
+            state[_codebook_key(layer)] = stored
+            if scale is not None:
+                state[_scale_key(layer)] = scale
+            table.append({"n": n, "k": k, "bits": bits, "coding": coding, "counts": counts,
+                          "bytes": int(stream.numel()), "codebook_dtype": edges.codebook_dtype})
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -335,13 +420,7 @@ def checkpoint_bytes(model: torch.nn.Module, provenance: dict[str, Any]) -> byte
         "model": json.dumps(model.config.to_dict()),
         "provenance": json.dumps(provenance),
     }
-    if model.kind == "clustered":
-        table = []
-        for layer, book in enumerate(model.edges.layers):
-            n, k = book.indices.numel(), book.k
-            bits = index_bits(k)
-            state[_indices_key(layer)] = pack_bits(book.indices, bits)
-            table.append({"n": n, "k": k, "bits": bits, "coding": "packed"})
+    if table:
         metadata["indices"] = json.dumps(table)
     return save_bytes(state, metadata=metadata)
 

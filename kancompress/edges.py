@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kancompress.config import MetaConfig
+from kancompress.quant import round_trip
 
 
 class EdgeStore(nn.Module):
@@ -98,11 +99,38 @@ class Codebook(nn.Module):
 
 
 class CodebookEdges(EdgeStore):
+    """Codebooks and indices. `codebook_dtype` and `index_coding` say how a file stores them ("packed": fixed
+    bits per index; "entropy": rANS-coded where that is smaller); they are not tensors and travel in metadata."""
+
     kind = "clustered"
 
-    def __init__(self, codebooks: list[torch.Tensor], indices: list[torch.Tensor]):
+    def __init__(
+        self,
+        codebooks: list[torch.Tensor],
+        indices: list[torch.Tensor],
+        codebook_dtype: str = "float32",
+        index_coding: str = "packed",
+    ):
         super().__init__()
         self.layers = nn.ModuleList([Codebook(c, i) for c, i in zip(codebooks, indices)])
+        self.codebook_dtype = codebook_dtype
+        self.index_coding = index_coding
+
+    def round_to_storage(self) -> None:
+        """Snap codebooks to their storage precision, so the model computes what its file will hold."""
+        with torch.no_grad():
+            for book in self.layers:
+                book.codebook.copy_(round_trip(book.codebook, self.codebook_dtype))
+
+    def reassign(self, vectors: list[torch.Tensor]) -> int:
+        """Point every edge at the centroid nearest its reference vector (paper Eq. 9); returns how many moved."""
+        moved = 0
+        with torch.no_grad():
+            for book, points in zip(self.layers, vectors):
+                nearest = torch.cdist(points.float(), book.codebook.float()).argmin(dim=1)
+                moved += int((nearest != book.indices).sum())
+                book.indices.copy_(nearest)
+        return moved
 
     def num_layers(self) -> int:
         return len(self.layers)

@@ -3,19 +3,25 @@
 Per clustered layer with n edges, vector length |w|, k centroids and b-bit codebook entries (paper Eq. 10):
 
     dense bytes     = n·|w|·4                          (float32 edge vectors)
-    clustered bytes = ceil(n·bits/8) + |w|·k·b/8        (bits = max(1, ceil(log2 k)))
-    r               = n·|w|·32 / (n·bits + |w|·k·b)
+    clustered bytes = index bytes + |w|·k·b/8 (+ 4 for an int8 scale)
+    index bytes     = ceil(n·bits/8) bit-packed (bits = max(1, ceil(log2 k))), or the rANS stream's length
+    r               = n·|w|·32 / (n·bits + |w|·k·b)            (the paper's formula, bit-packed indices)
+
+With the layer's index counts (format v2) the report also gives the empirical entropy H(I) and n·H(I)/8, the
+floor an index coder can reach.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kancompress.codec import Header, index_bits, packed_length
+from kancompress.entropy import entropy_bits
+from kancompress.quant import CODEBOOK_BITS
 
 DENSE_BITS = 32
-_CODEBOOK_BITS = {"F32": 32, "F16": 16, "BF16": 16}
 
 
 @dataclass(frozen=True)
@@ -27,8 +33,15 @@ class LayerReport:
     bits: int
     codebook_bits: int  # b
     dense_bytes: int
-    clustered_bytes: int
+    clustered_bytes: int  # index_bytes + codebook_bytes
     ratio: float  # paper Eq. 10
+    index_coding: str = "packed"  # "packed" or "rans"
+    index_bytes: int = 0
+    codebook_bytes: int = 0
+    bits_per_edge: float = 0.0  # index_bytes·8 / n
+    entropy: float | None = None  # H(I) in bits per edge, when the file records the counts
+    entropy_bytes: int | None = None  # ceil(n·H(I)/8)
+    stored_ratio: float = 0.0  # dense_bytes / clustered_bytes
 
 
 @dataclass(frozen=True)
@@ -50,12 +63,25 @@ class StorageReport:
         return asdict(self)
 
 
-def _layer(layer: int, n: int, width: int, k: int, codebook_bits: int) -> LayerReport:
+def _layer(
+    layer: int, n: int, width: int, k: int, dtype: str = "float32", coding: str = "packed",
+    index_bytes: int | None = None, counts: list[int] | None = None,
+) -> LayerReport:
     bits = index_bits(k)
+    b = CODEBOOK_BITS[dtype]
     dense = n * width * DENSE_BITS // 8
-    clustered = packed_length(n, bits) + width * k * codebook_bits // 8
-    ratio = n * width * DENSE_BITS / (n * bits + width * k * codebook_bits)
-    return LayerReport(layer, n, width, k, bits, codebook_bits, dense, clustered, ratio)
+    index_bytes = packed_length(n, bits) if index_bytes is None else index_bytes
+    codebook_bytes = width * k * b // 8 + (4 if dtype == "int8" else 0)
+    clustered = index_bytes + codebook_bytes
+    entropy = entropy_bits(counts) if counts is not None else None
+    return LayerReport(
+        layer, n, width, k, bits, b, dense, clustered,
+        ratio=n * width * DENSE_BITS / (n * bits + width * k * b),
+        index_coding=coding, index_bytes=index_bytes, codebook_bytes=codebook_bytes,
+        bits_per_edge=index_bytes * 8 / n,
+        entropy=entropy, entropy_bytes=math.ceil(n * entropy / 8) if entropy is not None else None,
+        stored_ratio=dense / clustered,
+    )
 
 
 def storage_report(header: Header, k: int = 16) -> StorageReport:
@@ -66,10 +92,11 @@ def storage_report(header: Header, k: int = 16) -> StorageReport:
     layers = []
     for layer, n in enumerate(config.num_edges):
         if projected:
-            layers.append(_layer(layer, n, width, min(k, n), DENSE_BITS))
+            layers.append(_layer(layer, n, width, min(k, n)))
         else:
-            dtype = header.tensors[f"edges.layers.{layer}.codebook"].dtype
-            layers.append(_layer(layer, n, width, header.indices[layer]["k"], _CODEBOOK_BITS[dtype]))
+            entry = header.indices[layer]
+            layers.append(_layer(layer, n, width, entry["k"], entry["codebook_dtype"], entry["coding"],
+                                 entry["bytes"], entry["counts"]))
     edge_bytes = sum(t.nbytes for name, t in header.tensors.items() if name.startswith("edges."))
     extras = {name: t.nbytes for name, t in header.tensors.items() if not name.startswith("edges.")}
     extras_bytes = sum(extras.values())

@@ -139,7 +139,7 @@ def test_refuses_index_out_of_range(clustered_file: Path) -> None:
     tensors, metadata = _parts(clustered_file)
     table = json.loads(metadata["indices"])
     # k=3 needs 2 bits like k=4, so the packed bytes still fit but may hold index 3 >= k.
-    table[0]["k"] = 3
+    table[0]["k"], table[0]["counts"] = 3, [10, 10, 10]
     metadata["indices"] = json.dumps(table)
     tensors["edges.layers.0.codebook"] = tensors["edges.layers.0.codebook"][:3].clone()
     tensors["edges.layers.0.indices"] = pack_bits(torch.full((30,), 3), 2)
