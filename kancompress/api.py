@@ -24,6 +24,8 @@ from kancompress.data import Dataset, load_dataset, needs_augmentation, random_c
 from kancompress.edges import MetaEdges
 from kancompress.errors import ConfigError, DataError, FormatError
 from kancompress.models import KANModel, build_model
+from kancompress.search import Clusterer, SweepPoint, choose_ks
+from kancompress.search import sweep as search_sweep
 from kancompress.train import (
     CONV_FINETUNE_LR,
     CONV_META_LR,
@@ -49,6 +51,8 @@ __all__ = [
     "load_checkpoint",
     "parameter_groups",
     "save_checkpoint",
+    "sweep",
+    "cluster_within",
     "train",
 ]
 
@@ -239,6 +243,74 @@ def evaluate_model(
     data = _dataset_for(checkpoint, dataset, data_dir, download)
     _check_inputs(checkpoint.model, data)
     return data.name, evaluate(checkpoint.model, data.test_x, data.test_y)
+
+
+def _source_split(checkpoint: Checkpoint, data: Dataset):  # -> Split
+    """The validation split the checkpoint was trained with (same seed), so it holds unseen data."""
+    seed = (checkpoint.header.provenance.get("train_config") or {}).get("seed", 0)
+    return split_validation(data, seed=seed if isinstance(seed, int) else 0)
+
+
+def _finetuner(epochs: int, lr: float | None, split, seed: int) -> Callable[[KANModel], KANModel]:
+    def tune(model: KANModel) -> KANModel:
+        rate = lr or (CONV_FINETUNE_LR if model.config.conv is not None else FINETUNE_LR)
+        fit(model, split, parameter_groups(model, rate), TrainConfig(epochs=epochs, patience=3, seed=seed))
+        model.edges.round_to_storage()
+        return model
+
+    return tune
+
+
+def sweep(
+    checkpoint: Checkpoint,
+    ks: list[int],
+    dataset: str | Dataset | None = None,
+    *,
+    finetune_epochs: int = 0,
+    lr: float | None = None,
+    seed: int = 0,
+    n_init: int = 4,
+    codebook_dtype: str = "float32",
+    index_coding: str = "packed",
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    on_point: Callable[[SweepPoint], None] | None = None,
+) -> list[SweepPoint]:
+    """Accuracy and size of a dense or meta checkpoint clustered at each k (optionally fine-tuned)."""
+    if checkpoint.kind == "clustered":
+        raise FormatError(f"{checkpoint.header.path}: sweep needs a dense or meta checkpoint, not a clustered one")
+    if not ks or any(k < 2 for k in ks):
+        raise ConfigError("--ks needs codebook sizes >= 2, e.g. --ks 2,4,8,16")
+    data = _dataset_for(checkpoint, dataset, data_dir, download)
+    _check_inputs(checkpoint.model, data)
+    split = _source_split(checkpoint, data)
+    clusterer = Clusterer(checkpoint.model, seed, n_init, codebook_dtype, index_coding)
+    tune = _finetuner(finetune_epochs, lr, split, seed) if finetune_epochs > 0 else None
+    return search_sweep(clusterer, split, (data.test_x, data.test_y), ks, tune, on_point)
+
+
+def cluster_within(
+    checkpoint: Checkpoint,
+    max_drop: float,
+    dataset: str | Dataset | None = None,
+    *,
+    seed: int = 0,
+    n_init: int = 4,
+    codebook_dtype: str = "float32",
+    index_coding: str = "packed",
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+) -> tuple[KANModel, dict[str, Any]]:
+    """Cluster with per-layer k chosen to minimise size within `max_drop` validation accuracy points."""
+    if checkpoint.kind == "clustered":
+        raise FormatError("model is already clustered; cluster its dense or meta source instead")
+    data = _dataset_for(checkpoint, dataset, data_dir, download)
+    _check_inputs(checkpoint.model, data)
+    clusterer = Clusterer(checkpoint.model, seed, n_init, codebook_dtype, index_coding)
+    ks, base, accuracy = choose_ks(clusterer, _source_split(checkpoint, data), max_drop)
+    model, provenance = cluster(checkpoint, ks[0], dict(enumerate(ks)), seed, n_init, codebook_dtype, index_coding)
+    provenance.update(max_drop=max_drop, source_val_accuracy=base, val_accuracy=accuracy, dataset=data.name)
+    return model, provenance
 
 
 def import_checkpoint(

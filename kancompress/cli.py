@@ -23,6 +23,7 @@ from kancompress.codec import (
     save_checkpoint,
     save_train_state,
     state_path_for,
+    write_atomic,
 )
 from kancompress.config import META_SHARING, ConvConfig, MetaConfig
 from kancompress.errors import ConfigError, KanCompressError
@@ -204,6 +205,10 @@ def cluster(
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts.")] = 4,
     codebook_dtype: Annotated[str, typer.Option("--codebook-dtype", help="float32 | float16 | bfloat16 | int8 (per-layer scale).")] = "float32",
     index_coding: Annotated[str, typer.Option("--index-coding", help="packed: fixed bits per index; entropy: rANS where smaller.")] = "packed",
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer: smallest size within this many validation accuracy points of the source.")] = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDir = None,
+    download: Download = False,
     output: Output = None,
     force: Force = False,
 ) -> None:
@@ -212,8 +217,17 @@ def cluster(
         layer_ks = _parse_layer_ks(layer_k)
         source = load_checkpoint(checkpoint)
         k = k or (256 if source.header.config.conv is not None else 16)
-        path = check_output(output or _default_output(checkpoint, f"k{k}"), force, (checkpoint,))
-        model, provenance = api.cluster(source, k, layer_ks, seed, n_init, codebook_dtype, index_coding)
+        suffix = f"k{k}" if max_drop is None else f"drop{max_drop:g}"
+        path = check_output(output or _default_output(checkpoint, suffix), force, (checkpoint,))
+        if max_drop is None:
+            model, provenance = api.cluster(source, k, layer_ks, seed, n_init, codebook_dtype, index_coding)
+        else:
+            with err.status("choosing k per layer on the validation split"):
+                model, provenance = api.cluster_within(source, max_drop, dataset, seed=seed, n_init=n_init,
+                                                       codebook_dtype=codebook_dtype, index_coding=index_coding,
+                                                       data_dir=data_dir, download=download)
+            out.print(f"per-layer k {provenance['k']}: validation accuracy {provenance['val_accuracy']:.4f} "
+                      f"(source {provenance['source_val_accuracy']:.4f})", highlight=False, markup=False)
         save_checkpoint(model, path, provenance, force=force, inputs=(checkpoint,))
         out.print(f"clustered {source.kind} -> {path}", highlight=False, markup=False)
         _render_report(path, k)
@@ -258,6 +272,62 @@ def finetune(
                 on_state=_state_writer(path, job), resume=state, reassign_from=reference,
             )
         _finish(result, path, force, (source,))
+
+
+@app.command()
+def sweep(
+    checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint.")],
+    ks: Annotated[str, typer.Option("--ks", help="Comma-separated codebook sizes.")] = "2,4,8,16,32,64",
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0, help="Fine-tune each point (0: off).")] = 0,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Fine-tuning learning rate.")] = None,
+    codebook_dtype: Annotated[str, typer.Option("--codebook-dtype")] = "float32",
+    index_coding: Annotated[str, typer.Option("--index-coding")] = "packed",
+    dataset: DatasetOpt = None,
+    data_dir: DataDir = None,
+    download: Download = False,
+    seed: Seed = 0,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file [default: CKPT-sweep.csv].")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot of size vs accuracy.")] = None,
+    force: Force = False,
+) -> None:
+    """Cluster at each k and report size against accuracy (CSV, optional PNG plot)."""
+    with _errors():
+        sizes = _parse_ks(ks)
+        csv_path = check_output(output or checkpoint.with_name(f"{checkpoint.stem}-sweep.csv"), force, (checkpoint,))
+        if plot is not None:
+            check_output(plot, force, (checkpoint,))
+        source = load_checkpoint(checkpoint)
+        table = Table(title=escape(f"{checkpoint} sweep"), title_justify="left")
+        for column in ("k", "KB", "val acc", "test acc", "fine-tuned test acc"):
+            table.add_column(column, justify="right")
+
+        def on_point(point: api.SweepPoint) -> None:
+            tuned = f"{point.finetuned_test_accuracy:.4f}" if point.finetuned_test_accuracy is not None else "-"
+            table.add_row(str(point.k), _kb(point.bytes), f"{point.val_accuracy:.4f}", f"{point.test_accuracy:.4f}",
+                          tuned)
+
+        with err.status("sweeping"):
+            points = api.sweep(source, sizes, dataset, finetune_epochs=finetune_epochs, lr=lr, seed=seed,
+                               codebook_dtype=codebook_dtype, index_coding=index_coding, data_dir=data_dir,
+                               download=download, on_point=on_point)
+        out.print(table)
+        rows = ["k,bytes,val_accuracy,test_accuracy,finetuned_val_accuracy,finetuned_test_accuracy"]
+        rows += [",".join("" if v is None else str(v) for v in dataclasses.astuple(p)) for p in points]
+        write_atomic(csv_path, ("\n".join(rows) + "\n").encode())
+        out.print(f"wrote {csv_path}", highlight=False, markup=False)
+        if plot is not None:
+            from kancompress.plot import sweep_png
+
+            dense = storage_report(source.header).dense_bytes
+            write_atomic(plot, sweep_png({source.kind: points}, f"{checkpoint.name}: size vs accuracy", dense))
+            out.print(f"wrote {plot}", highlight=False, markup=False)
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--ks {text!r} must be comma-separated integers, e.g. 2,4,8,16") from None
 
 
 @app.command("eval")

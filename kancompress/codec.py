@@ -392,8 +392,29 @@ def checkpoint_bytes(model: torch.nn.Module, provenance: dict[str, Any]) -> byte
     """
     from safetensors.torch import save as save_bytes
 
+    state, table = _file_tensors(model)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "kind": model.kind,
+        "model": json.dumps(model.config.to_dict()),
+        "provenance": json.dumps(provenance),
+    }
+    if table:
+        metadata["indices"] = json.dumps(table)
+    return save_bytes(state, metadata=metadata)
+
+
+def payload_bytes(model: torch.nn.Module) -> int:
+    """Tensor bytes the checkpoint of `model` would hold (what `inspect` reports as total_bytes)."""
+    state, _ = _file_tensors(model)
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def _file_tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """The tensors and the index table a checkpoint of `model` stores."""
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    table = []
+    table: list[dict[str, Any]] = []
     if model.kind == "clustered":
         edges = model.edges
         for layer, book in enumerate(edges.layers):
@@ -413,16 +434,7 @@ def checkpoint_bytes(model: torch.nn.Module, provenance: dict[str, Any]) -> byte
                 state[_scale_key(layer)] = scale
             table.append({"n": n, "k": k, "bits": bits, "coding": coding, "counts": counts,
                           "bytes": int(stream.numel()), "codebook_dtype": edges.codebook_dtype})
-    metadata = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "kind": model.kind,
-        "model": json.dumps(model.config.to_dict()),
-        "provenance": json.dumps(provenance),
-    }
-    if table:
-        metadata["indices"] = json.dumps(table)
-    return save_bytes(state, metadata=metadata)
+    return state, table
 
 
 def check_output(path: str | os.PathLike[str], force: bool, inputs: tuple[str | os.PathLike[str], ...] = ()) -> Path:

@@ -1,0 +1,43 @@
+"""Plots of size-accuracy sweeps (matplotlib, imported only when a plot is asked for)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from kancompress.errors import ConfigError
+from kancompress.search import SweepPoint
+
+
+def sweep_png(series: dict[str, Sequence[SweepPoint]], title: str, dense_bytes: int | None = None) -> bytes:
+    """PNG bytes: test accuracy (%) against checkpoint size (KB, log scale), one line per series, k labelled."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for label, points in series.items():
+        sizes = [p.bytes / 1000 for p in points]
+        axes.plot(sizes, [100 * p.test_accuracy for p in points], "o-", label=f"{label} (clustered)")
+        if any(p.finetuned_test_accuracy is not None for p in points):
+            axes.plot(sizes, [100 * (p.finetuned_test_accuracy or 0) for p in points], "s--",
+                      label=f"{label} + fine-tune")
+        for p, size in zip(points, sizes):
+            axes.annotate(f"k={p.k}", (size, 100 * p.test_accuracy), textcoords="offset points", xytext=(3, -10),
+                          fontsize=7)
+    if dense_bytes:
+        axes.axvline(dense_bytes / 1000, color="grey", linestyle=":", label="dense KAN size")
+    axes.set_xscale("log")
+    axes.set_xlabel("checkpoint tensors (KB, 1 KB = 1000 bytes)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()

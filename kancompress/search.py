@@ -1,0 +1,115 @@
+"""Size-accuracy search: sweep the codebook size, and pick k per layer under an accuracy budget."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from kancompress.cluster import kmeans, resolve_ks
+from kancompress.codec import INDEX_CODINGS, payload_bytes
+from kancompress.data import Split
+from kancompress.edges import CodebookEdges
+from kancompress.errors import ConfigError
+from kancompress.models import KANModel, with_edges
+from kancompress.quant import CODEBOOK_DTYPES
+from kancompress.train import evaluate
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    k: int
+    bytes: int  # tensor bytes of the clustered checkpoint
+    val_accuracy: float
+    test_accuracy: float
+    finetuned_val_accuracy: float | None = None
+    finetuned_test_accuracy: float | None = None
+
+
+class Clusterer:
+    """K-means per (layer, k), computed once and cached, to assemble clustered models with any per-layer ks."""
+
+    def __init__(self, model: KANModel, seed: int = 0, n_init: int = 4, codebook_dtype: str = "float32",
+                 index_coding: str = "packed"):
+        if codebook_dtype not in CODEBOOK_DTYPES or index_coding not in INDEX_CODINGS:
+            raise ConfigError(f"codebook dtype must be one of {', '.join(CODEBOOK_DTYPES)} and index coding one of "
+                              f"{', '.join(INDEX_CODINGS)}")
+        self.model, self.seed, self.n_init = model, seed, n_init
+        self.codebook_dtype, self.index_coding = codebook_dtype, index_coding
+        self.vectors = model.edge_vectors()
+        self._cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def layer(self, layer: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (layer, k) not in self._cache:
+            self._cache[layer, k] = kmeans(self.vectors[layer], k, self.seed, self.n_init)
+        return self._cache[layer, k]
+
+    def build(self, ks: list[int]) -> KANModel:
+        resolve_ks(self.model, 2, dict(enumerate(ks)))  # validates every k against its layer
+        parts = [self.layer(layer, k) for layer, k in enumerate(ks)]
+        edges = CodebookEdges([c for c, _ in parts], [i for _, i in parts], self.codebook_dtype, self.index_coding)
+        edges.round_to_storage()
+        return with_edges(self.model, edges, dataclasses.replace(self.model.config, meta=None))
+
+
+def sweep(
+    clusterer: Clusterer,
+    split: Split,
+    test: tuple[torch.Tensor, torch.Tensor],
+    ks: list[int],
+    finetune: Callable[[KANModel], KANModel] | None = None,
+    on_point: Callable[[SweepPoint], None] | None = None,
+) -> list[SweepPoint]:
+    """Cluster every layer at each k (capped at the layer's edge count); accuracy and size, optionally fine-tuned."""
+    points = []
+    counts = clusterer.model.config.num_edges
+    for k in ks:
+        model = clusterer.build([min(k, n) for n in counts])
+        val, tested = evaluate(model, split.val_x, split.val_y), evaluate(model, *test)
+        tuned_val = tuned_test = None
+        if finetune is not None:
+            model = finetune(model)
+            tuned_val = evaluate(model, split.val_x, split.val_y).accuracy
+            tuned_test = evaluate(model, *test).accuracy
+        point = SweepPoint(k, payload_bytes(model), val.accuracy, tested.accuracy, tuned_val, tuned_test)
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
+    return points
+
+
+def choose_ks(
+    clusterer: Clusterer,
+    split: Split,
+    max_drop: float,
+    candidates: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256),
+    on_trial: Callable[[list[int], float], None] | None = None,
+) -> tuple[list[int], float, float]:
+    """Per-layer k minimising size with validation accuracy within `max_drop` points of the source model.
+
+    Greedy, largest layers first (their indices dominate the size): each layer takes the smallest candidate k
+    that keeps the whole model within budget, the layers not yet visited staying at their largest candidate.
+    Returns (ks, source validation accuracy, clustered validation accuracy).
+    """
+    if max_drop < 0:
+        raise ConfigError("--max-drop must be >= 0 (accuracy points)")
+    base = evaluate(clusterer.model, split.val_x, split.val_y).accuracy
+    floor = base - max_drop / 100.0
+    counts = clusterer.model.config.num_edges
+    options = [[k for k in candidates if k <= n] or [n] for n in counts]
+    ks = [opts[-1] for opts in options]
+    accuracy = evaluate(clusterer.build(ks), split.val_x, split.val_y).accuracy
+    for layer in sorted(range(len(counts)), key=lambda l: -counts[l]):
+        for k in options[layer]:
+            if k >= ks[layer]:
+                break
+            trial = ks[:layer] + [k] + ks[layer + 1 :]
+            trial_accuracy = evaluate(clusterer.build(trial), split.val_x, split.val_y).accuracy
+            if on_trial is not None:
+                on_trial(trial, trial_accuracy)
+            if trial_accuracy >= floor:
+                ks, accuracy = trial, trial_accuracy
+                break
+    return ks, base, accuracy
