@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from kancompress import __version__
+from kancompress import __version__, distributed
+from kancompress.distributed import resolve_device
 from kancompress.codec import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.cluster import cluster_model
 from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
@@ -116,6 +117,7 @@ def train(
     on_epoch: EpochCallback | None = None,
     on_state: StateCallback | None = None,
     resume: dict[str, Any] | None = None,
+    device: str = "auto",
 ) -> TrainResult:
     """Train a KAN (MetaKAN when `meta`; convolutional when `conv`) with the paper's learning rates by default.
 
@@ -130,8 +132,10 @@ def train(
                                      meta_config, conv_config)
     else:
         config = default_config(model_name, (data.num_features, *hidden, data.num_classes), meta_config)
+    target = resolve_device(device)
+    distributed.setup(target)
     torch.manual_seed(train_config.seed)
-    model = build_model(config, "meta" if meta_config else "dense")
+    model = build_model(config, "meta" if meta_config else "dense").to(target)
     if meta_config and conv:
         default_meta_lr, default_embed, default_lr = CONV_META_LR[model_name]
         groups = parameter_groups(model, lr or default_lr, lr_meta or default_meta_lr, lr_embed or default_embed)
@@ -145,8 +149,9 @@ def train(
     augment = random_crop_flip if conv and needs_augmentation(data.name) else None
     history = fit(model, split, groups, train_config, on_batch, on_epoch, on_state, resume, augment)
     test = evaluate(model, data.test_x, data.test_y)
-    provenance = _provenance("train", data.name, history, test, train_config, {"lrs": [g["lr"] for g in groups]})
-    return TrainResult(model, history, test, provenance)
+    extra = {"lrs": [g["lr"] for g in groups], "processes": distributed.world_size(), "device": target.type}
+    provenance = _provenance("train", data.name, history, test, train_config, extra)
+    return TrainResult(model.cpu(), history, test, provenance)
 
 
 def default_meta(model_name: str, conv: bool) -> MetaConfig:
@@ -195,6 +200,7 @@ def finetune(
     on_state: StateCallback | None = None,
     resume: dict[str, Any] | None = None,
     reassign_from: KANModel | None = None,
+    device: str = "auto",
 ) -> TrainResult:
     """Paper stage 3: train the codebooks (and the small extras) of a clustered model; indices stay frozen.
 
@@ -205,7 +211,9 @@ def finetune(
         raise FormatError(f"{checkpoint.header.path}: finetune needs a clustered checkpoint, this one is "
                           f"{checkpoint.kind}; run `kancompress cluster` first")
     data = _dataset_for(checkpoint, dataset, data_dir, download)
-    model = checkpoint.model
+    target = resolve_device(device)
+    distributed.setup(target)
+    model = checkpoint.model.to(target)
     _check_inputs(model, data)
     torch.manual_seed(train_config.seed)
     split = split_validation(data, seed=train_config.seed)
@@ -216,7 +224,7 @@ def finetune(
     if reassign_from is not None:
         if reassign_from.config.num_edges != model.config.num_edges:
             raise ConfigError("--reassign needs the checkpoint that was clustered (its layers differ)")
-        reference = reassign_from.edge_vectors()
+        reference = [v.to(target) for v in reassign_from.edge_vectors()]
         user_on_epoch = on_epoch
 
         def on_epoch(report: EpochReport) -> None:
@@ -230,7 +238,7 @@ def finetune(
     test = evaluate(model, data.test_x, data.test_y)
     extra = {"lr": lr, "reassigned_per_epoch": moved if reassign_from is not None else None,
              "parent": checkpoint.header.provenance}
-    return TrainResult(model, history, test, _provenance("finetune", data.name, history, test, train_config, extra))
+    return TrainResult(model.cpu(), history, test, _provenance("finetune", data.name, history, test, train_config, extra))
 
 
 def evaluate_model(
@@ -238,11 +246,12 @@ def evaluate_model(
     dataset: str | Dataset | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
+    device: str = "auto",
 ) -> tuple[str, Metrics]:
     """Test accuracy and loss of a checkpoint on its recorded dataset (or `dataset`)."""
     data = _dataset_for(checkpoint, dataset, data_dir, download)
     _check_inputs(checkpoint.model, data)
-    return data.name, evaluate(checkpoint.model, data.test_x, data.test_y)
+    return data.name, evaluate(checkpoint.model.to(resolve_device(device)), data.test_x, data.test_y)
 
 
 def _source_split(checkpoint: Checkpoint, data: Dataset):  # -> Split

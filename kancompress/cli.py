@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kancompress import __version__, api
+from kancompress import __version__, api, distributed
 from kancompress.codec import (
     check_output,
     load_checkpoint,
@@ -50,6 +50,7 @@ DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder hold
 Download = Annotated[bool, typer.Option("--download", help="Fetch the dataset with torchvision if missing.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (initialisation, split, shuffling, K-means).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available) | cpu | cuda.")]
 
 
 @contextmanager
@@ -68,7 +69,10 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _progress(label: str) -> Iterator[tuple[Any, Any]]:
-    """A Rich progress bar over each epoch's batches, and one log line per epoch."""
+    """A Rich progress bar over each epoch's batches, and one log line per epoch (rank 0 only under torchrun)."""
+    if not distributed.is_main():
+        yield None, None
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(f"{label} epoch 1", total=None)
@@ -127,11 +131,13 @@ def train(
     output: Output = None,
     force: Force = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")] = False,
+    device: Device = "auto",
 ) -> None:
     """Train a KAN (or a MetaKAN with --meta) and save a dense or meta checkpoint.
 
     After every epoch a resumable state is written beside the output (OUTPUT.state); `--resume -o OUTPUT`
-    continues an interrupted run with the options it was started with.
+    continues an interrupted run with the options it was started with. Several processes:
+    `torchrun --nproc-per-node N -m kancompress train ...`.
     """
     with _errors():
         path = output or Path(f"{'meta' if meta else ''}{model}-{dataset}.safetensors")
@@ -159,6 +165,7 @@ def train(
                 train_config=TrainConfig(**job["train_config"]), lr=job["lr"],
                 lr_meta=job["lr_meta"], lr_embed=job["lr_embed"], data_dir=job["data_dir"], download=download,
                 on_batch=on_batch, on_epoch=on_epoch, on_state=_state_writer(path, job), resume=state,
+                device=device,
             )
         _finish(result, path, force)
 
@@ -186,10 +193,15 @@ def _state_writer(path: Path, job: dict[str, Any]) -> Any:
     def write(state: dict[str, Any]) -> None:
         save_train_state(state_path_for(path), state, job)
 
-    return write
+    return write if distributed.is_main() else None
 
 
 def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Rank 0 writes the checkpoint and removes the resumable state; the others only leave the process group."""
+    if not distributed.is_main():
+        distributed.teardown()
+        return
+    distributed.teardown()
     save_checkpoint(result.model, path, result.provenance, force=force, inputs=inputs)
     state_path_for(path).unlink(missing_ok=True)
     out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f}  "
@@ -247,6 +259,7 @@ def finetune(
     output: Output = None,
     force: Force = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")] = False,
+    device: Device = "auto",
     reassign: Annotated[Optional[Path], typer.Option("--reassign", help="Dense/meta checkpoint that was clustered: let indices move to the centroid nearest each edge's original vector after every epoch.")] = None,
 ) -> None:
     """Train only the codebooks (indices frozen) of a clustered checkpoint; resumable like `train`."""
@@ -269,7 +282,7 @@ def finetune(
             result = api.finetune(
                 load_checkpoint(source), job["dataset"], train_config=TrainConfig(**job["train_config"]),
                 lr=job["lr"], data_dir=job["data_dir"], download=download, on_batch=on_batch, on_epoch=on_epoch,
-                on_state=_state_writer(path, job), resume=state, reassign_from=reference,
+                on_state=_state_writer(path, job), resume=state, reassign_from=reference, device=device,
             )
         _finish(result, path, force, (source,))
 
@@ -337,11 +350,12 @@ def eval_(
     data_dir: DataDir = None,
     download: Download = False,
     as_json: JsonOut = False,
+    device: Device = "auto",
 ) -> None:
     """Test accuracy and loss of a checkpoint (dataset defaults to the one it was trained on)."""
     with _errors():
         loaded = load_checkpoint(checkpoint)
-        name, metrics = api.evaluate_model(loaded, dataset, data_dir, download)
+        name, metrics = api.evaluate_model(loaded, dataset, data_dir, download, device)
         if as_json:
             out.print_json(json.dumps({"path": str(checkpoint), "kind": loaded.kind, "dataset": name,
                                        "accuracy": metrics.accuracy, "loss": metrics.loss, "n": metrics.n}))

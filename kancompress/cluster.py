@@ -7,6 +7,7 @@ I_j = argmin_i ||w_j - c_i||².
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 
 import numpy as np
@@ -19,12 +20,28 @@ from kancompress.errors import ConfigError, FormatError
 from kancompress.models import KANModel, with_edges
 
 
-def kmeans(vectors: torch.Tensor, k: int, seed: int = 0, n_init: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """K-means of (n, d) vectors with scikit-learn (k-means++, Lloyd, seeded, deterministic).
+TORCH_KMEANS_MIN_WORK = 4_000_000  # n·k above which `kmeans` uses the torch implementation
 
-    Returns the (k, d) float32 codebook and the (n,) int64 indices. When the vectors have fewer than k distinct
-    values, the surplus centroids duplicate existing ones (indices stay valid).
+
+def kmeans(
+    vectors: torch.Tensor, k: int, seed: int = 0, n_init: int = 4, backend: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K-means of (n, d) vectors: (k, d) float32 codebook and (n,) int64 indices, seeded and deterministic.
+
+    backend "sklearn" (k-means++, Lloyd, `n_init` restarts), "torch" (`torch_kmeans`, on the vectors' device,
+    memory-bounded), or "auto": torch for layers with n·k above `TORCH_KMEANS_MIN_WORK`, scikit-learn below.
     """
+    if backend not in ("auto", "sklearn", "torch"):
+        raise ConfigError(f"unknown K-means backend {backend!r}; choose from: auto, sklearn, torch")
+    if backend == "torch" or (backend == "auto" and vectors.shape[0] * k > TORCH_KMEANS_MIN_WORK):
+        codebook, indices, _ = torch_kmeans(vectors, k, seed)
+        return codebook.cpu(), indices.cpu()
+    return sklearn_kmeans(vectors, k, seed, n_init)
+
+
+def sklearn_kmeans(vectors: torch.Tensor, k: int, seed: int = 0, n_init: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's K-means; when the vectors have fewer than k distinct values, surplus centroids duplicate
+    existing ones (indices stay valid)."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
@@ -35,6 +52,93 @@ def kmeans(vectors: torch.Tensor, k: int, seed: int = 0, n_init: int = 4) -> tup
     codebook = torch.from_numpy(fitted.cluster_centers_.astype(np.float32))
     indices = torch.from_numpy(fitted.labels_.astype(np.int64))
     return codebook, indices
+
+
+def _nearest(
+    points: torch.Tensor, points_sq: torch.Tensor, centroids: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of and squared distance to the nearest centroid, `chunk` points at a time (bounded memory)."""
+    c_sq = (centroids * centroids).sum(1)  # (k,)
+    indices = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
+    distances = torch.empty(points.shape[0], dtype=points.dtype, device=points.device)
+    for start in range(0, points.shape[0], chunk):
+        # ||x - c||² = ||x||² - 2·x·c + ||c||², the cross term as one matrix product (b, k)
+        scores = torch.addmm(c_sq, points[start : start + chunk], centroids.T, alpha=-2.0)
+        best, index = scores.min(dim=1)
+        indices[start : start + chunk] = index
+        distances[start : start + chunk] = best
+    distances.add_(points_sq).clamp_min_(0)
+    return indices, distances
+
+
+def _lloyd(
+    points: torch.Tensor, codebook: torch.Tensor, max_iter: int, tol: float, chunk: int
+) -> torch.Tensor:
+    """Lloyd iterations from `codebook` until no centroid moves more than `tol` (squared, absolute)."""
+    k = codebook.shape[0]
+    points_sq = (points * points).sum(1)
+    for _ in range(max_iter):
+        indices, distances = _nearest(points, points_sq, codebook, chunk)
+        counts = torch.bincount(indices, minlength=k)
+        sums = torch.zeros_like(codebook).index_add_(0, indices, points)
+        updated = sums / counts.clamp_min(1)[:, None].to(sums.dtype)
+        empty = (counts == 0).nonzero().flatten()
+        if empty.numel():  # an empty cluster restarts at one of the points farthest from its centroid
+            updated[empty] = points[distances.topk(empty.numel()).indices]
+        shift = float(((updated - codebook) ** 2).sum(1).max())
+        codebook = updated
+        if shift <= tol:
+            break
+    return codebook
+
+
+def _kmeans_plus_plus(sample: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Greedy k-means++ seeding: each step draws 2 + ln k candidates ∝ D² and keeps the best (as scikit-learn)."""
+    trials = 2 + int(math.log(k))
+    first = int(torch.randint(sample.shape[0], (1,), generator=generator))
+    centroids = [sample[first]]
+    closest = ((sample - sample[first]) ** 2).sum(1)  # (s,)
+    sample_sq = (sample * sample).sum(1)  # (s,)
+    for _ in range(1, k):
+        weights = closest.cpu()
+        picks = (torch.multinomial(weights, trials, replacement=True, generator=generator)
+                 if float(weights.sum()) > 0 else torch.randint(sample.shape[0], (trials,), generator=generator))
+        candidates = sample[picks.to(sample.device)]  # (t, d)
+        cross = sample @ candidates.T  # (s, t)
+        distance = (sample_sq[:, None] - 2 * cross + (candidates * candidates).sum(1)).clamp_min_(0)  # (s, t)
+        best = int(torch.minimum(distance, closest[:, None]).sum(0).argmin())
+        centroids.append(candidates[best])
+        closest = torch.minimum(closest, distance[:, best])
+    return torch.stack(centroids)  # (k, d)
+
+
+def torch_kmeans(
+    vectors: torch.Tensor,
+    k: int,
+    seed: int = 0,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    chunk: int = 1 << 15,
+    sample_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Lloyd's K-means in torch on the vectors' device, memory bounded by `chunk`·k distances at a time.
+
+    Greedy k-means++ seeding and Lloyd iterations run on a random sample of `sample_size` points (default
+    max(100,000, 200·k)); when the data is larger, up to 5 more Lloyd iterations refine the centroids on all of
+    it. Iterations stop when no centroid moves more than `tol` times the data's total variance. Empty clusters
+    restart at the farthest points. Returns (codebook, indices, inertia).
+    """
+    points = vectors.detach().float()
+    n = points.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    size = sample_size or max(100_000, 200 * k)
+    sample = points if n <= size else points[torch.randperm(n, generator=generator)[:size].to(points.device)]
+    threshold = tol * (float(points.var(dim=0).sum()) or 1.0)
+    codebook = _lloyd(sample, _kmeans_plus_plus(sample, k, generator), max_iter, threshold, chunk)
+    if n > size:
+        codebook = _lloyd(points, codebook, 5, threshold, chunk)
+    indices, distances = _nearest(points, (points * points).sum(1), codebook, chunk)
+    return codebook, indices, float(distances.double().sum())
 
 
 def resolve_ks(model: KANModel, k: int, layer_ks: dict[int, int] | None = None) -> list[int]:

@@ -371,7 +371,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if scale is not None and not float(scale) > 0:
             raise FormatError(f"{path}: tensor {_scale_key(layer)!r} must be a positive scale")
         tensors[_codebook_key(layer)] = from_storage(tensors[_codebook_key(layer)], scale)
-    model = build_model(header.config, header.kind, header.ks)
+    model = build_model(header.config, header.kind, header.ks)  # on the CPU; callers move it with .to(device)
     model.load_state_dict(tensors, strict=True)
     if header.kind == "clustered":
         dtypes = {entry["codebook_dtype"] for entry in header.indices}
@@ -424,7 +424,7 @@ def _file_tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list
             stream = pack_bits(book.indices, bits)
             coding = "packed"
             if edges.index_coding == "entropy" and rans_size_estimate(counts) < stream.numel():
-                coded = rans_encode(book.indices.numpy(), counts)
+                coded = rans_encode(book.indices.cpu().numpy(), counts)
                 if len(coded) < stream.numel():
                     stream, coding = torch.frombuffer(bytearray(coded), dtype=torch.uint8), "rans"
             stored, scale = to_storage(book.codebook, edges.codebook_dtype)

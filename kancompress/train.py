@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from kancompress import distributed
 from kancompress.data import Split
 
 # Paper Appendix A.1: Table 4 (plain KANs: lr), Table 5 (MetaKANs: lr_h for the meta-learner, lr_e for the
@@ -64,13 +65,14 @@ class History:
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> Metrics:
-    """Accuracy and mean cross-entropy of `model` on (x, y)."""
+    """Accuracy and mean cross-entropy of `model` on (x, y), computed on the model's device."""
     model.eval()
+    device = next(model.parameters()).device
     correct, total_loss = 0, 0.0
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            logits = model(x[start : start + batch_size])
-            target = y[start : start + batch_size]
+            logits = model(x[start : start + batch_size].to(device))
+            target = y[start : start + batch_size].to(device)
             total_loss += F.cross_entropy(logits, target, reduction="sum").item()
             correct += int((logits.argmax(dim=1) == target).sum())
     n = int(x.shape[0])
@@ -110,6 +112,13 @@ def fit(
     trainable = {id(p) for group in param_groups for p in group["params"]}
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
+    device = next(model.parameters()).device
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    parallel = distributed.active()
+    forward = model
+    if parallel:  # every rank holds the same weights; DDP averages the gradients of each rank's batch slice
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        part, parts = distributed.rank(), distributed.world_size()
     optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     history = History()
@@ -130,10 +139,14 @@ def fit(
         model.train()
         total_loss = 0.0
         for step, index in enumerate(batches(n, config.batch_size, generator), start=1):
-            inputs = data.train_x[index]
+            inputs, targets = train_x[index], train_y[index]
             if augment is not None:
                 inputs = augment(inputs, generator)
-            loss = F.cross_entropy(model(inputs), data.train_y[index])
+            if parallel:  # this rank's share of the global batch (a DistributedSampler over the batch)
+                if index.numel() < parts:
+                    continue  # too small to give every rank a sample; every rank skips it alike
+                inputs, targets = inputs[part::parts], targets[part::parts]
+            loss = F.cross_entropy(forward(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

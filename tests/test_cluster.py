@@ -70,3 +70,32 @@ def test_finetune_updates_only_codebooks_and_extras() -> None:
     fit(model, split, api.parameter_groups(model, 1e-2), TrainConfig(epochs=3, batch_size=16, patience=0))
     assert all(torch.equal(a, b.indices) for a, b in zip(indices_before, model.edges.layers))
     assert any(not torch.equal(a, b.codebook) for a, b in zip(codebooks_before, model.edges.layers))
+
+
+def blobs(n: int, k: int, d: int = 9, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(k, d, generator=g) * 5
+    return centres[torch.randint(k, (n,), generator=g)] + 0.3 * torch.randn(n, d, generator=g)
+
+
+@pytest.mark.parametrize("n,k", [(3000, 8), (20000, 32), (150_000, 16)])
+def test_torch_kmeans_inertia_within_one_percent_of_sklearn(n: int, k: int) -> None:
+    from sklearn.cluster import KMeans
+
+    from kancompress.cluster import torch_kmeans
+
+    points = blobs(n, k)
+    codebook, indices, inertia = torch_kmeans(points, k, seed=0)
+    reference = KMeans(n_clusters=k, n_init=4, random_state=0).fit(points.double().numpy()).inertia_
+    assert inertia <= 1.01 * reference
+    assert torch.equal(indices, torch.cdist(points, codebook).argmin(dim=1))  # Eq. 9 holds
+    assert torch.equal(torch_kmeans(points, k, seed=0)[1], indices)  # deterministic
+
+
+def test_kmeans_backends() -> None:
+    points = blobs(500, 4)
+    for backend in ("sklearn", "torch", "auto"):
+        codebook, indices = kmeans(points, 4, backend=backend)
+        assert codebook.shape == (4, 9) and int(indices.max()) < 4
+    with pytest.raises(ConfigError, match="backend"):
+        kmeans(points, 4, backend="faiss")

@@ -1,0 +1,63 @@
+"""Devices and multi-process data parallelism (torchrun + DistributedDataParallel).
+
+Launch with `torchrun --nproc-per-node N -m kancompress train ...`: torchrun sets RANK/WORLD_SIZE, every process
+runs the same command, the training loop splits each global batch across ranks (so the trajectory matches a
+single process with the same batch size), DDP averages gradients (gloo on CPU, NCCL on GPU), and only rank 0
+writes files and draws progress.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from kancompress.errors import ConfigError
+
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto: CUDA when available, else CPU. Under torchrun on GPUs each rank takes the GPU of its local rank."""
+    if name not in DEVICES:
+        raise ConfigError(f"unknown device {name!r}; choose from: {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA device is available; use --device cpu")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def setup(device: torch.device) -> None:
+    """Join the process group once when launched by torchrun with more than one process."""
+    if world_size() > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend=backend)
+
+
+def active() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and world_size() > 1
+
+
+def barrier() -> None:
+    if active():
+        torch.distributed.barrier()
+
+
+def teardown() -> None:
+    if active():
+        torch.distributed.destroy_process_group()
