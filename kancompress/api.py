@@ -167,11 +167,17 @@ def cluster(
     n_init: int = 4,
     codebook_dtype: str = "float32",
     index_coding: str = "packed",
+    backend: str = "auto",
+    device: str = "cpu",
 ) -> tuple[KANModel, dict[str, Any]]:
-    """Cluster a dense or meta model (or loaded checkpoint); returns the clustered model and its provenance."""
+    """Cluster a dense or meta model (or loaded checkpoint); returns the clustered model and its provenance.
+
+    `backend` picks the K-means (auto: torch for large layers, scikit-learn for small); torch K-means runs on
+    `device`."""
     model = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
-    clustered = cluster_model(model, k, layer_ks, seed, n_init, codebook_dtype, index_coding)
+    clustered = cluster_model(model.to(resolve_device(device)), k, layer_ks, seed, n_init, codebook_dtype,
+                              index_coding, backend)
     provenance = {
         "stage": "cluster",
         "dataset": parent.get("dataset"),
@@ -181,6 +187,7 @@ def cluster(
         "n_init": n_init,
         "codebook_dtype": codebook_dtype,
         "index_coding": index_coding,
+        "kmeans": backend,
         "kancompress_version": __version__,
         "parent": parent,
     }

@@ -217,6 +217,8 @@ def cluster(
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts.")] = 4,
     codebook_dtype: Annotated[str, typer.Option("--codebook-dtype", help="float32 | float16 | bfloat16 | int8 (per-layer scale).")] = "float32",
     index_coding: Annotated[str, typer.Option("--index-coding", help="packed: fixed bits per index; entropy: rANS where smaller.")] = "packed",
+    kmeans: Annotated[str, typer.Option("--kmeans", help="auto (torch above 4M n·k) | sklearn | torch.")] = "auto",
+    device: Device = "cpu",
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer: smallest size within this many validation accuracy points of the source.")] = None,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
@@ -232,7 +234,8 @@ def cluster(
         suffix = f"k{k}" if max_drop is None else f"drop{max_drop:g}"
         path = check_output(output or _default_output(checkpoint, suffix), force, (checkpoint,))
         if max_drop is None:
-            model, provenance = api.cluster(source, k, layer_ks, seed, n_init, codebook_dtype, index_coding)
+            model, provenance = api.cluster(source, k, layer_ks, seed, n_init, codebook_dtype, index_coding, kmeans,
+                                            device)
         else:
             with err.status("choosing k per layer on the validation split"):
                 model, provenance = api.cluster_within(source, max_drop, dataset, seed=seed, n_init=n_init,

@@ -167,6 +167,7 @@ def cluster_model(
     n_init: int = 4,
     codebook_dtype: str = "float32",
     index_coding: str = "packed",
+    backend: str = "auto",
 ) -> KANModel:
     """A clustered copy of a dense or meta model: codebooks + indices; the meta-learner and embeddings are gone.
 
@@ -182,14 +183,14 @@ def cluster_model(
     ks = resolve_ks(model, k, layer_ks)
     codebooks, indices = [], []
     for vectors, size in zip(model.edge_vectors(), ks):
-        codebook, index = kmeans(vectors, size, seed, n_init)
+        codebook, index = kmeans(vectors, size, seed, n_init, backend)
         assert int(index.max()) < size  # post-condition (coremltools-style check)
         codebooks.append(codebook)
         indices.append(index)
     config = dataclasses.replace(model.config, meta=None)
     edges = CodebookEdges(codebooks, indices, codebook_dtype, index_coding)
     edges.round_to_storage()
-    return with_edges(model, edges, config)
+    return with_edges(model.cpu(), edges, config)
 
 
 def quantization_error(model: KANModel, clustered: KANModel) -> list[float]:

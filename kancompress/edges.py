@@ -115,6 +115,7 @@ class CodebookEdges(EdgeStore):
         self.layers = nn.ModuleList([Codebook(c, i) for c, i in zip(codebooks, indices)])
         self.codebook_dtype = codebook_dtype
         self.index_coding = index_coding
+        self._decoded: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
 
     def round_to_storage(self) -> None:
         """Snap codebooks to their storage precision, so the model computes what its file will hold."""
@@ -137,7 +138,15 @@ class CodebookEdges(EdgeStore):
 
     def forward(self, layer: int) -> torch.Tensor:
         book = self.layers[layer]
-        return book.codebook[book.indices]  # (n, |w|): edge e takes centroid I_e
+        if torch.is_grad_enabled():
+            return book.codebook[book.indices]  # (n, |w|): edge e takes centroid I_e
+        # Inference decodes once: the gathered vectors are cached until the codebook or the indices change.
+        key = (book.codebook._version, book.indices._version, book.codebook.data_ptr(), book.indices.data_ptr())
+        cached = self._decoded.get(layer)
+        if cached is None or cached[0] != key:
+            cached = (key, book.codebook[book.indices])
+            self._decoded[layer] = cached
+        return cached[1]
 
 
 STORES: dict[str, type[EdgeStore]] = {s.kind: s for s in (DenseEdges, MetaEdges, CodebookEdges)}
