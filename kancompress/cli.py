@@ -21,6 +21,7 @@ from kancompress.codec import (
     load_train_state,
     read_header,
     save_checkpoint,
+    save_state_dict,
     save_train_state,
     state_path_for,
     write_atomic,
@@ -390,7 +391,8 @@ def inspect(
 def import_(
     source: Annotated[Path, typer.Argument(help="state_dict saved by an upstream library (.safetensors, .pt, .pth).")],
     output: Output = None,
-    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan [default: detect].")] = None,
+    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan [default: detect].")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="pykan: the model's _config.yml sidecar.")] = None,
     denominator: Annotated[Optional[float], typer.Option("--rbf-denominator", help="FastKAN RBF width if not the default.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset to record for eval and finetune.")] = None,
     force: Force = False,
@@ -398,10 +400,25 @@ def import_(
     """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly)."""
     with _errors():
         path = check_output(output or source.with_name(f"{source.stem}-kancompress.safetensors"), force, (source,))
-        model, provenance = api.import_checkpoint(source, library, denominator, dataset)
+        model, provenance = api.import_checkpoint(source, library, denominator, dataset, config_file)
         save_checkpoint(model, path, provenance, force=force, inputs=(source,))
         out.print(f"imported {provenance['source_library']} {model.config.model} {list(model.config.widths)} -> {path}",
                   highlight=False, markup=False)
+
+
+@app.command("export")
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Any fully-connected kancompress checkpoint.")],
+    to: Annotated[str, typer.Option("--to", help="efficient-kan | fastkan.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output state_dict (.safetensors).")],
+    force: Force = False,
+) -> None:
+    """Write a dense state_dict in an upstream library's layout (clustered checkpoints are decoded)."""
+    with _errors():
+        check_output(output, force, (checkpoint,))
+        state = api.export_checkpoint(load_checkpoint(checkpoint), to)
+        save_state_dict(state, output, force=force, inputs=(checkpoint,))
+        out.print(f"exported {len(state)} tensors in {to} layout -> {output}", highlight=False, markup=False)
 
 
 def _kb(n: float) -> str:

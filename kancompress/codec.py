@@ -480,6 +480,18 @@ def save_checkpoint(
     return out
 
 
+def save_state_dict(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike[str], force: bool = False,
+    inputs: tuple[str | os.PathLike[str], ...] = (), metadata: dict[str, str] | None = None,
+) -> Path:
+    """Save a plain state_dict (another library's layout) as safetensors, atomically."""
+    from safetensors.torch import save as save_bytes
+
+    out = check_output(path, force, inputs)
+    write_atomic(out, save_bytes({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata=metadata))
+    return out
+
+
 # --------------------------------------------------------------------------------------------------- train state
 
 

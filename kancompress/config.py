@@ -90,6 +90,7 @@ class ModelConfig:
     meta: MetaConfig | None = None  # set for a model whose edge vectors come from a meta-learner
     arch: str = "mlp"
     conv: ConvConfig | None = None  # set when arch == "conv"
+    output_bias: bool = False  # a per-output bias in every fully-connected layer (always on for fastkan)
     version: int = CONFIG_VERSION
 
     @property

@@ -7,6 +7,10 @@ weight) exactly; see `../shared/research/kan-libraries.md` section 8 for layouts
   coeffs[o,i] = spline_weight[o,i,:]·spline_scaler[o,i]; grid (in, G+2k+1) kept when adapted per input.
 - FastKAN `FastKAN`: `layers.{l}.{layernorm.*, rbf.grid, spline_linear.weight, base_linear.*}`;
   coeffs[o,i] = spline_linear.weight.view(out, in, G)[o,i]; the RBF width is not stored upstream.
+- pykan >= 0.1 `MultKAN`: `act_fun.{l}.{grid, coef, mask, scale_base, scale_sp}`, `{sub,}node_{scale,bias}_{l}`,
+  `symbolic_fun.{l}.{mask, affine}`; coeffs[o,i] = coef[i,o,:]·scale_sp[i,o]·mask[i,o], base weight
+  scale_base[i,o]·mask[i,o]; the per-output affine maps y -> ns·(ss·y + sb) + nb are folded into the edge vectors
+  (scale) and an output bias. Symbolic edges and multiplication nodes have no spline form and are refused.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from kancompress.config import BasisConfig, ModelConfig
 from kancompress.errors import FormatError
 from kancompress.models import KANModel, build_model
 
-LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan")
+LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan", "pykan")
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -63,6 +67,8 @@ def detect_library(state: dict[str, torch.Tensor]) -> str:
         return "efficient-kan"
     if any(name.endswith(".spline_linear.weight") for name in state):
         return "fastkan"
+    if any(name.startswith("act_fun.") for name in state):
+        return "pykan"
     example = next(iter(state), "<empty>")
     raise FormatError(f"unrecognised state_dict (first key {example!r}); pass --from with one of: "
                       f"{', '.join(LIBRARIES)}")
@@ -158,13 +164,141 @@ def import_fastkan(state: dict[str, torch.Tensor], denominator: float | None = N
     return model
 
 
+def import_pykan(state: dict[str, torch.Tensor], sidecar: dict | None = None) -> KANModel:
+    n_layers = _layer_count_pykan(state)
+    used: set[str] = set()
+    coefs = [_take(state, used, f"act_fun.{l}.coef", None) for l in range(n_layers)]
+    if any(c.dim() != 3 for c in coefs):
+        raise FormatError("act_fun.*.coef must have shape (in, out, G+k); legacy pykan (<= 0.0.5) is not supported")
+    widths = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+    n_basis = coefs[0].shape[2]
+    grid0 = _take(state, used, "act_fun.0.grid", None)
+    order = int(sidecar.get("k", grid0.shape[1] - n_basis - 1)) if sidecar else grid0.shape[1] - n_basis - 1
+    grid_size = n_basis - order
+    if order < 0 or grid_size < 1 or grid0.shape[1] != n_basis + order + 1:
+        raise FormatError(f"act_fun.0.grid has {grid0.shape[1]} knots, inconsistent with {n_basis} coefficients")
+    if sidecar is not None:
+        base_fun = sidecar.get("base_fun_name", "silu")
+        if base_fun != "silu":
+            raise FormatError(f"pykan base_fun {base_fun!r} is not supported (only silu)")
+        width = sidecar.get("width", [])
+        if any(isinstance(w, list) and len(w) > 1 and w[1] for w in width):
+            raise FormatError("pykan model has multiplication nodes, which have no per-edge spline form")
+    lo, hi = float(grid0[0, order]), float(grid0[0, order + grid_size])
+    grids = [_take(state, used, f"act_fun.{l}.grid", (widths[l], n_basis + order + 1)) for l in range(n_layers)]
+    basis = BasisConfig(grid_size=grid_size, spline_order=order, grid_min=lo, grid_max=hi)
+    config = ModelConfig(model="kan", widths=tuple(widths), basis=basis, output_bias=True)
+    config.validate()
+    uniform = build_model(config)
+    if any(not torch.allclose(g, b.basis.grid, atol=1e-6) for g, b in zip(grids, uniform.layers)):
+        config = dataclasses.replace(config, basis=dataclasses.replace(basis, stored_grid=True))
+    model = build_model(config)
+    for l, layer in enumerate(model.layers):
+        out_f, in_f = layer.edge_shape
+        p = f"act_fun.{l}."
+        coef = _take(state, used, p + "coef", (in_f, out_f, n_basis))
+        mask = _take(state, used, p + "mask", (in_f, out_f))
+        scale_sp = _take(state, used, p + "scale_sp", (in_f, out_f))
+        scale_base = _take(state, used, p + "scale_base", (in_f, out_f))
+        symbolic = _take(state, used, f"symbolic_fun.{l}.mask", (out_f, in_f))
+        _take(state, used, f"symbolic_fun.{l}.affine", (out_f, in_f, 4))
+        if bool(symbolic.any()):
+            raise FormatError(f"key 'symbolic_fun.{l}.mask' marks symbolic edges, which have no spline form; "
+                              "call model.unfix_symbolic_all() (or refit) in pykan first")
+        sub_scale = _take(state, used, f"subnode_scale_{l}", None)
+        if sub_scale.shape != (out_f,):
+            raise FormatError(f"key 'subnode_scale_{l}' has shape {list(sub_scale.shape)}: multiplication nodes "
+                              "have no per-edge spline form")
+        sub_bias = _take(state, used, f"subnode_bias_{l}", (out_f,))
+        node_scale = _take(state, used, f"node_scale_{l}", (out_f,))
+        node_bias = _take(state, used, f"node_bias_{l}", (out_f,))
+        if config.basis.stored_grid:
+            layer.basis.grid.copy_(grids[l])
+        scale = (node_scale * sub_scale)[:, None, None]  # (out, 1, 1): y -> ns·ss·y + (ns·sb + nb)
+        coeffs = (coef * (scale_sp * mask)[..., None]).permute(1, 0, 2)  # (out, in, G+k)
+        base = (scale_base * mask).T[..., None]  # (out, in, 1)
+        vectors = torch.cat([coeffs, base], dim=-1) * scale
+        model.edges.vectors[l].data.copy_(vectors.reshape(-1, vectors.shape[-1]))
+        layer.bias.data.copy_(node_scale * sub_bias + node_bias)
+    _check_all_used(state, used)
+    return model
+
+
+def _layer_count_pykan(state: dict[str, torch.Tensor]) -> int:
+    layers = {int(m.group(1)) for name in state if (m := re.fullmatch(r"act_fun\.(\d+)\.coef", name))}
+    if not layers or layers != set(range(len(layers))):
+        raise FormatError("expected keys act_fun.0.coef, act_fun.1.coef, ... in the state_dict")
+    return len(layers)
+
+
+def read_pykan_config(path: str | os.PathLike[str]) -> dict:
+    """pykan's `{path}_config.yml` sidecar (width, grid, k, base_fun_name, ...), read with a safe YAML loader."""
+    try:
+        import yaml
+    except ImportError:
+        raise FormatError("reading a pykan config needs PyYAML: pip install pyyaml") from None
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FormatError(f"{path}: not a readable pykan config ({exc})") from None
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: not a pykan config (expected a mapping)")
+    return data
+
+
 def import_state_dict(
-    state: dict[str, torch.Tensor], library: str | None = None, denominator: float | None = None
+    state: dict[str, torch.Tensor],
+    library: str | None = None,
+    denominator: float | None = None,
+    sidecar: dict | None = None,
 ) -> KANModel:
     """A dense kancompress model reproducing an upstream library's state_dict (library auto-detected if None)."""
     library = library or detect_library(state)
+    if library == "pykan":
+        return import_pykan(state, sidecar)
     if library == "efficient-kan":
         return import_efficient_kan(state)
     if library == "fastkan":
         return import_fastkan(state, denominator)
     raise FormatError(f"unknown library {library!r}; choose from: {', '.join(LIBRARIES)}")
+
+
+EXPORT_LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan")
+
+
+def export_state_dict(model: KANModel, library: str) -> dict[str, torch.Tensor]:
+    """A dense state_dict in the library's own key layout, decoded from any kind of kancompress model, that the
+    library's `KAN` / `FastKAN` container loads with `load_state_dict` and runs to the same outputs."""
+    config = model.config
+    if library not in EXPORT_LIBRARIES:
+        raise FormatError(f"unknown export target {library!r}; choose from: {', '.join(EXPORT_LIBRARIES)}")
+    wanted = {"efficient-kan": "kan", "fastkan": "fastkan"}[library]
+    if config.conv is not None or config.model != wanted or config.base_activation != "silu":
+        raise FormatError(f"only fully-connected {wanted} models with SiLU export to {library}; this one is "
+                          f"{config.arch} {config.model}")
+    if library == "efficient-kan" and config.output_bias:
+        raise FormatError("this model has output biases (e.g. imported from pykan), which efficient-kan lacks")
+    if library == "fastkan" and config.basis.denominator is not None:
+        default = (config.basis.grid_max - config.basis.grid_min) / (config.basis.grid_size - 1)
+        if abs(config.basis.denominator - default) > 1e-12:
+            raise FormatError("FastKAN's container cannot set a custom RBF width; this model uses one")
+    state: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for l, (layer, vectors) in enumerate(zip(model.layers, model.edge_vectors())):
+            out_f, in_f = layer.edge_shape
+            nb = layer.num_basis
+            w = vectors.reshape(out_f, in_f, nb + 1)  # (out, in, |w|)
+            p = f"layers.{l}."
+            if library == "efficient-kan":
+                state[p + "base_weight"] = w[..., nb].clone()
+                state[p + "spline_weight"] = w[..., :nb].clone()
+                state[p + "spline_scaler"] = torch.ones(out_f, in_f)  # folded into the coefficients
+                state[p + "grid"] = layer.basis.grid.clone()
+            else:
+                state[p + "layernorm.weight"] = layer.input_norm.weight.detach().clone()
+                state[p + "layernorm.bias"] = layer.input_norm.bias.detach().clone()
+                state[p + "rbf.grid"] = layer.basis.grid.clone()
+                state[p + "spline_linear.weight"] = w[..., :nb].reshape(out_f, in_f * nb).clone()  # input-major
+                state[p + "base_linear.weight"] = w[..., nb].clone()
+                state[p + "base_linear.bias"] = layer.bias.detach().clone()
+    return {name: t.contiguous().float() for name, t in state.items()}

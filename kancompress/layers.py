@@ -26,7 +26,8 @@ class KANLinear(nn.Module):
     y[n,o] = Σ_i Σ_j w[o,i,j]·B_j(x[n,i]) + Σ_i w[o,i,-1]·act(x[n,i])            (efficient-kan / MetaKAN)
 
     with two basis-specific extras:
-      - rbf (FastKAN): the basis sees LayerNorm(x) (on the RBF path only) and a bias is added;
+      - rbf (FastKAN): the basis sees LayerNorm(x) (on the RBF path only) and a bias is added (also with
+        `output_bias`, e.g. pykan's node bias);
       - gram (KAGN): the output is SiLU(LayerNorm(y)).
     """
 
@@ -38,7 +39,8 @@ class KANLinear(nn.Module):
         self.activation = _ACTIVATIONS[config.base_activation]
         self.basis = build_basis(config, in_features)
         self.input_norm = nn.LayerNorm(in_features) if config.basis_name == "rbf" else None
-        self.bias = nn.Parameter(torch.zeros(out_features)) if config.basis_name == "rbf" else None
+        with_bias = config.basis_name == "rbf" or config.output_bias
+        self.bias = nn.Parameter(torch.zeros(out_features)) if with_bias else None
         self.output_norm = nn.LayerNorm(out_features) if config.basis_name == "gram" else None
         if self.bias is not None:  # nn.Linear's default bias init, as FastKAN's base_linear
             bound = 1.0 / math.sqrt(in_features)

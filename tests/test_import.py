@@ -61,3 +61,80 @@ def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="weights_only"):
         read_state_dict(path)
     assert not Path("/tmp/kancompress-pwned").exists()
+
+
+def test_pykan_import_matches_a_real_pykan_model(tmp_path: Path) -> None:
+    kan = pytest.importorskip("kan")
+    model = kan.KAN(width=[4, 5, 3], grid=5, k=3, seed=1, auto_save=False, symbolic_enabled=False)
+    state = model.state_dict()
+    generator = torch.Generator().manual_seed(0)
+    for name, tensor in state.items():  # non-trivial affine terms, masks and scales
+        if name.startswith(("node_", "subnode_")) or name.endswith(("scale_base", "scale_sp")):
+            state[name] = tensor + 0.3 * torch.randn(tensor.shape, generator=generator)
+    state["act_fun.0.mask"][1, 2] = 0.0
+    model.load_state_dict(state)
+    x = torch.rand(16, 4) * 2 - 1
+    with torch.no_grad():
+        expected = model(x)
+    path = tmp_path / "pykan_state"  # pykan's saveckpt writes `{path}_state` with torch.save
+    torch.save(model.state_dict(), path)
+    imported = import_state_dict(read_state_dict(path))
+    assert torch.allclose(imported(x), expected.float(), atol=1e-5)
+    state["symbolic_fun.1.mask"][0, 0] = 1.0
+    with pytest.raises(FormatError, match="symbolic_fun.1.mask"):
+        import_state_dict(state)
+
+
+def efficient_kan_reference(state: dict, x: torch.Tensor, order: int = 3) -> torch.Tensor:
+    """efficient-kan's KAN forward from its own state_dict keys (formula of `KANLinear.forward`)."""
+    for l in range(len({k.split(".")[1] for k in state})):
+        grid = state[f"layers.{l}.grid"]
+        u = x.unsqueeze(-1)
+        bases = ((u >= grid[:, :-1]) & (u < grid[:, 1:])).to(x.dtype)
+        for k in range(1, order + 1):
+            bases = ((u - grid[:, : -(k + 1)]) / (grid[:, k:-1] - grid[:, : -(k + 1)]) * bases[..., :-1]
+                     + (grid[:, k + 1:] - u) / (grid[:, k + 1:] - grid[:, 1:(-k)]) * bases[..., 1:])
+        spline = state[f"layers.{l}.spline_weight"] * state[f"layers.{l}.spline_scaler"][..., None]
+        x = (torch.nn.functional.linear(torch.nn.functional.silu(x), state[f"layers.{l}.base_weight"])
+             + torch.nn.functional.linear(bases.flatten(1), spline.flatten(1)))
+    return x
+
+
+def fastkan_reference(state: dict, x: torch.Tensor) -> torch.Tensor:
+    """FastKAN's forward from its own keys: spline_linear(RBF(LayerNorm(x))) + base_linear(SiLU(x))."""
+    for l in range(len({k.split(".")[1] for k in state})):
+        p = f"layers.{l}."
+        grid = state[p + "rbf.grid"]
+        h = (grid[-1] - grid[0]) / (grid.numel() - 1)
+        normed = torch.nn.functional.layer_norm(x, (x.shape[1],), state[p + "layernorm.weight"], state[p + "layernorm.bias"])
+        rbf = torch.exp(-(((normed[..., None] - grid) / h) ** 2)).flatten(1)
+        x = (torch.nn.functional.linear(rbf, state[p + "spline_linear.weight"])
+             + torch.nn.functional.linear(torch.nn.functional.silu(x), state[p + "base_linear.weight"],
+                                          state[p + "base_linear.bias"]))
+    return x
+
+
+@pytest.mark.parametrize("name,library,reference", [
+    ("effkan-digits", "efficient-kan", efficient_kan_reference), ("fastkan-digits", "fastkan", fastkan_reference)])
+def test_export_of_clustered_model_runs_upstream(tmp_path: Path, name: str, library: str, reference) -> None:
+    from typer.testing import CliRunner
+
+    from kancompress.cli import app
+    from kancompress.codec import load_checkpoint
+
+    runner = CliRunner()
+    dense, clustered, exported = tmp_path / "d.safetensors", tmp_path / "c.safetensors", tmp_path / "e.safetensors"
+    assert runner.invoke(app, ["import", str(FIXTURES / f"{name}.safetensors"), "-o", str(dense)]).exit_code == 0
+    assert runner.invoke(app, ["cluster", str(dense), "-k", "16", "-o", str(clustered)]).exit_code == 0
+    result = runner.invoke(app, ["export", str(clustered), "--to", library, "-o", str(exported)])
+    assert result.exit_code == 0, result.output
+    state = load_file(str(exported))
+    original = load_file(str(FIXTURES / f"{name}.safetensors"))
+    assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in original.items()}
+    x = torch.tensor(fixture_json(name)["probe_inputs"])
+    with torch.no_grad():
+        ours = load_checkpoint(clustered).model(x)
+    assert torch.allclose(reference(state, x), ours, atol=1e-5)
+    wrong = runner.invoke(app, ["export", str(clustered), "--to", "fastkan" if library == "efficient-kan" else
+                                "efficient-kan", "-o", str(tmp_path / "w.safetensors")])
+    assert wrong.exit_code == 1 and "export to" in wrong.output
