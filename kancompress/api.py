@@ -351,6 +351,14 @@ def import_checkpoint(
     return model, provenance
 
 
+LEAN_PROVENANCE_KEYS: tuple[str, ...] = ("stage", "dataset")
+
+
+def lean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
+    """Only what later commands need (stage, dataset): for the smallest file, at the cost of the history."""
+    return {key: provenance[key] for key in LEAN_PROVENANCE_KEYS if key in provenance}
+
+
 def export_checkpoint(checkpoint: Checkpoint, library: str) -> dict[str, torch.Tensor]:
     """The checkpoint's model (any kind, decoded) as a state_dict in `library`'s own layout."""
     from kancompress.importers import export_state_dict

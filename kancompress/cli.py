@@ -220,6 +220,7 @@ def cluster(
     index_coding: Annotated[str, typer.Option("--index-coding", help="packed: fixed bits per index; entropy: rANS where smaller.")] = "packed",
     kmeans: Annotated[str, typer.Option("--kmeans", help="auto (torch above 4M n·k) | sklearn | torch.")] = "auto",
     device: Device = "cpu",
+    lean: Annotated[bool, typer.Option("--lean-metadata", help="Keep only stage and dataset in the provenance (smallest file).")] = False,
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer: smallest size within this many validation accuracy points of the source.")] = None,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
@@ -244,7 +245,8 @@ def cluster(
                                                        data_dir=data_dir, download=download)
             out.print(f"per-layer k {provenance['k']}: validation accuracy {provenance['val_accuracy']:.4f} "
                       f"(source {provenance['source_val_accuracy']:.4f})", highlight=False, markup=False)
-        save_checkpoint(model, path, provenance, force=force, inputs=(checkpoint,))
+        save_checkpoint(model, path, api.lean_provenance(provenance) if lean else provenance, force=force,
+                        inputs=(checkpoint,))
         out.print(f"clustered {source.kind} -> {path}", highlight=False, markup=False)
         _render_report(path, k)
 
@@ -264,6 +266,7 @@ def finetune(
     force: Force = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")] = False,
     device: Device = "auto",
+    lean: Annotated[bool, typer.Option("--lean-metadata", help="Keep only stage and dataset in the provenance (smallest file).")] = False,
     reassign: Annotated[Optional[Path], typer.Option("--reassign", help="Dense/meta checkpoint that was clustered: let indices move to the centroid nearest each edge's original vector after every epoch.")] = None,
 ) -> None:
     """Train only the codebooks (indices frozen) of a clustered checkpoint; resumable like `train`."""
@@ -288,6 +291,8 @@ def finetune(
                 lr=job["lr"], data_dir=job["data_dir"], download=download, on_batch=on_batch, on_epoch=on_epoch,
                 on_state=_state_writer(path, job), resume=state, reassign_from=reference, device=device,
             )
+        if lean:
+            result.provenance = api.lean_provenance(result.provenance)
         _finish(result, path, force, (source,))
 
 

@@ -397,12 +397,16 @@ def checkpoint_bytes(model: torch.nn.Module, provenance: dict[str, Any]) -> byte
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "kind": model.kind,
-        "model": json.dumps(model.config.to_dict()),
-        "provenance": json.dumps(provenance),
+        "model": _compact_json(model.config.to_dict()),
+        "provenance": _compact_json(provenance),
     }
     if table:
-        metadata["indices"] = json.dumps(table)
+        metadata["indices"] = _compact_json(table)
     return save_bytes(state, metadata=metadata)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def payload_bytes(model: torch.nn.Module) -> int:
