@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from kancompress.cluster import cluster_model, sklearn_kmeans, torch_kmeans
+from kancompress.cluster import cluster_model, torch_kmeans
 from kancompress.config import MetaConfig, default_config, default_conv_config
 from kancompress.models import build_model
 
@@ -209,7 +208,7 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_speed.json").write_text(json.dumps(results, indent=1) + "\n")
-    text = [f"# kancompress speed benchmark", "", f"Machine: {machine}. Medians of {repeats} repetitions.", "",
+    text = ["# kancompress speed benchmark", "", f"Machine: {machine}. Medians of {repeats} repetitions.", "",
             table(results["training"], "Training step, 784-32-10, batch 128 (ms)"),
             table(results["kmeans"], "K-means of 9-dim edge vectors (seconds; scikit-learn n_init=1)"),
             table(results["inference"], "Inference throughput (samples/s)"),

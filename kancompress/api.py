@@ -25,7 +25,8 @@ from kancompress.data import Dataset, load_dataset, needs_augmentation, random_c
 from kancompress.edges import MetaEdges
 from kancompress.errors import ConfigError, DataError, FormatError
 from kancompress.models import KANModel, build_model
-from kancompress.search import Clusterer, SweepPoint, choose_ks
+from kancompress.cluster import Clusterer
+from kancompress.search import SweepPoint, choose_ks
 from kancompress.search import sweep as search_sweep
 from kancompress.train import (
     CONV_FINETUNE_LR,
@@ -318,8 +319,6 @@ def cluster_within(
     download: bool = False,
 ) -> tuple[KANModel, dict[str, Any]]:
     """Cluster with per-layer k chosen to minimise size within `max_drop` validation accuracy points."""
-    if checkpoint.kind == "clustered":
-        raise FormatError("model is already clustered; cluster its dense or meta source instead")
     data = _dataset_for(checkpoint, dataset, data_dir, download)
     _check_inputs(checkpoint.model, data)
     clusterer = Clusterer(checkpoint.model, seed, n_init, codebook_dtype, index_coding)

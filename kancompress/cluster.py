@@ -15,9 +15,9 @@ import torch
 
 from kancompress.codec import INDEX_CODINGS
 from kancompress.edges import CodebookEdges
-from kancompress.quant import CODEBOOK_DTYPES
 from kancompress.errors import ConfigError, FormatError
 from kancompress.models import KANModel, with_edges
+from kancompress.quant import CODEBOOK_DTYPES
 
 
 TORCH_KMEANS_MIN_WORK = 4_000_000  # n·k above which `kmeans` uses the torch implementation
@@ -120,12 +120,13 @@ def torch_kmeans(
     tol: float = 1e-4,
     chunk: int = 1 << 15,
     sample_size: int | None = None,
+    refine_iter: int = 25,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Lloyd's K-means in torch on the vectors' device, memory bounded by `chunk`·k distances at a time.
 
     Greedy k-means++ seeding and Lloyd iterations run on a random sample of `sample_size` points (default
-    max(100,000, 200·k)); when the data is larger, up to 5 more Lloyd iterations refine the centroids on all of
-    it. Iterations stop when no centroid moves more than `tol` times the data's total variance. Empty clusters
+    max(100,000, 200·k)); when the data is larger, up to `refine_iter` more Lloyd iterations refine the centroids
+    on all of it. Iterations stop when no centroid moves more than `tol` times the data's total variance. Empty clusters
     restart at the farthest points. Returns (codebook, indices, inertia).
     """
     points = vectors.detach().float()
@@ -136,7 +137,7 @@ def torch_kmeans(
     threshold = tol * (float(points.var(dim=0).sum()) or 1.0)
     codebook = _lloyd(sample, _kmeans_plus_plus(sample, k, generator), max_iter, threshold, chunk)
     if n > size:
-        codebook = _lloyd(points, codebook, 5, threshold, chunk)
+        codebook = _lloyd(points, codebook, refine_iter, threshold, chunk)
     indices, distances = _nearest(points, (points * points).sum(1), codebook, chunk)
     return codebook, indices, float(distances.double().sum())
 
@@ -159,6 +160,47 @@ def resolve_ks(model: KANModel, k: int, layer_ks: dict[int, int] | None = None) 
     return ks
 
 
+class Clusterer:
+    """K-means of one model's edge vectors per (layer, k), computed once and cached, to assemble clustered models
+    with any per-layer ks (one `cluster_model` call, or the many trials of a size-accuracy search)."""
+
+    def __init__(
+        self,
+        model: KANModel,
+        seed: int = 0,
+        n_init: int = 4,
+        codebook_dtype: str = "float32",
+        index_coding: str = "packed",
+        backend: str = "auto",
+    ):
+        if model.kind == "clustered":
+            raise FormatError("model is already clustered; cluster its dense or meta source instead")
+        if codebook_dtype not in CODEBOOK_DTYPES:
+            raise ConfigError(f"unknown codebook dtype {codebook_dtype!r}; choose from: {', '.join(CODEBOOK_DTYPES)}")
+        if index_coding not in INDEX_CODINGS:
+            raise ConfigError(f"unknown index coding {index_coding!r}; choose from: {', '.join(INDEX_CODINGS)}")
+        self.model, self.seed, self.n_init, self.backend = model, seed, n_init, backend
+        self.codebook_dtype, self.index_coding = codebook_dtype, index_coding
+        self.vectors = model.edge_vectors()
+        self._cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def layer(self, layer: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (layer, k) not in self._cache:
+            codebook, indices = kmeans(self.vectors[layer], k, self.seed, self.n_init, self.backend)
+            assert int(indices.max()) < k  # post-condition (coremltools-style check)
+            self._cache[layer, k] = codebook, indices
+        return self._cache[layer, k]
+
+    def build(self, ks: list[int]) -> KANModel:
+        """The clustered model with k = ks[l] in layer l; codebooks snapped to their storage precision, so the
+        model evaluates exactly what its file will hold."""
+        resolve_ks(self.model, 2, dict(enumerate(ks)))  # validates every k against its layer
+        parts = [self.layer(layer, k) for layer, k in enumerate(ks)]
+        edges = CodebookEdges([c for c, _ in parts], [i for _, i in parts], self.codebook_dtype, self.index_coding)
+        edges.round_to_storage()
+        return with_edges(self.model.cpu(), edges, dataclasses.replace(self.model.config, meta=None))
+
+
 def cluster_model(
     model: KANModel,
     k: int = 16,
@@ -171,26 +213,12 @@ def cluster_model(
 ) -> KANModel:
     """A clustered copy of a dense or meta model: codebooks + indices; the meta-learner and embeddings are gone.
 
-    `codebook_dtype` and `index_coding` choose how its file will store them; the codebooks are snapped to that
-    precision here, so the model evaluates exactly what will be saved.
+    `codebook_dtype` and `index_coding` choose how its file will store them.
     """
-    if codebook_dtype not in CODEBOOK_DTYPES:
-        raise ConfigError(f"unknown codebook dtype {codebook_dtype!r}; choose from: {', '.join(CODEBOOK_DTYPES)}")
-    if index_coding not in INDEX_CODINGS:
-        raise ConfigError(f"unknown index coding {index_coding!r}; choose from: {', '.join(INDEX_CODINGS)}")
     if model.kind == "clustered":
         raise FormatError("model is already clustered; cluster its dense or meta source instead")
     ks = resolve_ks(model, k, layer_ks)
-    codebooks, indices = [], []
-    for vectors, size in zip(model.edge_vectors(), ks):
-        codebook, index = kmeans(vectors, size, seed, n_init, backend)
-        assert int(index.max()) < size  # post-condition (coremltools-style check)
-        codebooks.append(codebook)
-        indices.append(index)
-    config = dataclasses.replace(model.config, meta=None)
-    edges = CodebookEdges(codebooks, indices, codebook_dtype, index_coding)
-    edges.round_to_storage()
-    return with_edges(model.cpu(), edges, config)
+    return Clusterer(model, seed, n_init, codebook_dtype, index_coding, backend).build(ks)
 
 
 def quantization_error(model: KANModel, clustered: KANModel) -> list[float]:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from kancompress.cluster import kmeans, resolve_ks
-from kancompress.codec import INDEX_CODINGS, payload_bytes
+from kancompress.cluster import Clusterer
+from kancompress.codec import payload_bytes
 from kancompress.data import Split
-from kancompress.edges import CodebookEdges
 from kancompress.errors import ConfigError
-from kancompress.models import KANModel, with_edges
-from kancompress.quant import CODEBOOK_DTYPES
+from kancompress.models import KANModel
 from kancompress.train import evaluate
 
 
@@ -26,32 +23,6 @@ class SweepPoint:
     test_accuracy: float
     finetuned_val_accuracy: float | None = None
     finetuned_test_accuracy: float | None = None
-
-
-class Clusterer:
-    """K-means per (layer, k), computed once and cached, to assemble clustered models with any per-layer ks."""
-
-    def __init__(self, model: KANModel, seed: int = 0, n_init: int = 4, codebook_dtype: str = "float32",
-                 index_coding: str = "packed"):
-        if codebook_dtype not in CODEBOOK_DTYPES or index_coding not in INDEX_CODINGS:
-            raise ConfigError(f"codebook dtype must be one of {', '.join(CODEBOOK_DTYPES)} and index coding one of "
-                              f"{', '.join(INDEX_CODINGS)}")
-        self.model, self.seed, self.n_init = model, seed, n_init
-        self.codebook_dtype, self.index_coding = codebook_dtype, index_coding
-        self.vectors = model.edge_vectors()
-        self._cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def layer(self, layer: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if (layer, k) not in self._cache:
-            self._cache[layer, k] = kmeans(self.vectors[layer], k, self.seed, self.n_init)
-        return self._cache[layer, k]
-
-    def build(self, ks: list[int]) -> KANModel:
-        resolve_ks(self.model, 2, dict(enumerate(ks)))  # validates every k against its layer
-        parts = [self.layer(layer, k) for layer, k in enumerate(ks)]
-        edges = CodebookEdges([c for c, _ in parts], [i for _, i in parts], self.codebook_dtype, self.index_coding)
-        edges.round_to_storage()
-        return with_edges(self.model, edges, dataclasses.replace(self.model.config, meta=None))
 
 
 def sweep(

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors import safe_open
 
 from conftest import tiny_model
