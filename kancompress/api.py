@@ -334,17 +334,24 @@ def import_checkpoint(
     denominator: float | None = None,
     dataset: str | None = None,
     config_file: str | os.PathLike[str] | None = None,
+    conv_options: Any = None,
 ) -> tuple[KANModel, dict[str, Any]]:
     """A dense model from an upstream library's state_dict file (pykan: with its `_config.yml`), and provenance."""
     from kancompress.data import DATASETS
-    from kancompress.importers import detect_library, import_state_dict, read_pykan_config, read_state_dict
+    from kancompress.importers import (
+        ConvImportOptions,
+        detect_library,
+        import_state_dict,
+        read_pykan_config,
+        read_state_dict,
+    )
 
     if dataset is not None and dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose from: {', '.join(DATASETS)}")
     state = read_state_dict(source)
     library = library or detect_library(state)
     sidecar = read_pykan_config(config_file) if config_file else None
-    model = import_state_dict(state, library, denominator, sidecar)
+    model = import_state_dict(state, library, denominator, sidecar, conv_options or ConvImportOptions())
     provenance = {"stage": "import", "source_library": library, "source_file": os.path.basename(source),
                   "dataset": dataset, "kancompress_version": __version__}
     return model, provenance

@@ -396,16 +396,30 @@ def inspect(
 def import_(
     source: Annotated[Path, typer.Argument(help="state_dict saved by an upstream library (.safetensors, .pt, .pth).")],
     output: Output = None,
-    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan [default: detect].")] = None,
+    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan | torch-conv-kan [default: detect].")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="pykan: the model's _config.yml sidecar.")] = None,
     denominator: Annotated[Optional[float], typer.Option("--rbf-denominator", help="FastKAN RBF width if not the default.")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset to record for eval and finetune.")] = None,
+    strides: Annotated[str, typer.Option("--strides", help="torch-conv-kan: stride of each conv layer.")] = "1,2,2,1",
+    grid_size: Annotated[int, typer.Option("--grid-size", help="torch-conv-kan KANConv grid size.")] = 5,
+    spline_order: Annotated[int, typer.Option("--spline-order", help="torch-conv-kan KANConv spline order.")] = 3,
+    grid_range: Annotated[str, typer.Option("--grid-range", help="torch-conv-kan KANConv grid range LO,HI.")] = "-1,1",
+    base_activation: Annotated[str, typer.Option("--base-activation", help="torch-conv-kan KANConv: gelu (upstream default) | silu.")] = "gelu",
     force: Force = False,
 ) -> None:
     """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly)."""
+    from kancompress.importers import ConvImportOptions
+
     with _errors():
         path = check_output(output or source.with_name(f"{source.stem}-kancompress.safetensors"), force, (source,))
-        model, provenance = api.import_checkpoint(source, library, denominator, dataset, config_file)
+        try:
+            lo, hi = (float(v) for v in grid_range.split(","))
+            stride_list = tuple(int(v) for v in strides.split(","))
+        except ValueError:
+            raise ConfigError("--grid-range needs LO,HI and --strides comma-separated integers") from None
+        options = ConvImportOptions(strides=stride_list, grid_size=grid_size, spline_order=spline_order,
+                                    grid_range=(lo, hi), base_activation=base_activation)
+        model, provenance = api.import_checkpoint(source, library, denominator, dataset, config_file, options)
         save_checkpoint(model, path, provenance, force=force, inputs=(source,))
         out.print(f"imported {provenance['source_library']} {model.config.model} {list(model.config.widths)} -> {path}",
                   highlight=False, markup=False)

@@ -11,6 +11,11 @@ weight) exactly; see `../shared/research/kan-libraries.md` section 8 for layouts
   `symbolic_fun.{l}.{mask, affine}`; coeffs[o,i] = coef[i,o,:]·scale_sp[i,o]·mask[i,o], base weight
   scale_base[i,o]·mask[i,o]; the per-output affine maps y -> ns·(ss·y + sb) + nb are folded into the edge vectors
   (scale) and an output bias. Symbolic edges and multiplication nodes have no spline form and are refused.
+- torch-conv-kan `SimpleConvKAGN` / `SimpleConvKAN` / `SimpleFastConvKAN` (BatchNorm, linear head
+  `output.1.*`): per layer `poly_weights` (groups, Og, Cg·(D+1), k, k), degree-major d·Cg + c, or
+  `spline_conv.{g}.weight` (Og, Cg·nb, k, k), channel-major c·nb + j; `base_conv.{g}.weight`; `layer_norm.{g}.*`;
+  `beta_weights` / `prelus.{g}.weight` / `rbf.grid`. The strides, KANConv's grid and base activation are not
+  stored and come from options (defaults: torch-conv-kan's).
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from pathlib import Path
 import torch
 
 from kancompress.config import BasisConfig, ModelConfig
-from kancompress.errors import FormatError
+from kancompress.errors import ConfigError, FormatError
 from kancompress.models import KANModel, build_model
 
-LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan", "pykan")
+LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan", "pykan", "torch-conv-kan")
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -69,6 +74,8 @@ def detect_library(state: dict[str, torch.Tensor]) -> str:
         return "fastkan"
     if any(name.startswith("act_fun.") for name in state):
         return "pykan"
+    if any(name.endswith(".poly_weights") or ".spline_conv." in name for name in state):
+        return "torch-conv-kan"
     example = next(iter(state), "<empty>")
     raise FormatError(f"unrecognised state_dict (first key {example!r}); pass --from with one of: "
                       f"{', '.join(LIBRARIES)}")
@@ -246,14 +253,110 @@ def read_pykan_config(path: str | os.PathLike[str]) -> dict:
     return data
 
 
+@dataclasses.dataclass(frozen=True)
+class ConvImportOptions:
+    """What torch-conv-kan checkpoints do not store (defaults: torch-conv-kan's constructors and baselines)."""
+
+    strides: tuple[int, ...] = (1, 2, 2, 1)
+    grid_size: int = 5  # KANConv
+    spline_order: int = 3  # KANConv
+    grid_range: tuple[float, float] = (-1.0, 1.0)  # KANConv
+    base_activation: str = "gelu"  # KANConv (KAGN and FastKANConv always use SiLU)
+    dropout: float = 0.25
+    dropout_linear: float = 0.5
+
+
+def import_torch_conv_kan(state: dict[str, torch.Tensor], options: ConvImportOptions = ConvImportOptions()) -> KANModel:
+    from kancompress.config import ConvConfig
+
+    used: set[str] = set()
+    n_layers = len({int(m.group(1)) for name in state if (m := re.fullmatch(r"layers\.(\d+)\.base_conv\.0\.weight", name))})
+    if n_layers == 0:
+        raise FormatError("expected keys layers.0.base_conv.0.weight, ... (torch-conv-kan conv layers)")
+    if len(options.strides) != n_layers:
+        raise FormatError(f"the checkpoint has {n_layers} conv layers; give one stride each (--strides)")
+    kind = "gram" if "layers.0.poly_weights" in state else "rbf" if "layers.0.rbf.grid" in state else "bspline"
+    groups = [len({n for n in state if re.fullmatch(rf"layers\.{l}\.base_conv\.\d+\.weight", n)})
+              for l in range(n_layers)]
+    if groups[0] != 1 or len(set(groups[1:])) > 1:
+        raise FormatError(f"groups per layer {groups} unsupported: the first layer needs 1, the others one value")
+    base0 = _take(state, used, "layers.0.base_conv.0.weight", None)
+    kernel, in_channels = base0.shape[-1], base0.shape[1]
+    widths = [in_channels]
+    for l in range(n_layers):
+        og = _take(state, used, f"layers.{l}.base_conv.0.weight", None).shape[0]
+        widths.append(og * groups[l])
+    head = _take(state, used, "output.1.weight", None)
+    if head.dim() != 2 or head.shape[1] != widths[-1]:
+        raise FormatError(f"key 'output.1.weight' has shape {list(head.shape)}, expected (classes, {widths[-1]})")
+    if kind == "gram":
+        degree = _take(state, used, "layers.0.beta_weights", None).numel() - 1
+        basis, model_name, activation = BasisConfig(degree=degree), "gramkan", "silu"
+    elif kind == "rbf":
+        grid = _take(state, used, "layers.0.rbf.grid", None)
+        basis = BasisConfig(grid_size=grid.numel(), grid_min=float(grid[0]), grid_max=float(grid[-1]))
+        model_name, activation = "fastkan", "silu"
+    else:
+        lo, hi = options.grid_range
+        basis = BasisConfig(grid_size=options.grid_size, spline_order=options.spline_order, grid_min=lo, grid_max=hi)
+        model_name, activation = "kan", options.base_activation
+    conv = ConvConfig(kernel_size=kernel, strides=tuple(options.strides), groups=groups[-1] if n_layers > 1 else 1,
+                      dropout=options.dropout, dropout_linear=options.dropout_linear, num_classes=head.shape[0])
+    config = ModelConfig(model=model_name, widths=tuple(widths), basis=basis, base_activation=activation,
+                         arch="conv", conv=conv)
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise FormatError(f"torch-conv-kan checkpoint does not fit: {exc}") from None
+    model = build_model(config)
+    nb = config.num_basis
+    for l, layer in enumerate(model.layers):
+        p, g_count = f"layers.{l}.", groups[l]
+        out_f, cg, k, _ = layer.edge_shape
+        og = out_f // g_count
+        base = torch.cat([_take(state, used, p + f"base_conv.{g}.weight", (og, cg, k, k)) for g in range(g_count)])
+        if kind == "gram":
+            poly = _take(state, used, p + "poly_weights", (g_count, og, cg * nb, k, k))
+            coeffs = poly.view(g_count, og, nb, cg, k, k).permute(0, 1, 3, 4, 5, 2).reshape(out_f, cg, k, k, nb)
+            layer.basis.beta_weights.data.copy_(_take(state, used, p + "beta_weights", (nb,)))
+        else:
+            spline = [_take(state, used, p + f"spline_conv.{g}.weight", (og, cg * nb, k, k)) for g in range(g_count)]
+            coeffs = torch.cat(spline).view(out_f, cg, nb, k, k).permute(0, 1, 3, 4, 2)  # (out, Cg, k, k, nb)
+        if kind == "rbf":
+            centres = _take(state, used, p + "rbf.grid", (nb,))
+            if not torch.allclose(centres, layer.basis.grid, atol=1e-6):
+                raise FormatError(f"key '{p}rbf.grid' differs between layers; unsupported")
+        if kind == "bspline":
+            slopes = torch.cat([_take(state, used, p + f"prelus.{g}.weight", (1,)) for g in range(g_count)])
+            if not torch.allclose(slopes, slopes[0].expand_as(slopes)):
+                raise FormatError(f"keys '{p}prelus.*.weight' differ between groups; one PReLU per layer is supported")
+            layer.prelu.weight.data.copy_(slopes[:1])
+        norm = layer.input_norm if kind == "rbf" else layer.output_norm
+        size = cg if kind == "rbf" else og
+        for field in ("weight", "bias", "running_mean", "running_var"):
+            parts = [_take(state, used, p + f"layer_norm.{g}.{field}", (size,)) for g in range(g_count)]
+            getattr(norm, field).data.copy_(torch.cat(parts))
+        norm.num_batches_tracked.copy_(_take(state, used, p + "layer_norm.0.num_batches_tracked", ()))
+        used.update(n for n in state if n.startswith(p + "layer_norm.") and n.endswith("num_batches_tracked"))
+        vectors = torch.cat([coeffs, base[..., None]], dim=-1)  # (out, Cg, k, k, nb + 1)
+        model.edges.vectors[l].data.copy_(vectors.reshape(-1, nb + 1))
+    model.head.linear.weight.data.copy_(head)
+    model.head.linear.bias.data.copy_(_take(state, used, "output.1.bias", (head.shape[0],)))
+    _check_all_used(state, used)
+    return model
+
+
 def import_state_dict(
     state: dict[str, torch.Tensor],
     library: str | None = None,
     denominator: float | None = None,
     sidecar: dict | None = None,
+    conv_options: ConvImportOptions = ConvImportOptions(),
 ) -> KANModel:
     """A dense kancompress model reproducing an upstream library's state_dict (library auto-detected if None)."""
     library = library or detect_library(state)
+    if library == "torch-conv-kan":
+        return import_torch_conv_kan(state, conv_options)
     if library == "pykan":
         return import_pykan(state, sidecar)
     if library == "efficient-kan":

@@ -131,3 +131,18 @@ def test_import_fixture_then_cluster(tmp_path: Path) -> None:
     assert run("cluster", out, "-k", "16", "-o", tmp_path / "c.safetensors")[0] == 0
     assert_one_line_error(*run("import", fixtures / "effkan-digits.json", "-o", tmp_path / "j.safetensors"),
                           "weights_only")
+
+
+def test_conv_pipeline_on_tiny_channels(tmp_path: Path) -> None:
+    paths = {name: tmp_path / f"{name}.safetensors" for name in ("meta", "c", "f")}
+    channels = [arg for c in (4, 8, 8, 8) for arg in ("--channels", str(c))]
+    code, output = run("train", "--conv", "--meta", *channels, "--epochs", "1", "-o", paths["meta"])
+    assert code == 0, output
+    code, output = run("cluster", paths["meta"], "-k", "8", "-o", paths["c"])
+    assert code == 0, output
+    code, output = run("finetune", paths["c"], "--epochs", "1", "-o", paths["f"])
+    assert code == 0, output
+    report = json.loads(run("inspect", paths["f"], "--json")[1])
+    assert [row["n"] for row in report["layers"]] == [1 * 4 * 9, 4 * 8 * 9, 8 * 8 * 9, 8 * 8 * 9]
+    assert report["extras_bytes"] > 0 and "head.linear.weight" in report["extra_tensors"]
+    assert json.loads(run("eval", paths["f"], "--json")[1])["kind"] == "clustered"
