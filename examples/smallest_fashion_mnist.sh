@@ -3,6 +3,7 @@
 # 0.5 accuracy points of the Meta model. Needs `apt-get install dataset-fashion-mnist`. About 20 min on 2 cores.
 #   bash examples/smallest_fashion_mnist.sh [workdir]
 set -euo pipefail
+results=$(cd "$(dirname "$0")" && pwd)/results
 work=${1:-runs/smallest-fmnist}
 mkdir -p "$work" && cd "$work"
 k="kancompress"
@@ -17,3 +18,8 @@ $k finetune clustered.safetensors --lr 1e-3 --epochs 10 --lean-metadata -o small
 for f in metakan clustered smallest; do $k eval $f.safetensors; done
 $k inspect smallest.safetensors
 ls -l smallest.safetensors
+# 4. The size-accuracy curve of the same MetaKAN: every layer at each k, int8 codebooks, rANS indices,
+#    2 fine-tuning epochs per point (CSV and PNG under examples/results/).
+$k sweep metakan.safetensors --ks 2,4,8,16,32,64 --finetune-epochs 2 --codebook-dtype int8 \
+    --index-coding entropy -o "$results/sweep-fashion-mnist-metakan.csv" \
+    --plot "$results/sweep-fashion-mnist-metakan.png" --force

@@ -17,15 +17,14 @@ from typing import Any
 import torch
 
 from kancompress import __version__, distributed
-from kancompress.distributed import resolve_device
+from kancompress.cluster import Clusterer, cluster_model
 from kancompress.codec import Checkpoint, load_checkpoint, save_checkpoint
-from kancompress.cluster import cluster_model
 from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
-from kancompress.data import Dataset, load_dataset, needs_augmentation, random_crop_flip, split_validation
+from kancompress.data import Dataset, Split, load_dataset, needs_augmentation, random_crop_flip, split_validation
+from kancompress.distributed import resolve_device
 from kancompress.edges import MetaEdges
 from kancompress.errors import ConfigError, DataError, FormatError
 from kancompress.models import KANModel, build_model
-from kancompress.cluster import Clusterer
 from kancompress.search import SweepPoint, choose_ks
 from kancompress.search import sweep as search_sweep
 from kancompress.train import (
@@ -262,13 +261,13 @@ def evaluate_model(
     return data.name, evaluate(checkpoint.model.to(resolve_device(device)), data.test_x, data.test_y)
 
 
-def _source_split(checkpoint: Checkpoint, data: Dataset):  # -> Split
+def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
     """The validation split the checkpoint was trained with (same seed), so it holds unseen data."""
     seed = (checkpoint.header.provenance.get("train_config") or {}).get("seed", 0)
     return split_validation(data, seed=seed if isinstance(seed, int) else 0)
 
 
-def _finetuner(epochs: int, lr: float | None, split, seed: int) -> Callable[[KANModel], KANModel]:
+def _finetuner(epochs: int, lr: float | None, split: Split, seed: int) -> Callable[[KANModel], KANModel]:
     def tune(model: KANModel) -> KANModel:
         rate = lr or (CONV_FINETUNE_LR if model.config.conv is not None else FINETUNE_LR)
         fit(model, split, parameter_groups(model, rate), TrainConfig(epochs=epochs, patience=3, seed=seed))
