@@ -44,8 +44,9 @@ def measure(path: Path, data_args: list[str]) -> tuple[float, float]:
 def run_basis(model: str, args: argparse.Namespace, work: Path) -> list[dict]:
     data_args = ["--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
     common = [*data_args, "--seed", str(args.seed), *(["--conv"] if args.conv else [])]
-    epochs = ["--epochs", str(args.epochs), "--patience", str(args.patience)]
-    tune = ["--epochs", str(args.finetune_epochs), "--seed", str(args.seed), *data_args]
+    epochs = ["--epochs", str(args.epochs), "--patience", str(args.patience), "--batch-size", str(args.batch_size)]
+    tune = ["--epochs", str(args.finetune_epochs), "--seed", str(args.seed), "--batch-size", str(args.batch_size),
+            *data_args]
     files = {name: work / f"{model}-{name}.safetensors" for name in ("dense", "meta", "c", "cft", "mc", "mcft")}
     cli("train", "--model", model, *common, *epochs, "-o", str(files["dense"]))
     cli("train", "--model", model, "--meta", *common, *epochs, "-o", str(files["meta"]))
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("-k", type=int, default=None, help="codebook size [default: 16; 256 with --conv]")
     parser.add_argument("--conv", action="store_true", help="the 4-layer conv KAN (paper Table 2)")
     parser.add_argument("--seed", type=int, default=0)
@@ -99,7 +101,7 @@ def main() -> None:
     title = f"Table 2 layout (conv KANs, reduced budget) on {args.dataset}" if args.conv else f"Table 1 layout on {args.dataset}"
     lines = [f"# {title}", "",
              f"`{command}` — seed {args.seed}, at most {args.epochs} epochs (patience {args.patience}), "
-             f"k = {args.k}, {args.finetune_epochs} fine-tuning epochs; wall time {wall / 60:.1f} min on 2 CPU cores. "
+             f"k = {args.k}, batch size {args.batch_size}, {args.finetune_epochs} fine-tuning epochs; wall time {wall / 60:.1f} min on 2 CPU cores. "
              "Memory: tensor bytes of each checkpoint, 1 KB = 1000 bytes.", "",
              "| model | memory (KB) | accuracy (%) |", "| --- | ---: | ---: |"]
     lines += [f"| {r['model']} | {r['memory_kb']:,.2f} | {r['accuracy']:.2f} |" for r in rows]
