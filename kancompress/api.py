@@ -291,8 +291,10 @@ def sweep(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     on_point: Callable[[SweepPoint], None] | None = None,
+    device: str = "cpu",
 ) -> list[SweepPoint]:
-    """Accuracy and size of a dense or meta checkpoint clustered at each k (optionally fine-tuned)."""
+    """Accuracy and size of a dense or meta checkpoint clustered at each k (optionally fine-tuned); the torch
+    K-means of large layers runs on `device`."""
     if checkpoint.kind == "clustered":
         raise FormatError(f"{checkpoint.header.path}: sweep needs a dense or meta checkpoint, not a clustered one")
     if not ks or any(k < 2 for k in ks):
@@ -300,7 +302,7 @@ def sweep(
     data = _dataset_for(checkpoint, dataset, data_dir, download)
     _check_inputs(checkpoint.model, data)
     split = _source_split(checkpoint, data)
-    clusterer = Clusterer(checkpoint.model, seed, n_init, codebook_dtype, index_coding)
+    clusterer = Clusterer(checkpoint.model.to(resolve_device(device)), seed, n_init, codebook_dtype, index_coding)
     tune = _finetuner(finetune_epochs, lr, split, seed) if finetune_epochs > 0 else None
     return search_sweep(clusterer, split, (data.test_x, data.test_y), ks, tune, on_point)
 

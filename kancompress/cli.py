@@ -310,6 +310,7 @@ def sweep(
     seed: Seed = 0,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file [default: CKPT-sweep.csv].")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot of size vs accuracy.")] = None,
+    device: Device = "cpu",
     force: Force = False,
 ) -> None:
     """Cluster at each k and report size against accuracy (CSV, optional PNG plot)."""
@@ -331,7 +332,7 @@ def sweep(
         with err.status("sweeping"):
             points = api.sweep(source, sizes, dataset, finetune_epochs=finetune_epochs, lr=lr, seed=seed,
                                codebook_dtype=codebook_dtype, index_coding=index_coding, data_dir=data_dir,
-                               download=download, on_point=on_point)
+                               download=download, on_point=on_point, device=device)
         out.print(table)
         rows = ["k,bytes,val_accuracy,test_accuracy,finetuned_val_accuracy,finetuned_test_accuracy"]
         rows += [",".join("" if v is None else str(v) for v in dataclasses.astuple(p)) for p in points]
