@@ -176,22 +176,28 @@ def cluster(
     `device`."""
     model = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
+    source_kind = model.kind
     clustered = cluster_model(model.to(resolve_device(device)), k, layer_ks, seed, n_init, codebook_dtype,
                               index_coding, backend)
-    provenance = {
+    return clustered, _cluster_provenance(clustered, source_kind, parent, seed, n_init, backend)
+
+
+def _cluster_provenance(
+    clustered: KANModel, source_kind: str, parent: dict[str, Any], seed: int, n_init: int, backend: str
+) -> dict[str, Any]:
+    return {
         "stage": "cluster",
         "dataset": parent.get("dataset"),
-        "clustered_from": model.kind,
+        "clustered_from": source_kind,
         "k": [book.k for book in clustered.edges.layers],
         "seed": seed,
         "n_init": n_init,
-        "codebook_dtype": codebook_dtype,
-        "index_coding": index_coding,
+        "codebook_dtype": clustered.edges.codebook_dtype,
+        "index_coding": clustered.edges.index_coding,
         "kmeans": backend,
         "kancompress_version": __version__,
         "parent": parent,
     }
-    return clustered, provenance
 
 
 def finetune(
@@ -324,7 +330,8 @@ def cluster_within(
     _check_inputs(checkpoint.model, data)
     clusterer = Clusterer(checkpoint.model, seed, n_init, codebook_dtype, index_coding)
     ks, base, accuracy = choose_ks(clusterer, _source_split(checkpoint, data), max_drop)
-    model, provenance = cluster(checkpoint, ks[0], dict(enumerate(ks)), seed, n_init, codebook_dtype, index_coding)
+    model = clusterer.build(ks)  # reuses the K-means runs of the search
+    provenance = _cluster_provenance(model, checkpoint.kind, checkpoint.header.provenance, seed, n_init, "auto")
     provenance.update(max_drop=max_drop, source_val_accuracy=base, val_accuracy=accuracy, dataset=data.name)
     return model, provenance
 
