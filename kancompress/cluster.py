@@ -121,21 +121,31 @@ def torch_kmeans(
     chunk: int = 1 << 15,
     sample_size: int | None = None,
     refine_iter: int = 25,
+    n_init: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Lloyd's K-means in torch on the vectors' device, memory bounded by `chunk`·k distances at a time.
 
     Greedy k-means++ seeding and Lloyd iterations run on a random sample of `sample_size` points (default
     max(100,000, 200·k)); when the data is larger, up to `refine_iter` more Lloyd iterations refine the centroids
-    on all of it. Iterations stop when no centroid moves more than `tol` times the data's total variance. Empty clusters
-    restart at the farthest points. Returns (codebook, indices, inertia).
+    on all of it. Iterations stop when no centroid moves more than `tol` times the data's mean per-dimension variance
+    (scikit-learn's scale). Empty clusters
+    restart at the farthest points. The seeding and sample iterations run `n_init` times and the run with the
+    lowest inertia on the sample is refined. Returns (codebook, indices, inertia).
     """
     points = vectors.detach().float()
     n = points.shape[0]
     generator = torch.Generator().manual_seed(seed)
     size = sample_size or max(100_000, 200 * k)
     sample = points if n <= size else points[torch.randperm(n, generator=generator)[:size].to(points.device)]
-    threshold = tol * (float(points.var(dim=0).sum()) or 1.0)
-    codebook = _lloyd(sample, _kmeans_plus_plus(sample, k, generator), max_iter, threshold, chunk)
+    threshold = tol * (float(points.var(dim=0).mean()) or 1.0)  # scikit-learn's tolerance scale
+    best, best_inertia = None, float("inf")
+    sample_sq = (sample * sample).sum(1)
+    for _ in range(max(1, n_init)):
+        candidate = _lloyd(sample, _kmeans_plus_plus(sample, k, generator), max_iter, threshold, chunk)
+        inertia = float(_nearest(sample, sample_sq, candidate, chunk)[1].double().sum())
+        if inertia < best_inertia:
+            best, best_inertia = candidate, inertia
+    codebook = best
     if n > size:
         codebook = _lloyd(points, codebook, refine_iter, threshold, chunk)
     indices, distances = _nearest(points, (points * points).sum(1), codebook, chunk)
