@@ -118,7 +118,7 @@ def torch_kmeans(
     seed: int = 0,
     max_iter: int = 100,
     tol: float = 1e-4,
-    chunk: int = 1 << 15,
+    chunk: int = 1 << 14,
     sample_size: int | None = None,
     refine_iter: int = 25,
     n_init: int = 1,
