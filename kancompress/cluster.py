@@ -229,11 +229,3 @@ def cluster_model(
         raise FormatError("model is already clustered; cluster its dense or meta source instead")
     ks = resolve_ks(model, k, layer_ks)
     return Clusterer(model, seed, n_init, codebook_dtype, index_coding, backend).build(ks)
-
-
-def quantization_error(model: KANModel, clustered: KANModel) -> list[float]:
-    """Per-layer RMSE between the original and the clustered edge vectors."""
-    return [
-        float(torch.sqrt(torch.mean((a - b) ** 2)))
-        for a, b in zip(model.edge_vectors(), clustered.edge_vectors())
-    ]
