@@ -199,10 +199,9 @@ def _state_writer(path: Path, job: dict[str, Any]) -> Any:
 
 def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
     """Rank 0 writes the checkpoint and removes the resumable state; the others only leave the process group."""
-    if not distributed.is_main():
-        distributed.teardown()
-        return
     distributed.teardown()
+    if not distributed.is_main():
+        return
     save_checkpoint(result.model, path, result.provenance, force=force, inputs=inputs)
     state_path_for(path).unlink(missing_ok=True)
     out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f}  "

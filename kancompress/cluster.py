@@ -225,7 +225,5 @@ def cluster_model(
 
     `codebook_dtype` and `index_coding` choose how its file will store them.
     """
-    if model.kind == "clustered":
-        raise FormatError("model is already clustered; cluster its dense or meta source instead")
     ks = resolve_ks(model, k, layer_ks)
     return Clusterer(model, seed, n_init, codebook_dtype, index_coding, backend).build(ks)
