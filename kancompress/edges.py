@@ -136,6 +136,10 @@ class CodebookEdges(EdgeStore):
     def num_layers(self) -> int:
         return len(self.layers)
 
+    def forget_decoded(self, layer: int) -> None:
+        """Drop a layer's cached decoded vectors (when inference runs it in codebook space instead)."""
+        self._decoded.pop(layer, None)
+
     def forward(self, layer: int) -> torch.Tensor:
         book = self.layers[layer]
         if torch.is_grad_enabled():

@@ -54,16 +54,32 @@ class KANLinear(nn.Module):
         """x: (..., in); edges: (out, in, num_basis + 1). Returns (..., out)."""
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)  # (N, in)
-        basis_in = self.input_norm(x) if self.input_norm is not None else x
-        bases = self.basis(basis_in)  # (N, in, num_basis)
+        bases = self._bases(x)  # (N, in, num_basis)
         coeffs = edges[..., : self.num_basis].reshape(self.out_features, -1)  # (out, in*num_basis)
         y = F.linear(bases.reshape(x.shape[0], -1), coeffs)  # (N, out)
         y = y + F.linear(self.activation(x), edges[..., self.num_basis])  # base branch, weight (out, in)
+        return self.finish(y).reshape(*lead, self.out_features)
+
+    def centroid_responses(self, x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """Every centroid's edge function at every input: R[i, c, n] = Σ_j C[c,j]·B_j(x[n,i]) + C[c,-1]·act(x[n,i]).
+
+        x: (N, in); codebook C: (k, num_basis + 1). Returns R of shape (in, k, N). A clustered layer's
+        pre-activation is then y[n,o] = Σ_i R[i, I[o,i], n] (`kancompress.fastpath`).
+        """
+        features = torch.cat([self._bases(x), self.activation(x).unsqueeze(-1)], dim=-1)  # (N, in, |w|)
+        return torch.matmul(codebook, features.permute(1, 2, 0))  # (k, |w|) @ (in, |w|, N) -> (in, k, N)
+
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
+        """The per-output extras applied to the summed edges y: (N, out)."""
         if self.bias is not None:
             y = y + self.bias
         if self.output_norm is not None:
             y = F.silu(self.output_norm(y))
-        return y.reshape(*lead, self.out_features)
+        return y
+
+    def _bases(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, in) -> basis values (N, in, num_basis); FastKAN's LayerNorm feeds the RBF path only."""
+        return self.basis(self.input_norm(x) if self.input_norm is not None else x)
 
 
 class KANConv2d(nn.Module):

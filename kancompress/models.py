@@ -8,7 +8,8 @@ from torch import nn
 from kancompress.config import ModelConfig
 from kancompress.edges import KINDS, CodebookEdges, DenseEdges, EdgeStore, MetaEdges
 from kancompress.errors import ConfigError
-from kancompress.layers import ConvHead, build_layers, init_edge_vectors
+from kancompress.fastpath import CodebookForward, check_mode
+from kancompress.layers import ConvHead, KANLinear, build_layers, init_edge_vectors
 
 
 class KANModel(nn.Module):
@@ -22,15 +23,32 @@ class KANModel(nn.Module):
         conv = config.conv
         self.head = ConvHead(config.widths[-1], conv.num_classes, conv.dropout_linear) if conv is not None else None
         self.edges = edges
+        # Clustered fully-connected layers may run inference in codebook space (`kancompress.fastpath`).
+        fc_clustered = isinstance(edges, CodebookEdges) and self.head is None
+        self.codebook_forward = CodebookForward(edges) if fc_clustered else None
 
     @property
     def kind(self) -> str:
         return self.edges.kind
 
+    def set_fc_forward(self, mode: str) -> None:
+        """How clustered fully-connected layers run inference: "auto" (the fastest, measured), "decode",
+        "gather" or "onehot" (see `kancompress.fastpath`). Other models only decode."""
+        check_mode(mode)
+        if self.codebook_forward is not None:
+            self.codebook_forward = CodebookForward(self.edges, mode)  # type: ignore[arg-type]
+        elif mode not in ("auto", "decode"):
+            raise ConfigError(f"the {mode!r} forward needs a clustered fully-connected checkpoint; "
+                              f"this one is {self.kind}{' (conv)' if self.head is not None else ''}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.head is None:
             x = x.flatten(1)  # (N, in)
+        in_codebook_space = self.codebook_forward is not None and not torch.is_grad_enabled()
         for index, layer in enumerate(self.layers):
+            if in_codebook_space and isinstance(layer, KANLinear):
+                x = self.codebook_forward(index, layer, x)  # type: ignore[misc]
+                continue
             vectors = self.edges(index).view(*layer.edge_shape, -1)  # (out, in, |w|) or (out, in/g, kh, kw, |w|)
             x = layer(x, vectors)
         return x if self.head is None else self.head(x)
