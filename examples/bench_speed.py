@@ -8,12 +8,15 @@
    pykan's `KANLayer` (a real peer).
 2. K-means of 1e4 / 1e5 / 1e6 nine-dimensional edge vectors at k = 16 and 256: scikit-learn vs the torch K-means.
 3. Inference throughput, dense vs clustered (fully-connected MNIST shape and the 4-layer conv KAN).
-4. Peak memory (RSS) of training the 4-layer conv KAN at batch 128 on 32x32x3 inputs, in a fresh process.
+4. Codebook-space forward of clustered fully-connected layers: decode vs gather vs one-hot per shape, k and |w|,
+   and the method `--fc-forward auto` picks.
+5. Peak memory (RSS) of training the 4-layer conv KAN at batch 128 on 32x32x3 inputs, in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -26,7 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from kancompress.cluster import cluster_model, torch_kmeans
-from kancompress.config import MetaConfig, default_config, default_conv_config
+from kancompress.config import BasisConfig, MetaConfig, default_config, default_conv_config
 from kancompress.models import build_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -157,6 +160,58 @@ def bench_inference(repeats: int) -> list[dict]:
     return rows
 
 
+FC_FORWARD_CASES = [  # (in, out, B-spline grid size G (|w| = G + 4), k, batch)
+    (784, 32, 5, 16, 1024),  # the paper's first layer
+    (784, 256, 5, 16, 256),
+    (1024, 1024, 5, 16, 256),
+    (1024, 1024, 5, 4, 256),
+    (1024, 1024, 20, 16, 256),
+    (1024, 1024, 20, 8, 512),
+    (2048, 2048, 20, 16, 256),
+]
+
+
+def interleaved_medians(steps: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each step, timed in turn round by round so that machine drift hits them all alike."""
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def bench_fc_forward(repeats: int) -> list[dict]:
+    """One clustered layer (random codebook and indices: the timing does not depend on their values)."""
+    rows = []
+    for inp, out, grid, k, batch in FC_FORWARD_CASES:
+        config = dataclasses.replace(default_config("kan", (inp, out)), basis=BasisConfig(grid_size=grid))
+        models = {}
+        for mode in ("decode", "gather", "onehot", "auto"):
+            models[mode] = build_model(config, "clustered", [k]).eval()
+            torch.manual_seed(0)
+            models[mode].edges.layers[0].codebook.data.normal_(0, 0.3)
+            models[mode].edges.layers[0].indices.random_(0, k)
+            models[mode].set_fc_forward(mode)
+        x = torch.rand(batch, inp) * 2 - 1
+        with torch.no_grad():
+            models["auto"](x)  # auto times its candidates on the first batch of a size
+            seconds = interleaved_medians({mode: (lambda m=m: m(x)) for mode, m in models.items()}, repeats)
+        width = config.edge_width
+        rows.append({
+            "layer": f"{inp}-{out}", "|w|": width, "k": k, "batch": batch,
+            **{f"{mode}_ms": seconds[mode] * 1e3 for mode in models},
+            "auto_picks": models["auto"].codebook_forward.chosen()[0][0],
+            "auto_vs_decode": seconds["decode"] / seconds["auto"],
+            "decoded_mib": out * inp * width * 4 / 2**20,  # the cached (out, in, |w|) float32 vectors
+            "gather_table_mib": out * inp * 4 / 2**20,  # int32 (out, in)
+        })
+    return rows
+
+
 PEAK_SCRIPT = """
 import resource, torch
 from torch.nn import functional as F
@@ -204,6 +259,7 @@ def main() -> None:
         "training": bench_training(repeats),
         "kmeans": bench_kmeans(args.quick),
         "inference": bench_inference(repeats),
+        "fc_forward": bench_fc_forward(repeats),
         "peak_memory": bench_peak_memory(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -212,6 +268,7 @@ def main() -> None:
             table(results["training"], "Training step, 784-32-10, batch 128 (ms)"),
             table(results["kmeans"], "K-means of 9-dim edge vectors (seconds; scikit-learn n_init=1)"),
             table(results["inference"], "Inference throughput (samples/s)"),
+            table(results["fc_forward"], "Clustered fully-connected layer: decode vs codebook space (ms per batch)"),
             table(results["peak_memory"], "Peak RSS training the 4-layer conv KAN, batch 128, 3x32x32 (MiB)")]
     (RESULTS / "bench_speed.md").write_text("\n".join(text))
     print("\n".join(text))

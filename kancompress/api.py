@@ -260,8 +260,11 @@ def evaluate_model(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     device: str = "auto",
+    fc_forward: str = "auto",
 ) -> tuple[str, Metrics]:
-    """Test accuracy and loss of a checkpoint on its recorded dataset (or `dataset`)."""
+    """Test accuracy and loss of a checkpoint on its recorded dataset (or `dataset`). `fc_forward` says how
+    clustered fully-connected layers run (`kancompress.fastpath`: auto | decode | gather | onehot)."""
+    checkpoint.model.set_fc_forward(fc_forward)
     data = _dataset_for(checkpoint, dataset, data_dir, download)
     _check_inputs(checkpoint.model, data)
     return data.name, evaluate(checkpoint.model.to(resolve_device(device)), data.test_x, data.test_y)

@@ -360,17 +360,25 @@ def eval_(
     download: Download = False,
     as_json: JsonOut = False,
     device: Device = "auto",
+    fc_forward: Annotated[str, typer.Option(
+        "--fc-forward", help="Clustered fully-connected layers: auto (fastest, measured) | decode | gather | onehot.",
+    )] = "auto",
 ) -> None:
     """Test accuracy and loss of a checkpoint (dataset defaults to the one it was trained on)."""
     with _errors():
         loaded = load_checkpoint(checkpoint)
-        name, metrics = api.evaluate_model(loaded, dataset, data_dir, download, device)
+        name, metrics = api.evaluate_model(loaded, dataset, data_dir, download, device, fc_forward)
+        paths = loaded.model.codebook_forward.chosen() if loaded.model.codebook_forward is not None else {}
         if as_json:
             out.print_json(json.dumps({"path": str(checkpoint), "kind": loaded.kind, "dataset": name,
-                                       "accuracy": metrics.accuracy, "loss": metrics.loss, "n": metrics.n}))
+                                       "accuracy": metrics.accuracy, "loss": metrics.loss, "n": metrics.n,
+                                       "fc_forward": {str(layer): methods for layer, methods in paths.items()}}))
         else:
             out.print(f"{checkpoint} ({loaded.kind}) on {name} test ({metrics.n} images): "
                       f"accuracy {metrics.accuracy:.4f}  loss {metrics.loss:.4f}", highlight=False, markup=False)
+            if any(methods != ["decode"] for methods in paths.values()):
+                used = ", ".join(f"layer {layer}: {'/'.join(methods)}" for layer, methods in paths.items())
+                out.print(f"codebook-space forward ({used})", highlight=False, markup=False)
 
 
 @app.command()

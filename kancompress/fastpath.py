@@ -8,22 +8,20 @@ then sums for every output o the responses its edges point at:
     y[n, o] = Σ_i R[i, I[o, i], n]
 
 in one of two ways:
-  - "gather": an embedding-bag sum over the table T[o, i] = i·k + I[o, i] (N·in·out additions, no extra memory,
-    and the decoded vectors are never materialised);
+  - "gather": an embedding-bag sum over the table T[o, i] = i·k + I[o, i] (N·in·out additions; the table is
+    int32, and the (out, in, |w|) decoded vectors are never materialised);
   - "onehot": a product with the 0/1 matrix S[o, i·k + c] = [I[o, i] = c] (N·in·k·out multiply-adds: a dense
     GEMM, which pays off when k < |w|).
 
 Which one is fastest depends on the layer's shape, k, the batch size and the hardware, so mode "auto" times the
-eligible methods on the first batch of each size and keeps the fastest (as cuDNN's benchmark mode does). It is
-used for inference only: with autograd enabled every layer decodes, so training is unchanged.
+eligible methods of large layers on the first batch of each size and keeps the fastest (as cuDNN's benchmark mode
+does); small layers, whose timing would cost more than it could save, always decode. It is used for inference
+only: with autograd enabled every layer decodes, so training is unchanged.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections.abc import Callable
-
 import torch
 from torch.nn import functional as F
 
@@ -34,10 +32,10 @@ from kancompress.layers import KANLinear
 METHODS: tuple[str, ...] = ("decode", "gather", "onehot")
 MODES: tuple[str, ...] = ("auto", *METHODS)
 
-AUTO_MIN_MACS = 1 << 16  # dense multiply-adds per sample below which "auto" does not bother timing
+AUTO_MIN_MACS = 1 << 20  # dense multiply-adds per sample below which "auto" decodes without timing
 ONEHOT_MAX_BYTES = 256 << 20  # "auto" never builds a one-hot matrix larger than this
 MARGIN = 0.9  # a codebook-space method must take at most this fraction of the decode time to be chosen
-TIMED_RUNS = 3
+TIMED_RUNS = 2  # after one warm-up run; the fastest run counts
 
 
 def check_mode(mode: str) -> str:
@@ -113,14 +111,26 @@ class CodebookForward:
             return cached[1]
         rows = indices.to(x.device).view(layer.out_features, layer.in_features)  # (out, in): I[o, i]
         table = torch.arange(layer.in_features, device=x.device) * book.k + rows  # (out, in): i·k + I[o, i]
-        if method == "onehot":
+        if method == "gather" and layer.in_features * book.k < 2**31:
+            table = table.to(torch.int32)
+        elif method == "onehot":
             onehot = torch.zeros(layer.out_features, layer.in_features * book.k, dtype=x.dtype, device=x.device)
             table = onehot.scatter_(1, table, 1.0)  # (out, in·k)
         self._tables[(index, method)] = (key, table)
         return table
 
     def _fastest(self, options: list[str], index: int, layer: KANLinear, x: torch.Tensor) -> str:
-        times = {method: _median_time(lambda: self.run(method, index, layer, x), x.device) for method in options}
+        """Time the options in turn (one warm-up run each, then TIMED_RUNS rounds; the fastest run counts)."""
+        synchronize = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+        times = {method: float("inf") for method in options}
+        for round_ in range(TIMED_RUNS + 1):
+            for method in options:
+                synchronize()
+                start = time.perf_counter()
+                self.run(method, index, layer, x)
+                synchronize()
+                if round_ > 0:  # round 0 warms up: builds tables, fills caches
+                    times[method] = min(times[method], time.perf_counter() - start)
         best = min(options, key=times.__getitem__)
         return best if best == "decode" or times[best] <= MARGIN * times["decode"] else "decode"
 
@@ -129,15 +139,3 @@ def _size_bucket(n: int) -> int:
     """Batch sizes are tuned per power of two (a short last batch reuses its neighbours' choice)."""
     return max(n - 1, 0).bit_length()
 
-
-def _median_time(step: Callable[[], torch.Tensor], device: torch.device) -> float:
-    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step()  # warm-up: builds tables, fills caches
-    synchronize()
-    times = []
-    for _ in range(TIMED_RUNS):
-        start = time.perf_counter()
-        step()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

@@ -52,6 +52,13 @@ def test_pipeline_train_cluster_finetune_eval_inspect(tmp_path: Path, model: str
     assert code == 0, output
     code, output = run("eval", tuned, "--json")
     assert code == 0 and json.loads(output)["kind"] == "clustered"
+    decoded = json.loads(output)
+    code, output = run("eval", tuned, "--json", "--fc-forward", "gather")
+    assert code == 0, output
+    gathered = json.loads(output)
+    assert gathered["fc_forward"] == {"0": ["gather"], "1": ["gather"]}
+    assert gathered["accuracy"] == decoded["accuracy"] and abs(gathered["loss"] - decoded["loss"]) < 1e-5
+    assert_one_line_error(*run("eval", meta, "--fc-forward", "onehot"), "needs a clustered fully-connected")
     code, output = run("inspect", tuned, "--json")
     assert code == 0, output
     report = json.loads(output)
