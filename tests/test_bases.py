@@ -19,16 +19,45 @@ def naive_bspline(x: float, knots: list[float], j: int, order: int) -> float:
     return left + right
 
 
-@pytest.mark.parametrize("grid_size,order", [(5, 3), (3, 2), (8, 1), (4, 0)])
-def test_bspline_matches_naive_cox_de_boor(grid_size: int, order: int) -> None:
+@pytest.mark.parametrize("grid_size,order", [(5, 3), (3, 2), (8, 1), (4, 0), (20, 3), (7, 5)])
+def test_uniform_bspline_matches_naive_cox_de_boor(grid_size: int, order: int) -> None:
     basis = BSplineBasis(2, grid_size, order, -1.0, 1.0, stored=False).double()
+    h = 2.0 / grid_size
+    knots = [-1.0 + (j - order) * h for j in range(grid_size + 2 * order + 1)]  # exact uniform knots
     x = torch.rand(50, 2, dtype=torch.float64) * 3 - 1.5  # inside and outside the grid
+    x[:4, 0] = torch.tensor(knots[:4], dtype=torch.float64)  # on knots: the half-open intervals decide
     values = basis(x)
-    knots = basis.grid[0].tolist()
     for n in range(x.shape[0]):
         for i in range(2):
             expected = [naive_bspline(float(x[n, i]), knots, j, order) for j in range(grid_size + order)]
             assert values[n, i].tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_stored_grid_runs_the_full_recursion_on_its_knots() -> None:
+    basis = BSplineBasis(2, 5, 3, -1.0, 1.0, stored=True).double()
+    basis.grid.add_(torch.rand_like(basis.grid) * 0.05).copy_(basis.grid.sort(dim=1).values)  # adapted, non-uniform
+    x = torch.rand(30, 2, dtype=torch.float64) * 3 - 1.5
+    values = basis(x)
+    for n in range(x.shape[0]):
+        for i in range(2):
+            knots = basis.grid[i].tolist()
+            expected = [naive_bspline(float(x[n, i]), knots, j, 3) for j in range(8)]
+            assert values[n, i].tolist() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("grid_size,order", [(5, 3), (20, 3), (4, 1), (7, 5)])
+def test_uniform_span_evaluation_equals_full_recursion_in_float32(grid_size: int, order: int) -> None:
+    """The fast uniform path against efficient-kan's full recursion on float32 knots: values and gradients."""
+    basis = BSplineBasis(16, grid_size, order, -1.0, 1.0, stored=False)
+    x = (torch.rand(256, 16) * 3 - 1.5).requires_grad_()
+    weights = torch.randn(grid_size + order)
+    fast, full = basis(x), basis.cox_de_boor(x)
+    assert torch.allclose(fast, full, atol=1e-5, rtol=0)
+    (grad_fast,) = torch.autograd.grad((fast * weights).sum(), x)
+    (grad_full,) = torch.autograd.grad((full * weights).sum(), x)
+    assert torch.allclose(grad_fast, grad_full, atol=1e-5 * grad_full.abs().max().item(), rtol=0)
+    outside = basis(torch.tensor([[float("inf"), float("-inf"), 5.0, -5.0] + [0.0] * 12]))
+    assert outside[0, :4].abs().sum() == 0
 
 
 def test_bspline_partition_of_unity_inside_grid() -> None:
