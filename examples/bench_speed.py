@@ -35,15 +35,18 @@ from kancompress.models import build_model
 RESULTS = Path(__file__).parent / "results"
 
 
-def median_time(step, repeats: int, warmup: int = 3) -> float:
+def interleaved_medians(steps: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each step, timed in turn round by round so that machine drift hits them all alike."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 class EfficientKANFormula(torch.nn.Module):
@@ -98,17 +101,19 @@ def bench_training(repeats: int) -> list[dict]:
     for name in ("kan", "fastkan", "gramkan"):
         models[f"kancompress {name}"] = build_model(default_config(name, (784, 32, 10)))
         models[f"kancompress {name} --meta"] = build_model(default_config(name, (784, 32, 10), MetaConfig()), "meta")
-    rows = []
+    steps = {}
     for name, model in models.items():
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def step() -> None:
+        def step(model: torch.nn.Module = model, optimizer: torch.optim.Optimizer = optimizer) -> None:
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
-        rows.append({"model": name, "step_ms": 1000 * median_time(step, repeats)})
+        steps[name] = step
+    seconds = interleaved_medians(steps, repeats, warmup=3)
+    rows = [{"model": name, "step_ms": 1000 * seconds[name]} for name in models]
     reference = rows[0]["step_ms"]
     for row in rows:
         row["vs_efficient_kan"] = row["step_ms"] / reference
@@ -153,8 +158,8 @@ def bench_inference(repeats: int) -> list[dict]:
         dense = build_model(config).eval()
         clustered = cluster_model(dense, k, n_init=1).eval()
         with torch.no_grad():
-            dense_s = median_time(lambda: dense(x), repeats, warmup=2)
-            clustered_s = median_time(lambda: clustered(x), repeats, warmup=2)
+            seconds = interleaved_medians({"dense": lambda: dense(x), "clustered": lambda: clustered(x)}, repeats, 2)
+            dense_s, clustered_s = seconds["dense"], seconds["clustered"]
         rows.append({"case": name, "dense_per_s": x.shape[0] / dense_s, "clustered_per_s": x.shape[0] / clustered_s,
                      "clustered_vs_dense": dense_s / clustered_s})
     return rows
@@ -169,19 +174,6 @@ FC_FORWARD_CASES = [  # (in, out, B-spline grid size G (|w| = G + 4), k, batch)
     (1024, 1024, 20, 8, 512),
     (2048, 2048, 20, 16, 256),
 ]
-
-
-def interleaved_medians(steps: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each step, timed in turn round by round so that machine drift hits them all alike."""
-    for step in steps.values():
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def bench_fc_forward(repeats: int) -> list[dict]:
@@ -223,7 +215,10 @@ opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 for _ in range(2):
     loss = F.cross_entropy(model(torch.rand(128, 3, 32, 32)), torch.randint(0, 10, (128,)))
     opt.zero_grad(); loss.backward(); opt.step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+try:  # Linux: this process's own high-water mark (ru_maxrss would include the forking parent's RSS)
+    print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 

@@ -22,6 +22,7 @@ only: with autograd enabled every layer decodes, so training is unchanged.
 from __future__ import annotations
 
 import time
+
 import torch
 from torch.nn import functional as F
 
