@@ -2,8 +2,9 @@
 
 Launch with `torchrun --nproc-per-node N -m kancompress train ...`: torchrun sets RANK/WORLD_SIZE, every process
 runs the same command, the training loop splits each global batch across ranks (so the trajectory matches a
-single process with the same batch size), DDP averages gradients (gloo on CPU, NCCL on GPU), and only rank 0
-writes files and draws progress.
+single process with the same batch size), DDP averages gradients (gloo on CPU, NCCL on GPU), each rank
+validates a slice of the validation set and the sums are all-reduced (so every rank sees the same metrics and
+early stopping agrees), and only rank 0 writes files and draws progress.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ def setup(device: torch.device) -> None:
 
 def active() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and world_size() > 1
+
+
+def sum_across_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums of `values` over every rank (all-reduce, float64); the values themselves alone."""
+    if not active():
+        return values
+    total = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(total)
+    return total.tolist()
 
 
 def barrier() -> None:

@@ -153,7 +153,7 @@ def fit(
             total_loss += loss.item() * index.numel()
             if on_batch is not None:
                 on_batch(step, steps)
-        val = evaluate(model, data.val_x, data.val_y)
+        val = _validate(model, data, device)
         improved = _better(val, history.best_val)
         if improved:
             history.best_epoch, history.best_val, stale = epoch, val, 0
@@ -179,6 +179,17 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def _validate(model: nn.Module, data: Split, device: torch.device) -> Metrics:
+    """Validation metrics; under torchrun each rank takes a slice and the sums are all-reduced, so every rank
+    reaches the same numbers (and the same early-stopping decision) whatever kernels it ran."""
+    if not distributed.active():
+        return evaluate(model, data.val_x, data.val_y)
+    part, parts = distributed.rank(), distributed.world_size()
+    mine = evaluate(model, data.val_x[part::parts], data.val_y[part::parts])
+    correct, loss_sum, n = distributed.sum_across_ranks([mine.accuracy * mine.n, mine.loss * mine.n, mine.n], device)
+    return Metrics(round(correct) / max(n, 1), loss_sum / max(n, 1), int(n))
 
 
 def _report_to_state(report: EpochReport) -> list[float]:

@@ -14,6 +14,10 @@ from typer.testing import CliRunner
 
 from kancompress.cli import app
 from kancompress.codec import load_checkpoint
+from kancompress.config import default_config
+from kancompress.data import Split
+from kancompress.models import KANModel, build_model
+from kancompress.train import _validate, evaluate
 
 runner = CliRunner()
 
@@ -47,3 +51,31 @@ def test_torchrun_two_processes_matches_single_process(tmp_path: Path) -> None:
         accuracy[name] = json.loads(result.output)["accuracy"]
     assert load_checkpoint(multi).header.provenance["processes"] == 2
     assert abs(accuracy["multi"] - accuracy["single"]) <= 0.02, accuracy
+
+
+
+def _model_and_split() -> tuple[KANModel, Split]:
+    torch.manual_seed(0)  # the same model and data in every process
+    model = build_model(default_config("kan", (6, 5, 3)))
+    split = Split(torch.rand(4, 6), torch.zeros(4, dtype=torch.int64), torch.rand(7, 6), torch.randint(0, 3, (7,)))
+    return model, split
+
+
+def _validate_on_rank(rank: int, store: str, results: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2")
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        metrics = _validate(*_model_and_split(), torch.device("cpu"))
+        Path(results, f"{rank}.json").write_text(json.dumps([metrics.accuracy, metrics.loss, metrics.n]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_validation_metrics_are_reduced_across_ranks(tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(_validate_on_rank, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1]  # the same numbers on every rank, so early stopping agrees
+    model, split = _model_and_split()
+    whole = evaluate(model, split.val_x, split.val_y)  # one process, the whole validation set
+    assert ranks[0][0] == whole.accuracy and ranks[0][2] == whole.n == 7
+    assert abs(ranks[0][1] - whole.loss) < 1e-6
