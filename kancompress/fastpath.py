@@ -137,6 +137,6 @@ class CodebookForward:
 
 
 def _size_bucket(n: int) -> int:
-    """Batch sizes are tuned per power of two (a short last batch reuses its neighbours' choice)."""
+    """Batch sizes are tuned per power of two: sizes in (2^(b-1), 2^b] share one choice."""
     return max(n - 1, 0).bit_length()
 

@@ -36,7 +36,7 @@ class KANModel(nn.Module):
         "gather" or "onehot" (see `kancompress.fastpath`). Other models only decode."""
         check_mode(mode)
         if self.codebook_forward is not None:
-            self.codebook_forward = CodebookForward(self.edges, mode)  # type: ignore[arg-type]
+            self.codebook_forward = CodebookForward(self.codebook_forward.edges, mode)
         elif mode not in ("auto", "decode"):
             raise ConfigError(f"the {mode!r} forward needs a clustered fully-connected checkpoint; "
                               f"this one is {self.kind}{' (conv)' if self.head is not None else ''}")
@@ -44,10 +44,10 @@ class KANModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.head is None:
             x = x.flatten(1)  # (N, in)
-        in_codebook_space = self.codebook_forward is not None and not torch.is_grad_enabled()
+        clustered_fc = None if torch.is_grad_enabled() else self.codebook_forward  # inference only
         for index, layer in enumerate(self.layers):
-            if in_codebook_space and isinstance(layer, KANLinear):
-                x = self.codebook_forward(index, layer, x)  # type: ignore[misc]
+            if clustered_fc is not None and isinstance(layer, KANLinear):
+                x = clustered_fc(index, layer, x)
                 continue
             vectors = self.edges(index).view(*layer.edge_shape, -1)  # (out, in, |w|) or (out, in/g, kh, kw, |w|)
             x = layer(x, vectors)
