@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from kancompress import __version__, distributed
+from kancompress.bases import get_spec
 from kancompress.cluster import Clusterer, cluster_model
 from kancompress.codec import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
@@ -28,12 +29,6 @@ from kancompress.models import KANModel, build_model
 from kancompress.search import SweepPoint, choose_ks
 from kancompress.search import sweep as search_sweep
 from kancompress.train import (
-    CONV_FINETUNE_LR,
-    CONV_META_LR,
-    CONV_PLAIN_LR,
-    FINETUNE_LR,
-    META_LR,
-    PLAIN_LR,
     EpochReport,
     History,
     Metrics,
@@ -77,8 +72,8 @@ def parameter_groups(
     extras = {"params": model.extra_parameters(), "lr": lr}
     if isinstance(model.edges, MetaEdges):
         return [
-            {"params": list(model.edges.learners.parameters()), "lr": lr_meta or lr},
-            {"params": list(model.edges.embeddings.parameters()), "lr": lr_embed or lr},
+            {"params": list(model.edges.learners.parameters()), "lr": lr if lr_meta is None else lr_meta},
+            {"params": list(model.edges.embeddings.parameters()), "lr": lr if lr_embed is None else lr_embed},
             extras,
         ]
     return [{"params": list(model.edges.parameters()), "lr": lr}, extras]
@@ -136,15 +131,8 @@ def train(
     distributed.setup(target)
     torch.manual_seed(train_config.seed)
     model = build_model(config, "meta" if meta_config else "dense").to(target)
-    if meta_config and conv:
-        default_meta_lr, default_embed, default_lr = CONV_META_LR[model_name]
-        groups = parameter_groups(model, lr or default_lr, lr_meta or default_meta_lr, lr_embed or default_embed)
-    elif meta_config:
-        default_meta_lr, default_embed = META_LR[model_name]
-        groups = parameter_groups(model, lr or PLAIN_LR[model_name], lr_meta or default_meta_lr,
-                                  lr_embed or default_embed)
-    else:
-        groups = parameter_groups(model, lr or (CONV_PLAIN_LR if conv else PLAIN_LR[model_name]))
+    groups = parameter_groups(model, *default_learning_rates(model_name, bool(conv), bool(meta_config),
+                                                             lr, lr_meta, lr_embed))
     split = split_validation(data, seed=train_config.seed)
     augment = random_crop_flip if conv and needs_augmentation(data.name) else None
     history = fit(model, split, groups, train_config, on_batch, on_epoch, on_state, resume, augment)
@@ -155,8 +143,31 @@ def train(
 
 
 def default_meta(model_name: str, conv: bool) -> MetaConfig:
-    """Paper Tables 5 and 7: d_emb = 1, except 2 for conv B-spline and RBF models."""
-    return MetaConfig(d_emb=2 if conv and model_name != "gramkan" else 1)
+    """Paper Tables 5 and 7: d_emb = 1, except for conv models of bases whose spec says otherwise (B-spline, RBF: 2)."""
+    return MetaConfig(d_emb=get_spec(model_name).conv_meta_d_emb if conv else 1)
+
+
+def default_learning_rates(
+    model_name: str, conv: bool, meta: bool, lr: float | None = None, lr_meta: float | None = None,
+    lr_embed: float | None = None,
+) -> tuple[float, float | None, float | None]:
+    """(lr of the edges or the extras, lr of the meta-learner, lr of the embeddings): the given ones, else the
+    basis's defaults (paper Tables 4-7 where it has them). The last two are None for a plain model."""
+    rates = get_spec(model_name).lr
+    if not meta:
+        return (lr if lr is not None else rates.conv_plain if conv else rates.plain), None, None
+    if conv:
+        lr_h, lr_e, rest = rates.conv_meta
+    else:
+        (lr_h, lr_e), rest = rates.meta, rates.plain
+    return (lr if lr is not None else rest, lr_meta if lr_meta is not None else lr_h,
+            lr_embed if lr_embed is not None else lr_e)
+
+
+def default_finetune_lr(model: KANModel) -> float:
+    """Paper lr_c: the basis's fine-tuning rate (FC 1e-4, conv 1e-5)."""
+    rates = model.config.spec.lr
+    return rates.conv_finetune if model.config.conv is not None else rates.finetune
 
 
 def cluster(
@@ -231,7 +242,7 @@ def finetune(
     torch.manual_seed(train_config.seed)
     split = split_validation(data, seed=train_config.seed)
     conv = model.config.conv is not None
-    lr = lr or (CONV_FINETUNE_LR if conv else FINETUNE_LR)
+    lr = lr if lr is not None else default_finetune_lr(model)
     augment = random_crop_flip if conv and needs_augmentation(data.name) else None
     moved: list[int] = []
     if reassign_from is not None:
@@ -278,7 +289,7 @@ def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
 
 def _finetuner(epochs: int, lr: float | None, split: Split, seed: int) -> Callable[[KANModel], KANModel]:
     def tune(model: KANModel) -> KANModel:
-        rate = lr or (CONV_FINETUNE_LR if model.config.conv is not None else FINETUNE_LR)
+        rate = lr if lr is not None else default_finetune_lr(model)
         fit(model, split, parameter_groups(model, rate), TrainConfig(epochs=epochs, patience=3, seed=seed))
         model.edges.round_to_storage()
         return model

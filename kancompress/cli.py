@@ -29,7 +29,7 @@ from kancompress.codec import (
 from kancompress.config import META_SHARING, ConvConfig, MetaConfig
 from kancompress.errors import ConfigError, KanCompressError
 from kancompress.report import storage_report
-from kancompress.train import CONV_FINETUNE_LR, FINETUNE_LR, EpochReport, TrainConfig
+from kancompress.train import EpochReport, TrainConfig
 
 app = typer.Typer(
     name="kancompress",
@@ -254,7 +254,7 @@ def cluster(
 def finetune(
     checkpoint: Annotated[Path, typer.Argument(help="Clustered checkpoint.")],
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
-    lr: Annotated[Optional[float], typer.Option("--lr", help=f"Codebook learning rate, paper lr_c [default: {FINETUNE_LR}; conv {CONV_FINETUNE_LR}].")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help=f"Codebook learning rate, paper lr_c [default: 1e-4; conv 1e-5].")] = None,
     patience: Annotated[int, typer.Option("--patience", min=0)] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
     dataset: DatasetOpt = None,

@@ -11,14 +11,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from kancompress.bases import BasisConfig, BasisSpec, get_spec, model_names
 from kancompress.errors import ConfigError
 
 CONFIG_VERSION = 1
 
-MODEL_NAMES: tuple[str, ...] = ("kan", "fastkan", "gramkan")
-"""kan: B-spline basis (efficient-kan); fastkan: Gaussian RBF basis (FastKAN); gramkan: Gram polynomials (KAGN)."""
+MODEL_NAMES: tuple[str, ...] = model_names()
+"""The registered models (`kancompress.bases`): kan (B-spline), fastkan (RBF), gramkan (Gram), chebykan
+(Chebyshev), legendrekan (Legendre)."""
 
-BASIS_OF_MODEL: dict[str, str] = {"kan": "bspline", "fastkan": "rbf", "gramkan": "gram"}
 ACTIVATIONS: tuple[str, ...] = ("silu", "gelu")
 META_SHARING: tuple[str, ...] = ("model", "layer")
 ARCHS: tuple[str, ...] = ("mlp", "conv")
@@ -26,27 +27,6 @@ ARCHS: tuple[str, ...] = ("mlp", "conv")
 # A guard against configs (from a hostile or corrupted header) that would allocate absurd amounts of memory.
 MAX_WIDTH = 1 << 20
 MAX_EDGES = 1 << 28
-MAX_BASIS = 256
-
-
-@dataclass(frozen=True)
-class BasisConfig:
-    """The per-edge basis. Fields that a basis does not use keep their defaults and are ignored by it."""
-
-    grid_size: int = 5  # bspline: number of grid intervals G; rbf: number of centres
-    spline_order: int = 3  # bspline: polynomial order k
-    grid_min: float = -1.0  # bspline grid range / rbf centre range
-    grid_max: float = 1.0
-    degree: int = 3  # gram: highest polynomial degree D
-    denominator: float | None = None  # rbf width; None means (grid_max - grid_min) / (grid_size - 1)
-    stored_grid: bool = False  # bspline: a per-input grid (e.g. efficient-kan after update_grid) is stored
-
-
-DEFAULT_BASIS: dict[str, BasisConfig] = {
-    "kan": BasisConfig(grid_size=5, spline_order=3, grid_min=-1.0, grid_max=1.0),
-    "fastkan": BasisConfig(grid_size=8, grid_min=-2.0, grid_max=2.0),
-    "gramkan": BasisConfig(degree=3),
-}
 
 
 @dataclass(frozen=True)
@@ -72,13 +52,6 @@ class ConvConfig:
     num_classes: int = 10
 
 
-DEFAULT_CONV_BASIS: dict[str, BasisConfig] = {
-    "kan": BasisConfig(grid_size=5, spline_order=3, grid_min=-3.0, grid_max=3.0),  # paper Table 6
-    "fastkan": BasisConfig(grid_size=8, grid_min=-3.0, grid_max=3.0),
-    "gramkan": BasisConfig(degree=3),
-}
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model from a checkpoint's header alone."""
@@ -91,21 +64,18 @@ class ModelConfig:
     arch: str = "mlp"
     conv: ConvConfig | None = None  # set when arch == "conv"
     output_bias: bool = False  # a per-output bias in every fully-connected layer (always on for fastkan)
+    norm_between: bool = False  # LayerNorm over the input of every fully-connected layer but the first (ChebyKAN)
     version: int = CONFIG_VERSION
 
     @property
-    def basis_name(self) -> str:
-        return BASIS_OF_MODEL[self.model]
+    def spec(self) -> BasisSpec:
+        """The registered basis of `model` (`kancompress.bases`)."""
+        return get_spec(self.model)
 
     @property
     def num_basis(self) -> int:
         """Number of basis functions per edge (the vector length |w| is this plus one base weight)."""
-        b = self.basis
-        if self.basis_name == "bspline":
-            return b.grid_size + b.spline_order
-        if self.basis_name == "rbf":
-            return b.grid_size
-        return b.degree + 1
+        return self.spec.num_basis(self.basis)
 
     @property
     def edge_width(self) -> int:
@@ -137,7 +107,12 @@ class ModelConfig:
         return self.conv.num_classes if self.conv is not None else self.widths[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The JSON form; `norm_between` appears only when set, so files that do not use it stay readable by
+        kancompress versions that predate it."""
+        data = dataclasses.asdict(self)
+        if not self.norm_between:
+            del data["norm_between"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelConfig:
@@ -174,7 +149,7 @@ class ModelConfig:
                 f"model config version {self.version} is newer than this kancompress supports ({CONFIG_VERSION}); "
                 "upgrade kancompress"
             )
-        _choice("model", self.model, MODEL_NAMES)
+        get_spec(self.model)  # an unknown model is a ConfigError naming the known ones
         _choice("arch", self.arch, ARCHS)
         _choice("base_activation", self.base_activation, ACTIVATIONS)
         if len(self.widths) < 2:
@@ -198,23 +173,14 @@ class ModelConfig:
                 g = self.layer_groups(l)
                 if g < 1 or o % g or i % g:
                     raise ConfigError(f"conv layer {l}: groups={g} must divide {i} input and {o} output channels")
-        if self.model == "fastkan" and self.conv is None and min(self.widths[:-1]) < 2:
-            raise ConfigError("fastkan layers need at least 2 inputs (LayerNorm of one value is always 0)")
+        spec = self.spec
+        if spec.fc.basis_norm and self.conv is None and min(self.widths[:-1]) < 2:
+            raise ConfigError(f"{self.model} layers need at least 2 inputs (LayerNorm of one value is always 0)")
+        if self.norm_between and (self.conv is not None or min(self.widths[1:-1], default=2) < 2):
+            raise ConfigError("norm_between needs a fully-connected model with hidden widths >= 2")
         if sum(self.num_edges) > MAX_EDGES:
             raise ConfigError(f"model has {sum(self.num_edges)} edges, more than the limit {MAX_EDGES}")
-        b = self.basis
-        if self.basis_name == "bspline":
-            if not 1 <= b.grid_size <= MAX_BASIS or not 0 <= b.spline_order <= 10:
-                raise ConfigError("bspline needs 1 <= grid_size <= 256 and 0 <= spline_order <= 10")
-        if self.basis_name == "rbf" and not 2 <= b.grid_size <= MAX_BASIS:
-            raise ConfigError("rbf needs 2 <= grid_size <= 256 centres")
-        if self.basis_name == "gram" and not 0 <= b.degree <= 32:
-            raise ConfigError("gram needs 0 <= degree <= 32")
-        if self.basis_name != "gram":
-            if not (math.isfinite(b.grid_min) and math.isfinite(b.grid_max) and b.grid_min < b.grid_max):
-                raise ConfigError(f"grid range [{b.grid_min}, {b.grid_max}] must be finite with min < max")
-        if b.denominator is not None and not (math.isfinite(b.denominator) and b.denominator > 0):
-            raise ConfigError("rbf denominator must be a positive number")
+        spec.check(self.basis)
         if self.meta is not None:
             _choice("meta.sharing", self.meta.sharing, META_SHARING)
             if not 1 <= self.meta.d_emb <= 64 or not 1 <= self.meta.hidden <= 4096:
@@ -223,8 +189,9 @@ class ModelConfig:
 
 def default_config(model: str, widths: tuple[int, ...], meta: MetaConfig | None = None) -> ModelConfig:
     """The paper's configuration of `model` (Tables 4-5) with the given layer widths."""
-    _choice("model", model, MODEL_NAMES)
-    config = ModelConfig(model=model, widths=tuple(widths), basis=DEFAULT_BASIS[model], meta=meta)
+    spec = get_spec(model)
+    config = ModelConfig(model=model, widths=tuple(widths), basis=spec.fc_defaults, meta=meta,
+                         norm_between=spec.norm_between and len(widths) > 2)
     config.validate()
     return config
 
@@ -238,9 +205,9 @@ def default_conv_config(
     conv: ConvConfig | None = None,
 ) -> ModelConfig:
     """The paper's convolutional KAN (Drokin's 4-layer design, Tables 6-7) for `model`."""
-    _choice("model", model, MODEL_NAMES)
+    spec = get_spec(model)
     conv = dataclasses.replace(conv or ConvConfig(), num_classes=num_classes)
-    config = ModelConfig(model=model, widths=(in_channels, *channels), basis=DEFAULT_CONV_BASIS[model], meta=meta,
+    config = ModelConfig(model=model, widths=(in_channels, *channels), basis=spec.conv_defaults, meta=meta,
                          arch="conv", conv=conv)
     config.validate()
     return config

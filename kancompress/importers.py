@@ -11,6 +11,9 @@ weight) exactly; see `../shared/research/kan-libraries.md` section 8 for layouts
   `symbolic_fun.{l}.{mask, affine}`; coeffs[o,i] = coef[i,o,:]·scale_sp[i,o]·mask[i,o], base weight
   scale_base[i,o]·mask[i,o]; the per-output affine maps y -> ns·(ss·y + sb) + nb are folded into the edge vectors
   (scale) and an output bias. Symbolic edges and multiplication nodes have no spline form and are refused.
+- ChebyKAN `ChebyKANLayer` stacks (SynodicMonth/ChebyKAN; its README model chebykan1 -> ln1 -> chebykan2 -> ...):
+  per layer `{prefix}.cheby1_coeffs` (or `cheby_coeffs`) (in, out, D+1) and an optional int64 `arange` buffer;
+  a LayerNorm (`weight`, `bias`) between layers becomes `norm_between`; coeffs[o,i] = c[i,o,:], base weight 0.
 - torch-conv-kan `SimpleConvKAGN` / `SimpleConvKAN` / `SimpleFastConvKAN` (BatchNorm, linear head
   `output.1.*`): per layer `poly_weights` (groups, Og, Cg·(D+1), k, k), degree-major d·Cg + c, or
   `spline_conv.{g}.weight` (Og, Cg·nb, k, k), channel-major c·nb + j; `base_conv.{g}.weight`; `layer_norm.{g}.*`;
@@ -23,15 +26,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import torch
 
 from kancompress.config import BasisConfig, ModelConfig
 from kancompress.errors import ConfigError, FormatError
+from kancompress.layers import KANLinear
 from kancompress.models import KANModel, build_model
 
-LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan", "pykan", "torch-conv-kan")
+LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan", "pykan", "torch-conv-kan", "chebykan")
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -76,6 +82,8 @@ def detect_library(state: dict[str, torch.Tensor]) -> str:
         return "pykan"
     if any(name.endswith(".poly_weights") or ".spline_conv." in name for name in state):
         return "torch-conv-kan"
+    if any(name.endswith(_CHEBY_KEYS) for name in state):
+        return "chebykan"
     example = next(iter(state), "<empty>")
     raise FormatError(f"unrecognised state_dict (first key {example!r}); pass --from with one of: "
                       f"{', '.join(LIBRARIES)}")
@@ -275,7 +283,8 @@ def import_torch_conv_kan(state: dict[str, torch.Tensor], options: ConvImportOpt
         raise FormatError("expected keys layers.0.base_conv.0.weight, ... (torch-conv-kan conv layers)")
     if len(options.strides) != n_layers:
         raise FormatError(f"the checkpoint has {n_layers} conv layers; give one stride each (--strides)")
-    kind = "gram" if "layers.0.poly_weights" in state else "rbf" if "layers.0.rbf.grid" in state else "bspline"
+    # The upstream layer class, told by its keys: KAGNConv (poly_weights), FastKANConv (rbf.grid) or KANConv.
+    layer_type = "KAGNConv" if "layers.0.poly_weights" in state else "FastKANConv" if "layers.0.rbf.grid" in state else "KANConv"
     groups = [len({n for n in state if re.fullmatch(rf"layers\.{l}\.base_conv\.\d+\.weight", n)})
               for l in range(n_layers)]
     if groups[0] != 1 or len(set(groups[1:])) > 1:
@@ -289,10 +298,10 @@ def import_torch_conv_kan(state: dict[str, torch.Tensor], options: ConvImportOpt
     head = _take(state, used, "output.1.weight", None)
     if head.dim() != 2 or head.shape[1] != widths[-1]:
         raise FormatError(f"key 'output.1.weight' has shape {list(head.shape)}, expected (classes, {widths[-1]})")
-    if kind == "gram":
+    if layer_type == "KAGNConv":
         degree = _take(state, used, "layers.0.beta_weights", None).numel() - 1
         basis, model_name, activation = BasisConfig(degree=degree), "gramkan", "silu"
-    elif kind == "rbf":
+    elif layer_type == "FastKANConv":
         grid = _take(state, used, "layers.0.rbf.grid", None)
         basis = BasisConfig(grid_size=grid.numel(), grid_min=float(grid[0]), grid_max=float(grid[-1]))
         model_name, activation = "fastkan", "silu"
@@ -315,24 +324,24 @@ def import_torch_conv_kan(state: dict[str, torch.Tensor], options: ConvImportOpt
         out_f, cg, k, _ = layer.edge_shape
         og = out_f // g_count
         base = torch.cat([_take(state, used, p + f"base_conv.{g}.weight", (og, cg, k, k)) for g in range(g_count)])
-        if kind == "gram":
+        if layer_type == "KAGNConv":
             poly = _take(state, used, p + "poly_weights", (g_count, og, cg * nb, k, k))
             coeffs = poly.view(g_count, og, nb, cg, k, k).permute(0, 1, 3, 4, 5, 2).reshape(out_f, cg, k, k, nb)
             layer.basis.beta_weights.data.copy_(_take(state, used, p + "beta_weights", (nb,)))
         else:
             spline = [_take(state, used, p + f"spline_conv.{g}.weight", (og, cg * nb, k, k)) for g in range(g_count)]
             coeffs = torch.cat(spline).view(out_f, cg, nb, k, k).permute(0, 1, 3, 4, 2)  # (out, Cg, k, k, nb)
-        if kind == "rbf":
+        if layer_type == "FastKANConv":
             centres = _take(state, used, p + "rbf.grid", (nb,))
             if not torch.allclose(centres, layer.basis.grid, atol=1e-6):
                 raise FormatError(f"key '{p}rbf.grid' differs between layers; unsupported")
-        if kind == "bspline":
+        if layer_type == "KANConv":
             slopes = torch.cat([_take(state, used, p + f"prelus.{g}.weight", (1,)) for g in range(g_count)])
             if not torch.allclose(slopes, slopes[0].expand_as(slopes)):
                 raise FormatError(f"keys '{p}prelus.*.weight' differ between groups; one PReLU per layer is supported")
             layer.prelu.weight.data.copy_(slopes[:1])
-        norm = layer.input_norm if kind == "rbf" else layer.output_norm
-        size = cg if kind == "rbf" else og
+        norm = layer.input_norm if layer_type == "FastKANConv" else layer.output_norm
+        size = cg if layer_type == "FastKANConv" else og
         for field in ("weight", "bias", "running_mean", "running_var"):
             parts = [_take(state, used, p + f"layer_norm.{g}.{field}", (size,)) for g in range(g_count)]
             getattr(norm, field).data.copy_(torch.cat(parts))
@@ -346,6 +355,67 @@ def import_torch_conv_kan(state: dict[str, torch.Tensor], options: ConvImportOpt
     return model
 
 
+_CHEBY_KEYS = (".cheby1_coeffs", ".cheby_coeffs")
+
+
+def import_chebykan(state: dict[str, torch.Tensor]) -> KANModel:
+    """A ChebyKAN model: ChebyKAN layers in the natural order of their names (chebykan1, chebykan2, ...; a
+    safetensors file keeps no module order), with a LayerNorm before every layer but the first (the README's
+    model; LayerNorms in the natural order of their names) or none at all."""
+    used: set[str] = set()
+    prefixes = sorted({name.rpartition(".")[0] for name in state if name.endswith(_CHEBY_KEYS)}, key=_natural)
+    layers: list[torch.Tensor] = []
+    for prefix in prefixes:
+        name = next(prefix + key for key in _CHEBY_KEYS if prefix + key in state)
+        coeffs = _take(state, used, name, None)
+        if coeffs.dim() != 3:
+            raise FormatError(f"key {name!r} has shape {list(coeffs.shape)}, expected (in, out, degree+1)")
+        if prefix + ".arange" in state:
+            _take(state, used, prefix + ".arange", (coeffs.shape[2],))
+        layers.append(coeffs)
+    norm_prefixes = sorted({name[: -len(".weight")] for name, t in state.items()
+                            if name.endswith(".weight") and t.dim() == 1 and name[: -len("weight")] + "bias" in state},
+                           key=_natural)
+    if not layers:
+        raise FormatError("expected ChebyKAN keys ending in .cheby1_coeffs in the state_dict")
+    if norm_prefixes and len(norm_prefixes) != len(layers) - 1:
+        raise FormatError(f"found {len(norm_prefixes)} LayerNorms for {len(layers)} ChebyKAN layers: they must sit "
+                          "between every pair of layers (or nowhere)")
+    norms = {l + 1: (_take(state, used, p + ".weight", None), _take(state, used, p + ".bias", None))
+             for l, p in enumerate(norm_prefixes)}
+    degree = layers[0].shape[2] - 1
+    widths = [layers[0].shape[0]] + [c.shape[1] for c in layers]
+    if norms and set(norms) != set(range(1, len(layers))):
+        raise FormatError("ChebyKAN LayerNorms must sit between every pair of layers (or nowhere)")
+    config = ModelConfig(model="chebykan", widths=tuple(widths), basis=BasisConfig(degree=degree),
+                         norm_between=bool(norms))
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise FormatError(f"ChebyKAN checkpoint does not fit: {exc}") from None
+    model = build_model(config)
+    for l, (layer, coeffs) in enumerate(zip(model.layers, layers)):
+        out_f, in_f = layer.edge_shape
+        if tuple(coeffs.shape) != (in_f, out_f, degree + 1):
+            raise FormatError(f"ChebyKAN layer {l} has coefficients {list(coeffs.shape)}, expected "
+                              f"{[in_f, out_f, degree + 1]}")
+        vectors = torch.cat([coeffs.permute(1, 0, 2), torch.zeros(out_f, in_f, 1)], dim=-1)  # (out, in, D+2)
+        model.edges.vectors[l].data.copy_(vectors.reshape(-1, degree + 2))
+        if l in norms:
+            weight, bias = norms[l]
+            if weight.shape != (in_f,) or bias.shape != (in_f,):
+                raise FormatError(f"LayerNorm before ChebyKAN layer {l} has {weight.numel()} features, expected {in_f}")
+            layer.pre_norm.weight.data.copy_(weight)
+            layer.pre_norm.bias.data.copy_(bias)
+    _check_all_used(state, used)
+    return model
+
+
+def _natural(name: str) -> list[Any]:
+    """Sort key that orders 'layer2' before 'layer10'."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def import_state_dict(
     state: dict[str, torch.Tensor],
     library: str | None = None,
@@ -355,15 +425,16 @@ def import_state_dict(
 ) -> KANModel:
     """A dense kancompress model reproducing an upstream library's state_dict (library auto-detected if None)."""
     library = library or detect_library(state)
-    if library == "torch-conv-kan":
-        return import_torch_conv_kan(state, conv_options)
-    if library == "pykan":
-        return import_pykan(state, sidecar)
-    if library == "efficient-kan":
-        return import_efficient_kan(state)
-    if library == "fastkan":
-        return import_fastkan(state, denominator)
-    raise FormatError(f"unknown library {library!r}; choose from: {', '.join(LIBRARIES)}")
+    importers: dict[str, Callable[[], KANModel]] = {
+        "efficient-kan": lambda: import_efficient_kan(state),
+        "fastkan": lambda: import_fastkan(state, denominator),
+        "pykan": lambda: import_pykan(state, sidecar),
+        "torch-conv-kan": lambda: import_torch_conv_kan(state, conv_options),
+        "chebykan": lambda: import_chebykan(state),
+    }
+    if library not in importers:
+        raise FormatError(f"unknown library {library!r}; choose from: {', '.join(LIBRARIES)}")
+    return importers[library]()
 
 
 EXPORT_LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan")
@@ -372,36 +443,54 @@ EXPORT_LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan")
 def export_state_dict(model: KANModel, library: str) -> dict[str, torch.Tensor]:
     """A dense state_dict in the library's own key layout, decoded from any kind of kancompress model, that the
     library's `KAN` / `FastKAN` container loads with `load_state_dict` and runs to the same outputs."""
-    config = model.config
-    if library not in EXPORT_LIBRARIES:
+    exporters: dict[str, tuple[str, Callable[[KANModel], dict[str, torch.Tensor]]]] = {
+        "efficient-kan": ("kan", _efficient_kan_layout), "fastkan": ("fastkan", _fastkan_layout),
+    }
+    if library not in exporters:
         raise FormatError(f"unknown export target {library!r}; choose from: {', '.join(EXPORT_LIBRARIES)}")
-    wanted = {"efficient-kan": "kan", "fastkan": "fastkan"}[library]
+    wanted, layout = exporters[library]
+    config = model.config
     if config.conv is not None or config.model != wanted or config.base_activation != "silu":
         raise FormatError(f"only fully-connected {wanted} models with SiLU export to {library}; this one is "
                           f"{config.arch} {config.model}")
-    if library == "efficient-kan" and config.output_bias:
+    with torch.no_grad():
+        state = layout(model)
+    return {name: t.contiguous().float() for name, t in state.items()}
+
+
+def _layer_vectors(model: KANModel) -> list[tuple[int, KANLinear, torch.Tensor]]:
+    """(index, layer, its (out, in, |w|) edge vectors) of a fully-connected model."""
+    return [(l, layer, vectors.reshape(*layer.edge_shape, -1))
+            for l, (layer, vectors) in enumerate(zip(model.layers, model.edge_vectors()))]
+
+
+def _efficient_kan_layout(model: KANModel) -> dict[str, torch.Tensor]:
+    if model.config.output_bias:
         raise FormatError("this model has output biases (e.g. imported from pykan), which efficient-kan lacks")
-    if library == "fastkan" and config.basis.denominator is not None:
-        default = (config.basis.grid_max - config.basis.grid_min) / (config.basis.grid_size - 1)
-        if abs(config.basis.denominator - default) > 1e-12:
+    state: dict[str, torch.Tensor] = {}
+    for l, layer, w in _layer_vectors(model):
+        nb = layer.num_basis
+        state[f"layers.{l}.base_weight"] = w[..., nb].clone()
+        state[f"layers.{l}.spline_weight"] = w[..., :nb].clone()
+        state[f"layers.{l}.spline_scaler"] = torch.ones(layer.edge_shape)  # folded into the coefficients
+        state[f"layers.{l}.grid"] = layer.basis.grid.clone()
+    return state
+
+
+def _fastkan_layout(model: KANModel) -> dict[str, torch.Tensor]:
+    basis = model.config.basis
+    if basis.denominator is not None:
+        default = (basis.grid_max - basis.grid_min) / (basis.grid_size - 1)
+        if abs(basis.denominator - default) > 1e-12:
             raise FormatError("FastKAN's container cannot set a custom RBF width; this model uses one")
     state: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        for l, (layer, vectors) in enumerate(zip(model.layers, model.edge_vectors())):
-            out_f, in_f = layer.edge_shape
-            nb = layer.num_basis
-            w = vectors.reshape(out_f, in_f, nb + 1)  # (out, in, |w|)
-            p = f"layers.{l}."
-            if library == "efficient-kan":
-                state[p + "base_weight"] = w[..., nb].clone()
-                state[p + "spline_weight"] = w[..., :nb].clone()
-                state[p + "spline_scaler"] = torch.ones(out_f, in_f)  # folded into the coefficients
-                state[p + "grid"] = layer.basis.grid.clone()
-            else:
-                state[p + "layernorm.weight"] = layer.input_norm.weight.detach().clone()
-                state[p + "layernorm.bias"] = layer.input_norm.bias.detach().clone()
-                state[p + "rbf.grid"] = layer.basis.grid.clone()
-                state[p + "spline_linear.weight"] = w[..., :nb].reshape(out_f, in_f * nb).clone()  # input-major
-                state[p + "base_linear.weight"] = w[..., nb].clone()
-                state[p + "base_linear.bias"] = layer.bias.detach().clone()
-    return {name: t.contiguous().float() for name, t in state.items()}
+    for l, layer, w in _layer_vectors(model):
+        out_f, in_f = layer.edge_shape
+        nb, p = layer.num_basis, f"layers.{l}."
+        state[p + "layernorm.weight"] = layer.input_norm.weight.detach().clone()
+        state[p + "layernorm.bias"] = layer.input_norm.bias.detach().clone()
+        state[p + "rbf.grid"] = layer.basis.grid.clone()
+        state[p + "spline_linear.weight"] = w[..., :nb].reshape(out_f, in_f * nb).clone()  # input-major
+        state[p + "base_linear.weight"] = w[..., nb].clone()
+        state[p + "base_linear.bias"] = layer.bias.detach().clone()
+    return state

@@ -3,7 +3,8 @@
 Each edge (o, i) of a layer has one vector of |w| = num_basis + 1 numbers: the basis coefficients followed by
 the base-branch weight (as MetaKAN generates it). The vectors come from an edge store (`kancompress.edges`)
 and reach `forward` as a tensor of shape (out, in, |w|), so the same layer runs dense, meta-generated and
-clustered weights unchanged.
+clustered weights unchanged. What differs between bases (the basis math, norms, biases, PReLU) comes from the
+basis's registered spec (`kancompress.bases`); no code here knows a basis by name.
 """
 
 from __future__ import annotations
@@ -14,10 +15,33 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kancompress.bases import build_basis
+from kancompress.bases import BasisConfig, BasisSpec
 from kancompress.config import ModelConfig
 
 _ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu}
+
+
+class Basis(nn.Module):
+    """The basis functions of one layer: `spec.prepare` then `spec.evaluate`, with the spec's own parameters and
+    buffers (a stored B-spline grid, Gram's β) registered on this module."""
+
+    num_basis: int
+
+    def __init__(self, spec: BasisSpec, config: BasisConfig, in_features: int):
+        super().__init__()
+        self.spec = spec
+        spec.setup(self, config, in_features)
+        self.num_basis = spec.num_basis(config)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spec.prepare(self, x)
+
+    def evaluate(self, t: torch.Tensor) -> torch.Tensor:
+        return self.spec.evaluate(self, t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., in) -> basis values (..., in, num_basis)."""
+        return self.evaluate(self.prepare(x))
 
 
 class KANLinear(nn.Module):
@@ -25,23 +49,24 @@ class KANLinear(nn.Module):
 
     y[n,o] = Σ_i Σ_j w[o,i,j]·B_j(x[n,i]) + Σ_i w[o,i,-1]·act(x[n,i])            (efficient-kan / MetaKAN)
 
-    with two basis-specific extras:
-      - rbf (FastKAN): the basis sees LayerNorm(x) (on the RBF path only) and a bias is added (also with
-        `output_bias`, e.g. pykan's node bias);
-      - gram (KAGN): the output is SiLU(LayerNorm(y)).
+    with the extras the basis's `FCExtras` asks for: LayerNorm on the basis path (FastKAN), a per-output bias
+    (FastKAN, or `output_bias`, e.g. pykan's node bias), SiLU(LayerNorm(y)) after the sum (KAGN, KALN); and, with
+    the model's `norm_between`, a LayerNorm over the whole input of every layer but the first (ChebyKAN's model).
     """
 
-    def __init__(self, config: ModelConfig, in_features: int, out_features: int):
+    def __init__(self, config: ModelConfig, in_features: int, out_features: int, first: bool = True):
         super().__init__()
+        extras = config.spec.fc
         self.in_features = in_features
         self.out_features = out_features
         self.num_basis = config.num_basis
         self.activation = _ACTIVATIONS[config.base_activation]
-        self.basis = build_basis(config, in_features)
-        self.input_norm = nn.LayerNorm(in_features) if config.basis_name == "rbf" else None
-        with_bias = config.basis_name == "rbf" or config.output_bias
+        self.pre_norm = nn.LayerNorm(in_features) if config.norm_between and not first else None
+        self.basis = Basis(config.spec, config.basis, in_features)
+        self.input_norm = nn.LayerNorm(in_features) if extras.basis_norm else None
+        with_bias = extras.bias or config.output_bias
         self.bias = nn.Parameter(torch.zeros(out_features)) if with_bias else None
-        self.output_norm = nn.LayerNorm(out_features) if config.basis_name == "gram" else None
+        self.output_norm = nn.LayerNorm(out_features) if extras.output_norm else None
         if self.bias is not None:  # nn.Linear's default bias init, as FastKAN's base_linear
             bound = 1.0 / math.sqrt(in_features)
             nn.init.uniform_(self.bias, -bound, bound)
@@ -53,12 +78,16 @@ class KANLinear(nn.Module):
     def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """x: (..., in); edges: (out, in, num_basis + 1). Returns (..., out)."""
         lead = x.shape[:-1]
-        x = x.reshape(-1, self.in_features)  # (N, in)
+        x = self.normalise(x.reshape(-1, self.in_features))  # (N, in)
         bases = self._bases(x)  # (N, in, num_basis)
         coeffs = edges[..., : self.num_basis].reshape(self.out_features, -1)  # (out, in*num_basis)
         y = F.linear(bases.reshape(x.shape[0], -1), coeffs)  # (N, out)
         y = y + F.linear(self.activation(x), edges[..., self.num_basis])  # base branch, weight (out, in)
         return self.finish(y).reshape(*lead, self.out_features)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's input as both branches see it: x, or LayerNorm(x) with `norm_between`."""
+        return self.pre_norm(x) if self.pre_norm is not None else x
 
     def centroid_responses(self, x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """Every centroid's edge function at every input: R[i, c, n] = Σ_j C[c,j]·B_j(x[n,i]) + C[c,-1]·act(x[n,i]).
@@ -66,6 +95,7 @@ class KANLinear(nn.Module):
         x: (N, in); codebook C: (k, num_basis + 1). Returns R of shape (in, k, N). A clustered layer's
         pre-activation is then y[n,o] = Σ_i R[i, I[o,i], n] (`kancompress.fastpath`).
         """
+        x = self.normalise(x)
         features = torch.cat([self._bases(x), self.activation(x).unsqueeze(-1)], dim=-1)  # (N, in, |w|)
         return torch.matmul(codebook, features.permute(1, 2, 0))  # (k, |w|) @ (in, |w|, N) -> (in, k, N)
 
@@ -78,7 +108,7 @@ class KANLinear(nn.Module):
         return y
 
     def _bases(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, in) -> basis values (N, in, num_basis); FastKAN's LayerNorm feeds the RBF path only."""
+        """x: (N, in) -> basis values (N, in, num_basis); FastKAN's LayerNorm feeds the basis path only."""
         return self.basis(self.input_norm(x) if self.input_norm is not None else x)
 
 
@@ -87,10 +117,11 @@ class KANConv2d(nn.Module):
 
     With B(x) the per-channel basis maps laid out channel-major (channel c, basis j -> c·nb + j) and zero-padded:
       y = conv(act(x), w_base) + conv(B(x'), w_coeffs)
-    and per basis, as in torch-conv-kan's KANConv / FastKANConv / KAGNConv (v1) layers:
-      - bspline: x' = x;                              out = Dropout2d(PReLU(BatchNorm(y)))
-      - rbf:     x' = BatchNorm(Dropout2d(x)) (input); out = y
-      - gram:    basis of Dropout2d(tanh(x));          out = SiLU(BatchNorm(y))
+    and the basis's `ConvExtras`, as in torch-conv-kan's layers:
+      - KANConv:     x' = x;                               out = Dropout2d(PReLU(BatchNorm(y)))   (output "prelu")
+      - FastKANConv: x' = BatchNorm(Dropout2d(x)) (basis_norm); out = y
+      - KAGNConv v1: basis of Dropout2d(tanh x) (dropout_prepared); out = SiLU(BatchNorm(y))      (output "silu")
+      - KALNConv:    the base conv sees x itself (base_activation False)
     Edge (o, c, kh, kw) has vector w[o, c, kh, kw, :] = (coefficients..., base weight).
     """
 
@@ -99,17 +130,17 @@ class KANConv2d(nn.Module):
     ):
         super().__init__()
         assert config.conv is not None
+        self.extras = extras = config.spec.conv
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = config.conv.kernel_size
         self.stride, self.groups, self.padding = stride, groups, self.kernel_size // 2
         self.num_basis = config.num_basis
-        self.basis_name = config.basis_name
-        self.activation = _ACTIVATIONS[config.base_activation]
-        self.basis = build_basis(config, in_channels)
+        self.activation = _ACTIVATIONS[config.base_activation] if extras.base_activation else None
+        self.basis = Basis(config.spec, config.basis, in_channels)
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.input_norm = nn.BatchNorm2d(in_channels) if self.basis_name == "rbf" else None
-        self.output_norm = nn.BatchNorm2d(out_channels) if self.basis_name != "rbf" else None
-        self.prelu = nn.PReLU() if self.basis_name == "bspline" else None
+        self.input_norm = nn.BatchNorm2d(in_channels) if extras.basis_norm else None
+        self.output_norm = nn.BatchNorm2d(out_channels) if extras.output != "none" else None
+        self.prelu = nn.PReLU() if extras.output == "prelu" else None
 
     @property
     def edge_shape(self) -> tuple[int, int, int, int]:
@@ -117,13 +148,12 @@ class KANConv2d(nn.Module):
 
     def basis_maps(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W) -> basis maps (N, C·nb, H, W), channel-major."""
-        if self.basis_name == "gram":
-            t = self.dropout(torch.tanh(x))
-            values = self.basis.from_tanh(t.permute(0, 2, 3, 1))  # (N, H, W, C, nb)
-        else:
-            if self.input_norm is not None:
-                x = self.input_norm(self.dropout(x))
-            values = self.basis(x.permute(0, 2, 3, 1))  # (N, H, W, C, nb)
+        if self.input_norm is not None:
+            x = self.input_norm(self.dropout(x))
+        t = self.basis.prepare(x)
+        if self.extras.dropout_prepared:
+            t = self.dropout(t)
+        values = self.basis.evaluate(t.permute(0, 2, 3, 1))  # (N, H, W, C, nb)
         n, h, w, c, nb = values.shape
         return values.permute(0, 3, 4, 1, 2).reshape(n, c * nb, h, w)  # (N, C·nb, H, W)
 
@@ -132,14 +162,14 @@ class KANConv2d(nn.Module):
         nb = self.num_basis
         out, cg, kh, kw = self.edge_shape
         coeffs = edges[..., :nb].permute(0, 1, 4, 2, 3).reshape(out, cg * nb, kh, kw)  # (out, Cg·nb, kh, kw)
-        conv = dict(stride=self.stride, padding=self.padding, groups=self.groups)
-        y = F.conv2d(self.activation(x), edges[..., nb], **conv)  # base branch, weight (out, Cg, kh, kw)
-        y = y + F.conv2d(self.basis_maps(x), coeffs, **conv)
-        if self.basis_name == "bspline":
-            return self.dropout(self.prelu(self.output_norm(y)))
-        if self.basis_name == "gram":
-            return F.silu(self.output_norm(y))
-        return y
+        base_input = self.activation(x) if self.activation is not None else x
+        y = F.conv2d(base_input, edges[..., nb], stride=self.stride, padding=self.padding, groups=self.groups)
+        y = y + F.conv2d(self.basis_maps(x), coeffs, stride=self.stride, padding=self.padding, groups=self.groups)
+        if self.output_norm is not None:
+            y = self.output_norm(y)
+        if self.prelu is not None:
+            return self.dropout(self.prelu(y))
+        return F.silu(y) if self.output_norm is not None else y
 
 
 class ConvHead(nn.Module):
@@ -157,7 +187,7 @@ class ConvHead(nn.Module):
 def build_layers(config: ModelConfig) -> list[nn.Module]:
     """The KAN layers of a model, in order."""
     if config.conv is None:
-        return [KANLinear(config, i, o) for o, i in config.layer_shapes]
+        return [KANLinear(config, i, o, first=l == 0) for l, (o, i) in enumerate(config.layer_shapes)]
     conv = config.conv
     return [
         KANConv2d(config, i, o, conv.strides[l], config.layer_groups(l), conv.dropout if l > 0 else 0.0)
@@ -168,17 +198,19 @@ def build_layers(config: ModelConfig) -> list[nn.Module]:
 def init_edge_vectors(config: ModelConfig, edge_shape: tuple[int, ...]) -> torch.Tensor:
     """Initial edge vectors (*edge_shape, |w|) of a dense layer, at each upstream library's init scale.
 
-    fan_in is `in` for a linear layer and `in/groups·kh·kw` for a conv layer. efficient-kan: base U(±1/√fan_in),
-    spline coefficients ~0.1 of that; FastKAN: spline N(0, 0.1); KAGN and the torch-conv-kan convs:
-    kaiming-uniform (bound 1/√(fan_in·nb) for the coefficients, 1/√fan_in for the base weight).
+    fan_in is `in` for a linear layer and `in/groups·kh·kw` for a conv layer. FC layers follow the basis's
+    `init`: "uniform-0.1" (efficient-kan: base U(±1/√fan_in), spline coefficients ~0.1 of that), "normal-0.1"
+    (FastKAN: spline N(0, 0.1)); "kaiming" and every conv layer: kaiming-uniform as KAGN and the torch-conv-kan convs (bound 1/√(fan_in·nb)
+    for the coefficients, 1/√fan_in for the base weight).
     """
     nb = config.num_basis
     fan_in = math.prod(edge_shape[1:])
     base_bound = 1.0 / math.sqrt(fan_in)
     vectors = torch.empty(*edge_shape, nb + 1)
-    if config.basis_name == "bspline" and config.conv is None:
+    scheme = config.spec.init if config.conv is None else "kaiming"
+    if scheme == "uniform-0.1":
         nn.init.uniform_(vectors[..., :nb], -0.1 * base_bound, 0.1 * base_bound)
-    elif config.basis_name == "rbf" and config.conv is None:
+    elif scheme == "normal-0.1":
         nn.init.trunc_normal_(vectors[..., :nb], std=0.1)
     else:
         bound = 1.0 / math.sqrt(fan_in * nb)

@@ -18,19 +18,6 @@ from torch.nn import functional as F
 from kancompress import distributed
 from kancompress.data import Split
 
-# Paper Appendix A.1: Table 4 (plain KANs: lr), Table 5 (MetaKANs: lr_h for the meta-learner, lr_e for the
-# embeddings), fine-tuning lr_c = 1e-4 for every model.
-PLAIN_LR: dict[str, float] = {"kan": 1e-4, "fastkan": 1e-3, "gramkan": 1e-3}
-META_LR: dict[str, tuple[float, float]] = {"kan": (5e-4, 5e-3), "fastkan": (1e-3, 1e-2), "gramkan": (1e-4, 1e-3)}
-FINETUNE_LR = 1e-4
-# Conv models, Tables 6-7: plain lr 1e-3; meta (lr_h, lr_e, lr for norms and head); fine-tuning lr_c 1e-5.
-CONV_PLAIN_LR = 1e-3
-CONV_META_LR: dict[str, tuple[float, float, float]] = {
-    "kan": (1e-4, 5e-3, 1e-3), "fastkan": (1e-4, 5e-3, 5e-3), "gramkan": (1e-4, 5e-3, 5e-3)
-}
-CONV_FINETUNE_LR = 1e-5
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 50

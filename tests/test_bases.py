@@ -1,4 +1,5 @@
-"""Basis oracles: naive Cox–de Boor, partition of unity, RBF peaks, the KAGN Gram recursion."""
+"""Basis oracles: naive Cox–de Boor, partition of unity, RBF peaks, the KAGN Gram recursion, Chebyshev as
+cos(d·acos t), Legendre against numpy; and the registry itself."""
 
 from __future__ import annotations
 
@@ -7,7 +8,24 @@ import math
 import pytest
 import torch
 
-from kancompress.bases import BSplineBasis, GramBasis, RBFBasis
+from kancompress.bases import BasisConfig, get_spec, model_names
+from kancompress.bases.bspline import cox_de_boor
+from kancompress.errors import ConfigError
+from kancompress.layers import Basis
+
+
+def BSplineBasis(inputs: int, grid_size: int, order: int, lo: float, hi: float, stored: bool) -> Basis:
+    config = BasisConfig(grid_size=grid_size, spline_order=order, grid_min=lo, grid_max=hi, stored_grid=stored)
+    return Basis(get_spec("kan"), config, inputs)
+
+
+def RBFBasis(grid_size: int, lo: float, hi: float, denominator: float | None) -> Basis:
+    return Basis(get_spec("fastkan"), BasisConfig(grid_size=grid_size, grid_min=lo, grid_max=hi,
+                                                   denominator=denominator), 1)
+
+
+def polynomial_basis(model: str, degree: int, inputs: int = 2) -> Basis:
+    return Basis(get_spec(model), BasisConfig(degree=degree), inputs)
 
 
 def naive_bspline(x: float, knots: list[float], j: int, order: int) -> float:
@@ -51,7 +69,7 @@ def test_uniform_span_evaluation_equals_full_recursion_in_float32(grid_size: int
     basis = BSplineBasis(16, grid_size, order, -1.0, 1.0, stored=False)
     x = (torch.rand(256, 16) * 3 - 1.5).requires_grad_()
     weights = torch.randn(grid_size + order)
-    fast, full = basis(x), basis.cox_de_boor(x)
+    fast, full = basis(x), cox_de_boor(basis.grid, order, x)
     assert torch.allclose(fast, full, atol=1e-5, rtol=0)
     (grad_fast,) = torch.autograd.grad((fast * weights).sum(), x)
     (grad_full,) = torch.autograd.grad((full * weights).sum(), x)
@@ -89,7 +107,7 @@ def naive_gram(x: float, beta: list[float], degree: int) -> list[float]:
 
 @pytest.mark.parametrize("degree", [0, 1, 3, 5])
 def test_gram_matches_naive_recursion(degree: int) -> None:
-    basis = GramBasis(degree).double()
+    basis = polynomial_basis("gramkan", degree).double()
     basis.beta_weights.data.normal_(0, 0.5)
     x = torch.randn(20, 2, dtype=torch.float64) * 2
     values = basis(x)
@@ -97,3 +115,62 @@ def test_gram_matches_naive_recursion(degree: int) -> None:
     for n in range(20):
         for i in range(2):
             assert values[n, i].tolist() == pytest.approx(naive_gram(float(x[n, i]), beta, degree), abs=1e-12)
+
+
+@pytest.mark.parametrize("degree", [0, 1, 4, 7])
+def test_chebyshev_equals_cos_of_d_acos_tanh(degree: int) -> None:
+    """ChebyKAN writes T_d(t) = cos(d·acos(t)) with t = tanh(x); the recurrence must give the same values."""
+    basis = polynomial_basis("chebykan", degree).double()
+    x = torch.randn(40, 2, dtype=torch.float64) * 2
+    t = torch.tanh(x)
+    expected = torch.cos(torch.arange(degree + 1, dtype=torch.float64) * torch.acos(t).unsqueeze(-1))
+    assert torch.allclose(basis(x), expected, atol=1e-12)
+
+
+def test_chebyshev_gradient_stays_finite_where_tanh_saturates() -> None:
+    basis = polynomial_basis("chebykan", 4)
+    x = torch.tensor([[12.0, -15.0]], requires_grad=True)  # tanh rounds to ±1 in float32
+    (grad,) = torch.autograd.grad(basis(x).sum(), x)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("degree", [0, 1, 3, 6])
+def test_legendre_matches_numpy_on_range_normalised_inputs(degree: int) -> None:
+    np = pytest.importorskip("numpy")
+    basis = polynomial_basis("legendrekan", degree, inputs=5).double()
+    x = torch.randn(6, 5, dtype=torch.float64) * 3
+    values = basis(x)
+    for n in range(6):
+        row = x[n].numpy()
+        u = 2 * (row - row.min()) / (row.max() - row.min()) - 1  # per sample (KALN uses the batch at batch 1)
+        expected = np.stack([np.polynomial.legendre.legval(u, [0] * d + [1]) for d in range(degree + 1)], -1)
+        assert np.allclose(values[n].numpy(), expected, atol=1e-12)
+    # A sample's values do not depend on the rest of its batch.
+    assert torch.allclose(basis(x[:1]), values[:1], atol=0)
+
+
+def test_registry_lists_every_basis_and_refuses_unknown_names() -> None:
+    assert model_names() == ("kan", "fastkan", "gramkan", "chebykan", "legendrekan")
+    with pytest.raises(ConfigError, match="unknown model 'wavkan'; choose from: kan, fastkan"):
+        get_spec("wavkan")
+    assert {get_spec(m).basis for m in model_names()} == {"bspline", "rbf", "gram", "chebyshev", "legendre"}
+
+
+def test_no_module_outside_the_registry_compares_basis_names() -> None:
+    """The registry owns basis names: no other source file branches on one (issue 13's goal)."""
+    import re
+    from pathlib import Path
+
+    import kancompress
+
+    package = Path(kancompress.__file__).parent
+    names = [get_spec(m).basis for m in model_names()] + list(model_names())
+    pattern = re.compile(r"""(==|!=|\bin\b)\s*\(?\s*["'](%s)["']|["'](%s)["']\s*(==|!=)""" % ("|".join(names), "|".join(names)))
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.parent.name == "bases":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+    assert offenders == []

@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 import torch
 from typer.testing import CliRunner
 
+from kancompress.config import MODEL_NAMES
 from kancompress.cli import app
 
 runner = CliRunner()
@@ -36,7 +37,7 @@ def test_help_lists_commands() -> None:
         assert command in output
 
 
-@pytest.mark.parametrize("model", ["kan", "fastkan", "gramkan"])
+@pytest.mark.parametrize("model", MODEL_NAMES)
 def test_pipeline_train_cluster_finetune_eval_inspect(tmp_path: Path, model: str) -> None:
     meta, clustered, tuned = tmp_path / "m.safetensors", tmp_path / "c.safetensors", tmp_path / "f.safetensors"
     code, output = run("train", "--meta", "--model", model, "--epochs", "2", "--hidden", "8", "-o", meta)
@@ -140,10 +141,11 @@ def test_import_fixture_then_cluster(tmp_path: Path) -> None:
                           "weights_only")
 
 
-def test_conv_pipeline_on_tiny_channels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_conv_pipeline_on_tiny_channels(tmp_path: Path, model: str) -> None:
     paths = {name: tmp_path / f"{name}.safetensors" for name in ("meta", "c", "f")}
     channels = [arg for c in (4, 8, 8, 8) for arg in ("--channels", str(c))]
-    code, output = run("train", "--conv", "--meta", *channels, "--epochs", "1", "-o", paths["meta"])
+    code, output = run("train", "--conv", "--meta", "--model", model, *channels, "--epochs", "1", "-o", paths["meta"])
     assert code == 0, output
     code, output = run("cluster", paths["meta"], "-k", "8", "-o", paths["c"])
     assert code == 0, output

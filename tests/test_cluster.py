@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from kancompress.config import MODEL_NAMES
 from kancompress import api
 from kancompress.cluster import cluster_model, kmeans, resolve_ks
 from kancompress.data import Split
@@ -34,7 +35,7 @@ def test_kmeans_assigns_each_vector_its_nearest_centroid() -> None:
     assert torch.equal(nearest, indices)
 
 
-@pytest.mark.parametrize("model_name", ["kan", "fastkan", "gramkan"])
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
 @pytest.mark.parametrize("kind", ["dense", "meta"])
 def test_cluster_model_replaces_edges_with_codebook(model_name: str, kind: str) -> None:
     model = tiny_model(model_name, kind)

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from kancompress.codec import load_checkpoint, read_header, save_checkpoint
-from kancompress.config import ConvConfig, MetaConfig, default_conv_config
+from kancompress.config import MODEL_NAMES, ConvConfig, MetaConfig, default_conv_config
 from kancompress.data import random_crop_flip
 from kancompress.models import build_model
 from kancompress.report import storage_report
@@ -41,9 +41,12 @@ def naive_conv_layer(layer, x: torch.Tensor, edges: torch.Tensor) -> torch.Tenso
     out, cg, k, _ = layer.edge_shape
     og = out // layer.groups
     unfold = dict(kernel_size=k, padding=layer.padding, stride=layer.stride)
-    basis_in = layer.input_norm(x) if layer.basis_name == "rbf" else x  # gram: tanh is inside its basis
-    patches = F.unfold(x, **unfold)  # (N, C·k·k, L)
-    basis_patches = F.unfold(basis_in, **unfold)
+    extras = layer.extras
+    basis_in = layer.input_norm(x) if extras.basis_norm else x
+    prepared = layer.basis.prepare(basis_in)  # tanh / per-sample range normalisation, on whole images
+    base_in = F.silu(x) if extras.base_activation else x
+    patches = F.unfold(base_in, **unfold)  # (N, C·k·k, L)
+    basis_patches = F.unfold(prepared, **unfold)
     inside = F.unfold(torch.ones(1, c, h, w, dtype=x.dtype), **unfold)  # 1 for real taps, 0 for padding
     length = patches.shape[-1]
     y = torch.zeros(n, out, length, dtype=x.dtype)
@@ -54,19 +57,19 @@ def naive_conv_layer(layer, x: torch.Tensor, edges: torch.Tensor) -> torch.Tenso
             for tap in range(k * k):
                 row = channel * k * k + tap
                 vector = edges[o, ci, tap // k, tap % k]
-                bases = layer.basis(basis_patches[:, row, :].unsqueeze(-1))[..., 0, :]  # (N, L, nb)
-                phi = bases @ vector[:-1] + vector[-1] * F.silu(patches[:, row, :])
+                bases = layer.basis.evaluate(basis_patches[:, row, :].unsqueeze(-1))[..., 0, :]  # (N, L, nb)
+                phi = bases @ vector[:-1] + vector[-1] * patches[:, row, :]
                 y[:, o] += phi * inside[0, row]
     h_out = (h + 2 * layer.padding - k) // layer.stride + 1
     y = y.view(n, out, h_out, -1)
-    if layer.basis_name == "bspline":
+    if extras.output == "prelu":
         return layer.prelu(layer.output_norm(y))
-    if layer.basis_name == "gram":
+    if extras.output == "silu":
         return F.silu(layer.output_norm(y))
     return y
 
 
-@pytest.mark.parametrize("model_name", ["kan", "fastkan", "gramkan"])
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("groups", [1, 2])
 def test_conv_layers_match_unfold_reference(model_name: str, kind: str, groups: int) -> None:
@@ -81,7 +84,7 @@ def test_conv_layers_match_unfold_reference(model_name: str, kind: str, groups: 
             x = got
 
 
-@pytest.mark.parametrize("model_name", ["kan", "fastkan", "gramkan"])
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_conv_forward_backward_round_trip(tmp_path: Path, model_name: str, kind: str) -> None:
     model = conv_model(model_name, kind).train()

@@ -138,3 +138,37 @@ def test_export_of_clustered_model_runs_upstream(tmp_path: Path, name: str, libr
     wrong = runner.invoke(app, ["export", str(clustered), "--to", "fastkan" if library == "efficient-kan" else
                                 "efficient-kan", "-o", str(tmp_path / "w.safetensors")])
     assert wrong.exit_code == 1 and "export to" in wrong.output
+
+
+def test_chebykan_import_reproduces_accuracy_and_runs_the_pipeline(tmp_path: Path) -> None:
+    """The README-shaped ChebyKAN (LayerNorms between layers) imports to the same test accuracy, then clusters,
+    fine-tunes and evaluates like any checkpoint."""
+    from typer.testing import CliRunner
+
+    from kancompress.cli import app
+    from kancompress.codec import load_checkpoint
+    from kancompress.data import load_dataset
+    from kancompress.train import evaluate
+
+    meta = fixture_json("chebykan-digits")
+    runner = CliRunner()
+    dense, clustered, tuned = (tmp_path / f"{n}.safetensors" for n in ("d", "c", "t"))
+    result = runner.invoke(app, ["import", str(FIXTURES / "chebykan-digits.safetensors"), "--from", "chebykan",
+                                 "--dataset", "digits", "-o", str(dense)])
+    assert result.exit_code == 0, result.output
+    model = load_checkpoint(dense).model
+    assert model.config.model == "chebykan" and model.config.norm_between
+    data = load_dataset("digits")
+    accuracy = evaluate(model, data.test_x, data.test_y).accuracy
+    assert accuracy == pytest.approx(meta["test_accuracy"], abs=1e-9)
+    assert runner.invoke(app, ["cluster", str(dense), "-k", "16", "-o", str(clustered)]).exit_code == 0
+    result = runner.invoke(app, ["finetune", str(clustered), "--epochs", "1", "-o", str(tuned)])
+    assert result.exit_code == 0, result.output
+    assert evaluate(load_checkpoint(tuned).model, data.test_x, data.test_y).accuracy > 0.5
+
+
+def test_chebykan_import_refuses_partial_layernorms() -> None:
+    state = load_file(str(FIXTURES / "chebykan-digits.safetensors"))
+    del state["ln2.weight"], state["ln2.bias"]
+    with pytest.raises(FormatError, match="LayerNorms for 3 ChebyKAN layers"):
+        import_state_dict(state, "chebykan")

@@ -12,7 +12,7 @@ from kancompress.importers import import_state_dict, read_state_dict
 from kancompress.models import build_model
 
 
-@pytest.mark.parametrize("name", ["effkan-digits", "fastkan-digits"])
+@pytest.mark.parametrize("name", ["effkan-digits", "fastkan-digits", "chebykan-digits"])
 def test_layers_reproduce_upstream_fixture_logits(name: str) -> None:
     meta = fixture_json(name)
     model = import_state_dict(read_state_dict(FIXTURES / f"{name}.safetensors"))
@@ -24,6 +24,8 @@ def naive_forward(model, x: torch.Tensor) -> torch.Tensor:
     """Evaluate every edge's function φ(x) = Σ_j w_j B_j(x) + w_base·SiLU(x) one (o, i) at a time."""
     for index, layer in enumerate(model.layers):
         vectors = model.edges(index).view(*layer.edge_shape, -1)
+        if layer.pre_norm is not None:  # norm_between (ChebyKAN's model)
+            x = layer.pre_norm(x)
         basis_in = layer.input_norm(x) if layer.input_norm is not None else x
         bases = layer.basis(basis_in)  # (N, in, nb)
         out = torch.zeros(x.shape[0], layer.out_features, dtype=x.dtype)

@@ -10,6 +10,7 @@ import pytest
 from safetensors import safe_open
 
 from conftest import tiny_model
+from kancompress.config import MODEL_NAMES
 from kancompress.codec import read_header, save_checkpoint
 from kancompress.config import default_config
 from kancompress.models import build_model
@@ -44,7 +45,7 @@ def test_paper_mnist_shape_figures(tmp_path: Path) -> None:
     assert report.ratio == pytest.approx(66.01, abs=0.01)
 
 
-@pytest.mark.parametrize("model_name", ["kan", "fastkan", "gramkan"])
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
 @pytest.mark.parametrize("kind", ["dense", "meta", "clustered"])
 def test_report_agrees_with_independent_reader(tmp_path: Path, model_name: str, kind: str) -> None:
     path = save_checkpoint(tiny_model(model_name, kind), tmp_path / "m.safetensors")

@@ -1,0 +1,109 @@
+"""B-splines (efficient-kan, the paper's KAN): Cox–de Boor on a grid, order k, G intervals; |w| = G + k + 1."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, LearningRates, register, require
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@register
+class BSpline(BasisSpec):
+    """B-splines of order k on a per-input grid, exactly as efficient-kan's `b_splines`.
+
+    Grid: `arange(-k, G+k+1)·h + lo` with `h = (hi - lo)/G`, one row per input (in, G+2k+1). Intervals are
+    half-open (`g[j] <= x < g[j+1]`), so a value outside `[grid[0], grid[-1])` gets an all-zero basis.
+
+    A stored (adapted, non-uniform) grid runs efficient-kan's Cox–de Boor recursion over every basis function
+    (`cox_de_boor`). The uniform grid derived from the config runs the recursion on the k+1 functions that are
+    non-zero on x's knot span only, then places them (`uniform_bsplines`): the same values to rounding, with far
+    less memory traffic. `module.uniform = False` forces the full recursion.
+    """
+
+    model = "kan"
+    basis = "bspline"
+    title = "B-spline, efficient-kan"
+    fc_defaults = BasisConfig(grid_size=5, spline_order=3, grid_min=-1.0, grid_max=1.0)
+    conv_defaults = BasisConfig(grid_size=5, spline_order=3, grid_min=-3.0, grid_max=3.0)  # paper Table 6
+    lr = LearningRates(plain=1e-4, meta=(5e-4, 5e-3), conv_meta=(1e-4, 5e-3, 1e-3))
+    conv = ConvExtras(output="prelu")
+    conv_meta_d_emb = 2
+    init = "uniform-0.1"
+
+    def num_basis(self, basis: BasisConfig) -> int:
+        return basis.grid_size + basis.spline_order
+
+    def check(self, basis: BasisConfig) -> None:
+        require(1 <= basis.grid_size <= 256 and 0 <= basis.spline_order <= 10,
+                "bspline needs 1 <= grid_size <= 256 and 0 <= spline_order <= 10")
+        require(math.isfinite(basis.grid_min) and math.isfinite(basis.grid_max) and basis.grid_min < basis.grid_max,
+                f"grid range [{basis.grid_min}, {basis.grid_max}] must be finite with min < max")
+
+    def stored_tensors(self, basis: BasisConfig, in_features: int) -> dict[str, tuple[int, ...]]:
+        knots = basis.grid_size + 2 * basis.spline_order + 1
+        return {"grid": (in_features, knots)} if basis.stored_grid else {}
+
+    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+        import torch
+
+        order, size = basis.spline_order, basis.grid_size
+        module.spline_order, module.grid_size, module.num_basis = order, size, size + order
+        module.uniform = not basis.stored_grid
+        module.step = (basis.grid_max - basis.grid_min) / size
+        module.first_knot = basis.grid_min - order * module.step
+        knots = torch.arange(-order, size + order + 1, dtype=torch.float32) * module.step + basis.grid_min
+        # The uniform grid follows from the config, so it is stored only when it was adapted per input.
+        module.register_buffer("grid", knots.expand(in_features, -1).contiguous(),  # (in, G+2k+1)
+                               persistent=basis.stored_grid)
+
+    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        return uniform_bsplines(module, t) if module.uniform else cox_de_boor(module.grid, module.spline_order, t)
+
+
+def cox_de_boor(grid: torch.Tensor, order: int, x: torch.Tensor) -> torch.Tensor:
+    """x: (..., in) -> (..., in, G+k), every basis function through the full recursion on `grid` (in, G+2k+1)."""
+    x = x.unsqueeze(-1)  # (..., in, 1)
+    bases = ((x >= grid[:, :-1]) & (x < grid[:, 1:])).to(x.dtype)  # (..., in, G+2k)
+    for k in range(1, order + 1):
+        left = (x - grid[:, : -(k + 1)]) / (grid[:, k:-1] - grid[:, : -(k + 1)]) * bases[..., :-1]
+        right = (grid[:, k + 1 :] - x) / (grid[:, k + 1 :] - grid[:, 1:(-k)]) * bases[..., 1:]
+        bases = left + right  # (..., in, G+2k-k)
+    return bases  # (..., in, G+k)
+
+
+def uniform_bsplines(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x: (..., in) -> (..., in, G+k) on the uniform grid.
+
+    With u = (x - g_0)/h, span s = floor(u) and t = u - s, the order-d functions non-zero on span s are
+    N_{s-d+m} (m = 0..d); on uniform knots Cox–de Boor reads, for their values v^d_m,
+        v^d_m = ((t + d - m)·v^{d-1}_{m-1} + (m + 1 - t)·v^{d-1}_m) / d,   v^0_0 = 1, out-of-range terms 0.
+    """
+    import torch
+
+    order, num_basis = module.spline_order, module.num_basis
+    spans = module.grid_size + 2 * order
+    u = (x - module.first_knot) / module.step  # (..., in): position in knot spans
+    inside = (u >= 0) & (u < spans)  # half-open, as the recursion's first step
+    span = torch.where(inside, torch.floor(u), 0.0)  # (..., in)
+    t = u - span
+    values: list[torch.Tensor] = [torch.ones_like(t)]
+    for d in range(1, order + 1):
+        nxt = []
+        for m in range(d + 1):
+            left = (t + (d - m)) * values[m - 1] if m > 0 else None
+            right = ((m + 1) - t) * values[m] if m < d else None
+            term = right if left is None else left if right is None else left + right
+            assert term is not None
+            nxt.append(term / d)
+        values = nxt
+    # Function j = s - k + m; those with j outside [0, G+k) (near the grid's ends) are dropped.
+    j = span.long().unsqueeze(-1) + torch.arange(-order, 1, device=x.device)  # (..., in, k+1)
+    keep = inside.unsqueeze(-1) & (j >= 0) & (j < num_basis)
+    local = torch.where(keep, torch.stack(values, dim=-1), 0.0)  # (..., in, k+1)
+    bases = torch.zeros(*x.shape, num_basis, dtype=local.dtype, device=x.device)  # (..., in, G+k)
+    return bases.scatter_add_(-1, j.clamp_(0, num_basis - 1), local)

@@ -1,0 +1,55 @@
+"""Chebyshev polynomials of tanh(x) (ChebyKAN); |w| = D + 2."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, LearningRates, register, require
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@register
+class Chebyshev(BasisSpec):
+    """T_0..T_D of t = tanh(x), ChebyKAN's `ChebyKANLayer` (SynodicMonth/ChebyKAN):
+    y[o] = Σ_i Σ_d c[i,o,d]·T_d(tanh x_i), there written cos(d·acos(t)). Here the three-term recurrence
+    T_0 = 1, T_1 = t, T_{d+1} = 2t·T_d - T_{d-1} gives the same values without acos's infinite gradient at
+    |t| = 1 (where tanh saturates in float32). ChebyKAN has no base branch (an imported model has base weight 0)
+    and its README model puts a LayerNorm between layers, so `norm_between` defaults on. Conv layers (our own
+    design, following KAGN): Dropout2d on tanh(x), SiLU(BatchNorm(y)) after. No paper learning rates exist for
+    this basis: those of FastKAN are used (ChebyKAN's README trains with Adam at 2e-4)."""
+
+    model = "chebykan"
+    basis = "chebyshev"
+    title = "Chebyshev polynomials, ChebyKAN"
+    fc_defaults = BasisConfig(degree=4)  # ChebyKAN's README example
+    conv_defaults = BasisConfig(degree=3)
+    lr = LearningRates(plain=1e-3, meta=(1e-3, 1e-2))
+    conv = ConvExtras(dropout_prepared=True, output="silu")
+    norm_between = True
+
+    def num_basis(self, basis: BasisConfig) -> int:
+        return basis.degree + 1
+
+    def check(self, basis: BasisConfig) -> None:
+        require(0 <= basis.degree <= 32, "chebyshev needs 0 <= degree <= 32")
+
+    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+        module.degree, module.num_basis = basis.degree, basis.degree + 1
+
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.tanh(x)
+
+    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        polys = [torch.ones_like(t)]
+        if module.degree >= 1:
+            polys.append(t)
+        for _ in range(2, module.degree + 1):
+            polys.append(2 * t * polys[-1] - polys[-2])
+        return torch.stack(polys, dim=-1)  # (..., in, D+1)

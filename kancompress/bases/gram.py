@@ -1,0 +1,67 @@
+"""Gram polynomials of tanh(x) with a learned per-layer β (torch-conv-kan KAGN); |w| = D + 2."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@register
+class Gram(BasisSpec):
+    """P0 = 1, P1 = t, P_m = t·P_{m-1} - β(m-1, m)·P_{m-2} with t = tanh(x), each passed through SiLU, and
+    β(n, m) = ((m+n)(m-n)n² / (m²/(4n²-1)))·beta_weights[n], as written in KAGN's `GRAMLayer.beta`.
+    FC layers end in SiLU(LayerNorm(y)); conv layers drop out tanh(x) and end in SiLU(BatchNorm(y))."""
+
+    model = "gramkan"
+    basis = "gram"
+    title = "Gram polynomials, KAGN"
+    fc_defaults = BasisConfig(degree=3)
+    conv_defaults = BasisConfig(degree=3)
+    lr = LearningRates(plain=1e-3, meta=(1e-4, 1e-3))
+    fc = FCExtras(output_norm=True)
+    conv = ConvExtras(dropout_prepared=True, output="silu")
+
+    def num_basis(self, basis: BasisConfig) -> int:
+        return basis.degree + 1
+
+    def check(self, basis: BasisConfig) -> None:
+        require(0 <= basis.degree <= 32, "gram needs 0 <= degree <= 32")
+
+    def stored_tensors(self, basis: BasisConfig, in_features: int) -> dict[str, tuple[int, ...]]:
+        return {"beta_weights": (basis.degree + 1,)}
+
+    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+        import torch
+        from torch import nn
+
+        module.degree, module.num_basis = basis.degree, basis.degree + 1
+        module.beta_weights = nn.Parameter(torch.empty(basis.degree + 1))  # (D+1,), shared by the layer's edges
+        nn.init.normal_(module.beta_weights, mean=0.0, std=1.0 / (in_features * (basis.degree + 1.0)))
+
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.tanh(x)
+
+    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        import torch
+        from torch.nn import functional as F
+
+        p0 = torch.ones_like(t)
+        polys = [p0]
+        if module.degree >= 1:
+            p1 = t
+            polys.append(p1)
+            for m in range(2, module.degree + 1):
+                p0, p1 = p1, t * p1 - beta(module.beta_weights, m - 1, m) * p0
+                polys.append(p1)
+        return F.silu(torch.stack(polys, dim=-1))  # (..., in, D+1)
+
+
+def beta(weights: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    return ((m + n) * (m - n) * n**2) / (m**2 / (4.0 * n**2 - 1.0)) * weights[n]

@@ -1,0 +1,146 @@
+"""What a basis is to the rest of kancompress: one `BasisSpec` per basis, registered by name.
+
+A spec says everything the tool needs to know about a basis: the number of functions per edge from the config,
+its defaults (fully-connected and conv), the learning rates (the paper's where it gives them), the extras a
+layer of this basis owns (norms, biases, PReLU) as flags the generic layers read, its meta-learner defaults, the
+tensors the basis itself stores, and its math (`prepare` then `evaluate`). Nothing outside a basis's own module
+and this registry compares basis names.
+
+This module and the spec modules import no torch at import time (`kancompress inspect` reads headers without
+it): the math imports torch inside the functions that run it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kancompress.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class BasisConfig:
+    """The per-edge basis. Fields a basis does not use keep their defaults and are ignored by it."""
+
+    grid_size: int = 5  # bspline: number of grid intervals G; rbf: number of centres
+    spline_order: int = 3  # bspline: polynomial order k
+    grid_min: float = -1.0  # bspline grid range / rbf centre range
+    grid_max: float = 1.0
+    degree: int = 3  # polynomial bases: highest degree D
+    denominator: float | None = None  # rbf width; None means (grid_max - grid_min) / (grid_size - 1)
+    stored_grid: bool = False  # bspline: a per-input grid (e.g. efficient-kan after update_grid) is stored
+
+
+@dataclass(frozen=True)
+class LearningRates:
+    """AdamW learning rates. MetaCluster Appendix A.1: Table 4 (plain), Table 5 (meta: lr_h for the meta-learner,
+    lr_e for the embeddings), Tables 6-7 (conv), lr_c for fine-tuning the codebooks."""
+
+    plain: float
+    meta: tuple[float, float]  # (lr_h, lr_e); the model's other parameters train at `plain`
+    conv_plain: float = 1e-3
+    conv_meta: tuple[float, float, float] = (1e-4, 5e-3, 5e-3)  # (lr_h, lr_e, lr of norms and head)
+    finetune: float = 1e-4
+    conv_finetune: float = 1e-5
+
+
+@dataclass(frozen=True)
+class FCExtras:
+    """What a fully-connected layer of this basis owns besides its edges (`kancompress.layers.KANLinear`)."""
+
+    basis_norm: bool = False  # LayerNorm(in) on the basis path only (FastKAN)
+    bias: bool = False  # a per-output bias (FastKAN's base_linear bias)
+    output_norm: bool = False  # y -> SiLU(LayerNorm(y)) (KAGN, KALN)
+
+
+@dataclass(frozen=True)
+class ConvExtras:
+    """What a conv layer of this basis owns besides its edges (`kancompress.layers.KANConv2d`)."""
+
+    basis_norm: bool = False  # basis path sees BatchNorm(Dropout2d(x)) (FastKANConv)
+    dropout_prepared: bool = False  # Dropout2d on the prepared input (KAGN: tanh x; KALN: normalised x)
+    output: str = "none"  # "prelu": Dropout2d(PReLU(BN(y))) (KANConv); "silu": SiLU(BN(y)) (KAGN, KALN)
+    base_activation: bool = True  # base conv on act(x); False: on x itself (KALN)
+
+
+class BasisSpec:
+    """One basis. Subclasses set the class attributes and override `num_basis`, `check` and `evaluate`."""
+
+    model: ClassVar[str]  # the model name users pick (`--model`), e.g. "kan"
+    basis: ClassVar[str]  # the basis family, e.g. "bspline"
+    title: ClassVar[str]  # one line for help texts
+    fc_defaults: ClassVar[BasisConfig]
+    conv_defaults: ClassVar[BasisConfig]
+    lr: ClassVar[LearningRates]
+    fc: ClassVar[FCExtras] = FCExtras()
+    conv: ClassVar[ConvExtras] = ConvExtras()
+    conv_meta_d_emb: ClassVar[int] = 1  # paper Table 7
+    norm_between: ClassVar[bool] = False  # default of ModelConfig.norm_between (LayerNorm between FC layers)
+    init: ClassVar[str] = "kaiming"  # FC dense init: "uniform-0.1" | "normal-0.1" | "kaiming" (`layers.init_edge_vectors`)
+
+    def num_basis(self, basis: BasisConfig) -> int:
+        """Basis functions per edge; the edge vector |w| is this plus the base weight."""
+        raise NotImplementedError
+
+    def check(self, basis: BasisConfig) -> None:
+        """Raise `ConfigError` when a field this basis uses is out of range."""
+
+    def stored_tensors(self, basis: BasisConfig, in_features: int) -> dict[str, tuple[int, ...]]:
+        """float32 tensors the basis module keeps in checkpoints, by attribute name, with their shapes."""
+        return {}
+
+    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+        """Create the basis module's parameters and buffers (those of `stored_tensors` persistently)."""
+
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The input transform before the basis functions (tanh, range normalisation); conv layers may drop out
+        its result (`ConvExtras.dropout_prepared`)."""
+        return x
+
+    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        """Basis values of prepared inputs t: (..., in) -> (..., in, num_basis)."""
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, BasisSpec] = {}
+
+
+def register(spec_class: type[BasisSpec]) -> type[BasisSpec]:
+    """Class decorator: make a basis available under its model name."""
+    spec = spec_class()
+    if spec.model in _REGISTRY:
+        raise RuntimeError(f"basis for model {spec.model!r} registered twice")
+    _REGISTRY[spec.model] = spec
+    return spec_class
+
+
+def get_spec(model: str) -> BasisSpec:
+    """The spec of a model name; an unknown name is a `ConfigError` listing the known ones."""
+    try:
+        return _REGISTRY[model]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown model {model!r}; choose from: {', '.join(_REGISTRY)}") from None
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def with_defaults(defaults: BasisConfig, **changes: Any) -> BasisConfig:
+    return dataclasses.replace(defaults, **changes)
+
+
+def describe(specs: Mapping[str, BasisSpec] | None = None) -> str:
+    """'kan (B-spline) | fastkan (RBF) | ...' for help texts."""
+    return " | ".join(f"{name} ({spec.title})" for name, spec in (specs or _REGISTRY).items())
