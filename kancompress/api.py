@@ -19,7 +19,7 @@ import torch
 from kancompress import __version__, distributed
 from kancompress.bases import get_spec
 from kancompress.cluster import Clusterer, cluster_model
-from kancompress.codec import Checkpoint, load_checkpoint, save_checkpoint
+from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
 from kancompress.data import Dataset, Split, load_dataset, needs_augmentation, random_crop_flip, split_validation
 from kancompress.distributed import resolve_device

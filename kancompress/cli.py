@@ -15,17 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kancompress import __version__, api, distributed
-from kancompress.codec import (
-    check_output,
-    load_checkpoint,
-    load_train_state,
-    read_header,
-    save_checkpoint,
-    save_state_dict,
-    save_train_state,
-    state_path_for,
-    write_atomic,
-)
+from kancompress.format.checkpoint import load_checkpoint, save_checkpoint, save_state_dict
+from kancompress.format.files import check_output, write_atomic
+from kancompress.format.header import read_header
+from kancompress.format.state import load_train_state, save_train_state, state_path_for
 from kancompress.config import META_SHARING, ConvConfig, MetaConfig
 from kancompress.errors import ConfigError, KanCompressError
 from kancompress.report import storage_report

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-from kancompress.codec import INDEX_CODINGS
+from kancompress.format.schema import INDEX_CODINGS
 from kancompress.edges import CodebookEdges
 from kancompress.errors import ConfigError, FormatError
 from kancompress.models import KANModel, with_edges

@@ -100,7 +100,7 @@ class Codebook(nn.Module):
 
 class CodebookEdges(EdgeStore):
     """Codebooks and indices. `codebook_dtype` and `index_coding` say how a file stores them ("packed": fixed
-    bits per index; "entropy": rANS-coded where that is smaller); they are not tensors and travel in metadata."""
+    bits per index; "rans": rANS-coded where that is smaller); they are not tensors and travel in metadata."""
 
     kind = "clustered"
 

@@ -17,7 +17,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kancompress.codec import Header, index_bits, packed_length
+from kancompress.format.bits import index_bits, packed_length
+
+from kancompress.format.header import Header
 from kancompress.entropy import entropy_bits
 from kancompress.quant import CODEBOOK_BITS
 
@@ -95,8 +97,8 @@ def storage_report(header: Header, k: int = 16) -> StorageReport:
             layers.append(_layer(layer, n, width, min(k, n)))
         else:
             entry = header.indices[layer]
-            layers.append(_layer(layer, n, width, entry["k"], entry["codebook_dtype"], entry["coding"],
-                                 entry["bytes"], entry["counts"]))
+            counts = list(entry.counts) if entry.counts is not None else None
+            layers.append(_layer(layer, n, width, entry.k, entry.codebook_dtype, entry.coding, entry.bytes, counts))
     edge_bytes = sum(t.nbytes for name, t in header.tensors.items() if name.startswith("edges."))
     extras = {name: t.nbytes for name, t in header.tensors.items() if not name.startswith("edges.")}
     extras_bytes = sum(extras.values())

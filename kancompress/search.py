@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from kancompress.cluster import Clusterer
-from kancompress.codec import payload_bytes
+from kancompress.format.checkpoint import payload_bytes
 from kancompress.data import Split
 from kancompress.errors import ConfigError
 from kancompress.models import KANModel

@@ -11,16 +11,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import all_models_and_kinds, tiny_model
-from kancompress.codec import (
-    FORMAT_VERSION,
-    index_bits,
-    load_checkpoint,
-    pack_bits,
-    packed_length,
-    read_header,
-    save_checkpoint,
-    unpack_bits,
-)
+from kancompress.format.bits import index_bits, pack_bits, packed_length, unpack_bits
+from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+from kancompress.format.header import read_header
+from kancompress.format.schema import FORMAT_VERSION
 from kancompress.errors import FormatError, OutputExistsError
 
 
@@ -67,7 +61,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path, model_nam
         assert torch.equal(loaded.model(x), model(x))
     if kind == "clustered":
         for layer, entry in enumerate(loaded.header.indices):
-            assert loaded.header.tensors[f"edges.layers.{layer}.indices"].shape == (packed_length(entry["n"], 2),)
+            assert loaded.header.tensors[f"edges.layers.{layer}.indices"].shape == (packed_length(entry.n, 2),)
 
 
 def test_existing_output_needs_force(tmp_path: Path) -> None:

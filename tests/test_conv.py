@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from kancompress.codec import load_checkpoint, read_header, save_checkpoint
+from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+
+from kancompress.format.header import read_header
 from kancompress.config import MODEL_NAMES, ConvConfig, MetaConfig, default_conv_config
 from kancompress.data import random_crop_flip
 from kancompress.models import build_model

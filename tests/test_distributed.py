@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from kancompress.cli import app
-from kancompress.codec import load_checkpoint
+from kancompress.format.checkpoint import load_checkpoint
 from kancompress.config import default_config
 from kancompress.data import Split
 from kancompress.models import KANModel, build_model

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kancompress.codec import load_checkpoint
+from kancompress.format.checkpoint import load_checkpoint
 
 GOLDEN = Path(__file__).parent / "golden"
 MANIFEST: dict[str, dict] = json.loads((GOLDEN / "manifest.json").read_text())
@@ -44,3 +44,28 @@ def test_golden_file_reads_bit_exactly_and_reproduces_outputs(name: str) -> None
     with torch.no_grad():
         outputs = loaded.model.eval()(PROBES[f"{name}.x"])
     torch.testing.assert_close(outputs, PROBES[f"{name}.y"], rtol=0, atol=1e-6)
+
+
+def test_renaming_a_module_attribute_cannot_change_the_format(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """File tensor names are declared in kancompress.format.schema: a layer whose attribute is renamed no longer
+    loads the golden files, and cannot be saved under the new name."""
+    from kancompress import layers
+    from kancompress.errors import FormatError
+    from kancompress.format.checkpoint import save_checkpoint
+
+    original = layers.KANLinear.__init__
+
+    def renamed(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        if self.output_norm is not None:
+            self.post_norm = self.output_norm
+            self.output_norm = None
+
+    monkeypatch.setattr(layers.KANLinear, "__init__", renamed)
+    with pytest.raises(FormatError, match="does not match the declared format"):
+        load_checkpoint(GOLDEN / "v2-fc-gramkan-dense.safetensors")
+    from kancompress.config import default_config
+    from kancompress.models import build_model
+
+    with pytest.raises(RuntimeError, match="does not map to the declared file format"):
+        save_checkpoint(build_model(default_config("gramkan", (4, 3, 2))), tmp_path / "x.safetensors")

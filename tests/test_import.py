@@ -120,7 +120,7 @@ def test_export_of_clustered_model_runs_upstream(tmp_path: Path, name: str, libr
     from typer.testing import CliRunner
 
     from kancompress.cli import app
-    from kancompress.codec import load_checkpoint
+    from kancompress.format.checkpoint import load_checkpoint
 
     runner = CliRunner()
     dense, clustered, exported = tmp_path / "d.safetensors", tmp_path / "c.safetensors", tmp_path / "e.safetensors"
@@ -146,7 +146,7 @@ def test_chebykan_import_reproduces_accuracy_and_runs_the_pipeline(tmp_path: Pat
     from typer.testing import CliRunner
 
     from kancompress.cli import app
-    from kancompress.codec import load_checkpoint
+    from kancompress.format.checkpoint import load_checkpoint
     from kancompress.data import load_dataset
     from kancompress.train import evaluate
 

@@ -16,9 +16,12 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import tiny_model
-from kancompress import api, codec
+from kancompress import api
+from kancompress.format import checkpoint as checkpoint_format
+from kancompress.format import files
 from kancompress.cli import app
-from kancompress.codec import load_checkpoint, load_train_state, save_checkpoint, state_path_for
+from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+from kancompress.format.state import load_train_state, state_path_for
 from kancompress.data import load_dataset, split_validation
 from kancompress.errors import KanCompressError
 from kancompress.train import TrainConfig, fit
@@ -64,7 +67,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 def fuzz(tmp_path: Path, kind: str, cases: int) -> dict[str, int]:
     model = tiny_model(["kan", "fastkan", "gramkan"][cases % 3], kind)
-    original = codec.checkpoint_bytes(model, {"dataset": "digits"})
+    original = checkpoint_format.checkpoint_bytes(model, {"dataset": "digits"})
     rng = random.Random(f"{kind}-{cases}")
     outcome = {"loaded": 0, "refused": 0}
     path = tmp_path / "fuzz.safetensors"
@@ -162,7 +165,7 @@ def test_interrupted_cluster_leaves_no_file(tmp_path: Path, monkeypatch: pytest.
     def interrupted(_fd: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(codec.os, "fsync", interrupted)  # Ctrl-C while the output is being written
+    monkeypatch.setattr(files.os, "fsync", interrupted)  # Ctrl-C while the output is being written
     result = CliRunner().invoke(app, ["cluster", str(source), "-k", "4", "-o", str(tmp_path / "c.safetensors")])
     assert result.exit_code == 130 and "no output was written" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.safetensors"]

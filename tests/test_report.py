@@ -11,7 +11,8 @@ from safetensors import safe_open
 
 from conftest import tiny_model
 from kancompress.config import MODEL_NAMES
-from kancompress.codec import read_header, save_checkpoint
+from kancompress.format.checkpoint import save_checkpoint
+from kancompress.format.header import read_header
 from kancompress.config import default_config
 from kancompress.models import build_model
 from kancompress.report import storage_report

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from kancompress import api
 from kancompress.cli import app
-from kancompress.codec import load_checkpoint, payload_bytes, save_checkpoint
+from kancompress.format.checkpoint import load_checkpoint, payload_bytes, save_checkpoint
 from kancompress.data import load_dataset, split_validation
 from kancompress.search import Clusterer, choose_ks
 from kancompress.train import TrainConfig, evaluate
@@ -52,7 +52,7 @@ def test_sweep_cli_writes_csv_and_plot(tmp_path: Path, meta_digits: Path) -> Non
 
 def test_cluster_max_drop_cli(tmp_path: Path, meta_digits: Path) -> None:
     out = tmp_path / "auto.safetensors"
-    result = runner.invoke(app, ["cluster", str(meta_digits), "--max-drop", "0.5", "--index-coding", "entropy",
+    result = runner.invoke(app, ["cluster", str(meta_digits), "--max-drop", "0.5", "--index-coding", "rans",
                                  "-o", str(out)])
     assert result.exit_code == 0, result.output
     loaded = load_checkpoint(out)

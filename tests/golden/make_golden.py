@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from kancompress.codec import load_checkpoint, save_checkpoint
+from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
 from kancompress.models import build_model
 

@@ -1,0 +1,184 @@
+"""Loading and saving whole checkpoints: a model maps to the declared tensors (`schema.declared_tensors`) and
+back, with every value checked (finite floats, valid index streams, positive int8 scales) before it is used."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from kancompress.entropy import rans_decode, rans_encode, rans_size_estimate
+from kancompress.errors import FormatError
+from kancompress.format.bits import index_bits, pack_bits, packed_length, unpack_bits
+from kancompress.format.files import PathLike, check_output, write_atomic
+from kancompress.format.header import Header, read_header
+from kancompress.format.schema import FORMAT, FORMAT_VERSION, IndexEntry, declared_tensors, edge_tensor_names
+from kancompress.quant import from_storage, to_storage
+
+if TYPE_CHECKING:
+    from kancompress.models import KANModel
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the rebuilt model and what its header says."""
+
+    model: KANModel
+    header: Header
+
+    @property
+    def kind(self) -> str:
+        return self.header.kind
+
+
+def load_checkpoint(path: PathLike) -> Checkpoint:
+    """Read, validate and rebuild a checkpoint of any kind; raises `FormatError` naming what is wrong."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    from kancompress.models import build_model
+
+    header = read_header(path)
+    try:
+        tensors = load_bytes(Path(path).read_bytes())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FormatError(f"{path}: cannot read tensors ({exc})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise FormatError(f"{path}: tensor {name!r} holds NaN or infinite values")
+    for layer, entry in enumerate(header.indices):
+        codebook, scale_name, indices = edge_tensor_names(layer)
+        tensors[indices] = _decode_indices(header.path, indices, entry, tensors[indices])
+        scale = tensors.pop(scale_name, None)
+        if scale is not None and not float(scale) > 0:
+            raise FormatError(f"{path}: tensor {scale_name!r} must be a positive scale")
+        tensors[codebook] = from_storage(tensors[codebook], scale)
+    model = build_model(header.config, header.kind, header.ks)  # on the CPU; callers move it with .to(device)
+    missing, unexpected = _mismatch(set(model.state_dict()), set(tensors))
+    if missing or unexpected:
+        raise FormatError(f"{path}: this kancompress's model does not match the declared format "
+                          f"(missing {missing[:1]}, unexpected {unexpected[:1]}); this is a bug, please report it")
+    model.load_state_dict(tensors, strict=True)
+    if header.kind == "clustered":
+        dtypes = {entry.codebook_dtype for entry in header.indices}
+        model.edges.codebook_dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
+        model.edges.index_coding = "rans" if any(e.coding == "rans" for e in header.indices) else "packed"
+    model.eval()
+    return Checkpoint(model, header)
+
+
+def _mismatch(model_names: set[str], file_names: set[str]) -> tuple[list[str], list[str]]:
+    return sorted(model_names - file_names), sorted(file_names - model_names)
+
+
+def _decode_indices(path: Path, name: str, entry: IndexEntry, stream: torch.Tensor) -> torch.Tensor:
+    if entry.coding == "packed":
+        indices = unpack_bits(stream, entry.bits, entry.n)
+    else:
+        assert entry.counts is not None
+        try:
+            indices = torch.from_numpy(rans_decode(stream.numpy().tobytes(), list(entry.counts), entry.n))
+        except ValueError as exc:
+            raise FormatError(f"{path}: tensor {name!r} is not a valid rANS stream ({exc})") from None
+    if indices.numel() and int(indices.max()) >= entry.k:
+        raise FormatError(f"{path}: tensor {name!r} holds index {int(indices.max())} >= k={entry.k}")
+    if entry.counts is not None and tuple(torch.bincount(indices, minlength=entry.k).tolist()) != entry.counts:
+        raise FormatError(f"{path}: tensor {name!r} does not match the counts in the index table")
+    return indices
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: equal values give equal bytes."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
+    """The file contents of `model` as a kancompress checkpoint.
+
+    A clustered model is stored as its edge store says: codebooks at `codebook_dtype`, and each layer's indices
+    bit-packed, or rANS-coded when its `index_coding` is "rans" and that is smaller.
+    """
+    from safetensors.torch import save as save_bytes
+
+    state, table = file_tensors(model)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "kind": model.kind,
+        "model": canonical_json(model.config.to_dict()),
+        "provenance": canonical_json(provenance),
+    }
+    if table:
+        metadata["indices"] = canonical_json([entry.to_json() for entry in table])
+    return save_bytes(state, metadata=metadata)
+
+
+def payload_bytes(model: KANModel) -> int:
+    """Tensor bytes the checkpoint of `model` would hold (what `inspect` reports as total_bytes)."""
+    state, _ = file_tensors(model)
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEntry]]:
+    """The tensors and the index table a checkpoint of `model` stores, checked against the declared schema."""
+    from kancompress.edges import CodebookEdges
+
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    table: list[IndexEntry] = []
+    if isinstance(model.edges, CodebookEdges):
+        edges = model.edges
+        for layer, book in enumerate(edges.layers):
+            n, k = book.indices.numel(), book.k
+            bits = index_bits(k)
+            counts = tuple(torch.bincount(book.indices, minlength=k).tolist())
+            stream = pack_bits(book.indices, bits)
+            coding = "packed"
+            if edges.index_coding == "rans" and rans_size_estimate(list(counts)) < stream.numel():
+                coded = rans_encode(book.indices.cpu().numpy(), list(counts))
+                if len(coded) < stream.numel():
+                    stream, coding = torch.frombuffer(bytearray(coded), dtype=torch.uint8), "rans"
+            stored, scale = to_storage(book.codebook, edges.codebook_dtype)
+            codebook_name, scale_name, indices_name = edge_tensor_names(layer)
+            state[indices_name] = stream
+            state[codebook_name] = stored
+            if scale is not None:
+                state[scale_name] = scale
+            table.append(IndexEntry(n, k, bits, coding, counts, int(stream.numel()), edges.codebook_dtype))
+    declared = declared_tensors(model.config, model.kind, table or None)
+    missing, unexpected = _mismatch(set(declared), set(state))
+    if missing or unexpected:
+        raise RuntimeError(f"the model does not map to the declared file format: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]} (kancompress.format.schema)")
+    return state, table
+
+
+def save_checkpoint(
+    model: KANModel,
+    path: PathLike,
+    provenance: dict[str, Any] | None = None,
+    force: bool = False,
+    inputs: tuple[PathLike, ...] = (),
+) -> Path:
+    """Save `model` as a kancompress checkpoint, atomically; never overwrites without `force`."""
+    out = check_output(path, force, inputs)
+    write_atomic(out, checkpoint_bytes(model, provenance or {}))
+    return out
+
+
+def save_state_dict(
+    tensors: dict[str, torch.Tensor], path: PathLike, force: bool = False, inputs: tuple[PathLike, ...] = (),
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Save a plain state_dict (another library's layout) as safetensors, atomically."""
+    from safetensors.torch import save as save_bytes
+
+    out = check_output(path, force, inputs)
+    write_atomic(out, save_bytes({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata=metadata))
+    return out
+
+
+__all__ = ["Checkpoint", "checkpoint_bytes", "file_tensors", "load_checkpoint", "packed_length", "payload_bytes",
+           "save_checkpoint", "save_state_dict"]

@@ -1,0 +1,42 @@
+"""Where outputs may go, and how they are written: never over an input, never over an existing file without
+`force`, always atomically (temporary file in the same folder, fsync, rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from kancompress.errors import OutputExistsError
+
+PathLike = str | os.PathLike[str]
+
+
+def check_output(path: PathLike, force: bool, inputs: tuple[PathLike, ...] = ()) -> Path:
+    """Refuse an output that exists (unless `force`), that is an input, or whose folder is missing."""
+    out = Path(path)
+    for source in inputs:
+        if out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
+            raise OutputExistsError(f"{out}: output is the input file; choose another output path")
+    if out.is_dir():
+        raise OutputExistsError(f"{out}: is a folder; give a file path for the output")
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out}: already exists; pass --force to overwrite it")
+    if not out.parent.exists():
+        raise OutputExistsError(f"{out.parent}: output folder does not exist; create it first")
+    return out
+
+
+def write_atomic(path: PathLike, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

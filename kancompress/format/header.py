@@ -1,0 +1,204 @@
+"""Reading a checkpoint's header: bounds, format, version, kind, model config, index table and the tensor table,
+all validated against the declared schema before any tensor data is touched. No torch."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kancompress.config import ModelConfig
+from kancompress.errors import ConfigError, FormatError
+from kancompress.format.bits import index_bits, packed_length
+from kancompress.format.files import PathLike
+from kancompress.format.schema import (
+    CODEBOOK_DTYPES,
+    FILE_CODINGS,
+    FORMAT,
+    FORMAT_VERSION,
+    ITEM_BYTES,
+    KINDS,
+    MAX_HEADER_BYTES,
+    MAX_K,
+    IndexEntry,
+    TensorInfo,
+    declared_tensors,
+)
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a checkpoint says about itself, read without touching tensor data."""
+
+    path: Path
+    kind: str
+    config: ModelConfig
+    provenance: dict[str, Any]
+    tensors: dict[str, TensorInfo]
+    indices: list[IndexEntry] = field(default_factory=list)  # clustered: the index table, one entry a layer
+    file_size: int = 0
+    version: int = FORMAT_VERSION
+
+    @property
+    def ks(self) -> list[int] | None:
+        return [entry.k for entry in self.indices] if self.kind == "clustered" else None
+
+
+def read_header(path: PathLike, check_tensors: bool = True) -> Header:
+    """Read and validate a checkpoint's header (format, version, kind, config, index table and, unless
+    `check_tensors` is False, every tensor's name, dtype and shape against the declared schema)."""
+    path = Path(path)
+    raw, size = _raw_header(path)
+    meta = raw.get("__metadata__")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise FormatError(f"{path}: not a kancompress checkpoint (its metadata must map names to strings)")
+    if meta.get("format") != FORMAT:
+        raise FormatError(f"{path}: not a kancompress checkpoint (no format={FORMAT!r} in its metadata); "
+                          "use `kancompress import` for checkpoints of other libraries")
+    text = meta.get("format_version", "")
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:
+        raise FormatError(f"{path}: invalid format_version {text!r}")
+    version = int(text)
+    if version > FORMAT_VERSION:
+        raise FormatError(f"{path}: format version {version} is newer than this kancompress reads "
+                          f"({FORMAT_VERSION}); upgrade kancompress")
+    if version < 1:
+        raise FormatError(f"{path}: invalid format_version {text!r}")
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise FormatError(f"{path}: unknown checkpoint kind {kind!r}; expected one of {', '.join(KINDS)}")
+    try:
+        config = ModelConfig.from_dict(_json_field(path, meta, "model"))
+    except ConfigError as exc:
+        raise FormatError(f"{path}: invalid model config: {exc}") from None
+    provenance = _json_field(path, meta, "provenance") if "provenance" in meta else {}
+    if not isinstance(provenance, dict):
+        raise FormatError(f"{path}: provenance must be a JSON object")
+    if (kind == "meta") != (config.meta is not None):
+        raise FormatError(f"{path}: kind {kind!r} does not match the model config's meta-learner setting")
+    indices: list[IndexEntry] = []
+    if kind == "clustered":
+        indices = _index_table(path, _json_field(path, meta, "indices"), config, version)
+    tensors = {name: TensorInfo(e["dtype"], tuple(e["shape"])) for name, e in raw.items() if name != "__metadata__"}
+    header = Header(path, kind, config, provenance, tensors, indices, size, version)
+    if check_tensors:
+        check_tensor_table(header)
+    return header
+
+
+def check_tensor_table(header: Header) -> None:
+    """The file holds exactly the declared tensors, each with its declared dtype and shape."""
+    expected = declared_tensors(header.config, header.kind, header.indices or None)
+    path = header.path
+    missing = sorted(set(expected) - set(header.tensors))
+    if missing:
+        raise FormatError(f"{path}: tensor {missing[0]!r} is missing")
+    unexpected = sorted(set(header.tensors) - set(expected))
+    if unexpected:
+        raise FormatError(f"{path}: unexpected tensor {unexpected[0]!r} for a {header.kind} checkpoint")
+    for name, want in expected.items():
+        got = header.tensors[name]
+        if got.shape != want.shape:
+            raise FormatError(f"{path}: tensor {name!r} has shape {list(got.shape)}, expected {list(want.shape)}")
+        if got.dtype != want.dtype:
+            raise FormatError(f"{path}: tensor {name!r} has dtype {got.dtype}, expected {want.dtype}")
+
+
+def _raw_header(path: Path) -> tuple[dict[str, Any], int]:
+    """Parse the safetensors header with bounds checks; returns (header JSON, file size)."""
+    if not path.exists():
+        raise FormatError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise FormatError(f"{path}: is a folder, not a checkpoint file")
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise FormatError(f"{path}: too short to be a safetensors file ({size} bytes)")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > MAX_HEADER_BYTES or header_len > size - 8:
+                raise FormatError(f"{path}: not a safetensors file or truncated (header claims {header_len} bytes); "
+                                  "if it is a PyTorch or upstream checkpoint, run `kancompress import` first")
+            raw = handle.read(header_len)
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise FormatError(f"{path}: not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise FormatError(f"{path}: not a safetensors file (its header is not a JSON object)")
+    data_size = size - 8 - header_len
+    for name, entry in header.items():
+        if name != "__metadata__":
+            _check_entry(path, name, entry, data_size)
+    return header, size
+
+
+def _check_entry(path: Path, name: str, entry: Any, data_size: int) -> None:
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise FormatError(f"{path}: tensor {name!r} has a malformed header entry")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in ITEM_BYTES:
+        raise FormatError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
+    if not isinstance(shape, list) or not isinstance(offsets, list) or len(offsets) != 2 or not all(
+        _is_int(v) and v >= 0 for v in [*shape, *offsets]
+    ):
+        raise FormatError(f"{path}: tensor {name!r} has a malformed shape or offsets")
+    begin, end = offsets
+    if not begin <= end <= data_size or end - begin != math.prod(shape) * ITEM_BYTES[dtype]:
+        raise FormatError(f"{path}: tensor {name!r} lies outside the file or has the wrong byte size (truncated?)")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_field(path: Path, meta: dict[str, str], key: str) -> Any:
+    if key not in meta:
+        raise FormatError(f"{path}: metadata field {key!r} is missing")
+    try:
+        return json.loads(meta[key])
+    except (TypeError, json.JSONDecodeError, RecursionError):
+        raise FormatError(f"{path}: metadata field {key!r} is not valid JSON") from None
+
+
+def _index_table(path: Path, table: Any, config: ModelConfig, version: int) -> list[IndexEntry]:
+    """Validate the index table; v1 entries become packed, float32 entries without counts."""
+    edges = config.num_edges
+    if not isinstance(table, list) or len(table) != len(edges):
+        raise FormatError(f"{path}: metadata 'indices' must list one entry per layer ({len(edges)})")
+    keys = {"n", "k", "bits", "coding"} | ({"counts", "bytes", "codebook_dtype"} if version >= 2 else set())
+    entries = []
+    for layer, (entry, n) in enumerate(zip(table, edges)):
+        if not isinstance(entry, dict) or set(entry) != keys:
+            raise FormatError(f"{path}: metadata 'indices' entry {layer} must have keys {', '.join(sorted(keys))}")
+        k, bits, coding = entry["k"], entry["bits"], entry["coding"]
+        if entry["n"] != n or not _is_int(entry["n"]):
+            raise FormatError(f"{path}: layer {layer} has {n} edges but the index table says {entry['n']!r}")
+        if not _is_int(k) or not 2 <= k <= min(n, MAX_K):
+            raise FormatError(f"{path}: layer {layer} has invalid codebook size k={k!r} (expected 2..{min(n, MAX_K)})")
+        if not _is_int(bits) or bits != index_bits(k):
+            raise FormatError(f"{path}: layer {layer}: bits={bits!r} does not match k={k} (expected {index_bits(k)})")
+        if coding not in FILE_CODINGS[version]:
+            raise FormatError(f"{path}: layer {layer} uses unknown index coding {coding!r}")
+        if version < 2:
+            entries.append(IndexEntry.packed(n, k))
+            continue
+        counts, stream, dtype = entry["counts"], entry["bytes"], entry["codebook_dtype"]
+        if (not isinstance(counts, list) or len(counts) != k or not all(_is_int(c) and c >= 0 for c in counts)
+                or sum(counts) != n):
+            raise FormatError(f"{path}: layer {layer}: 'counts' must be {k} non-negative integers summing to {n}")
+        if not _is_int(stream) or not 0 < stream <= 4 * n + 64:
+            raise FormatError(f"{path}: layer {layer}: invalid index stream length {stream!r}")
+        if coding == "packed" and stream != packed_length(n, bits):
+            raise FormatError(f"{path}: layer {layer}: packed indices take {packed_length(n, bits)} bytes, "
+                              f"the table says {stream}")
+        if dtype not in CODEBOOK_DTYPES:
+            raise FormatError(f"{path}: layer {layer}: unknown codebook_dtype {dtype!r}")
+        entries.append(IndexEntry(n, k, bits, coding, tuple(counts), stream, dtype))
+    return entries

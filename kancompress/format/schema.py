@@ -1,0 +1,175 @@
+"""The kancompress file format, declared: versions, metadata keys, and the tensors of every checkpoint kind.
+
+Layout (safetensors)
+--------------------
+`__metadata__` (str -> str), keys in this order:
+    format          "kancompress"
+    format_version  "2" (readers also take "1")
+    kind            "dense" | "meta" | "clustered"
+    model           JSON of `ModelConfig`
+    provenance      JSON object (dataset, epochs, accuracy, kancompress version, source, ...)
+    indices         clustered only: JSON list, one `IndexEntry` per layer:
+                    v1: {"n", "k", "bits", "coding": "packed"}
+                    v2: {"n", "k", "bits", "coding": "packed" | "rans", "counts": [k symbol counts],
+                         "bytes": length of the index stream, "codebook_dtype": float32|float16|bfloat16|int8}
+JSON values are written with sorted keys and no spaces, so the same model and provenance give the same bytes.
+
+Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
+    dense       edges.vectors.{l}                       F32 (n_l, |w|)
+    meta        edges.learners.{j}.hidden.{weight,bias}  F32 (hidden, d_emb), (hidden,)
+                edges.learners.{j}.out.{weight,bias}     F32 (|w|, hidden), (|w|,)   (j: one, or one per layer)
+                edges.embeddings.{l}                     F32 (n_l, d_emb)
+    clustered   edges.layers.{l}.codebook                F32 | F16 | BF16 | I8 (k_l, |w|)
+                edges.layers.{l}.codebook_scale          F32 (1,)                   (int8 codebooks only)
+                edges.layers.{l}.indices                 U8 (index stream bytes,)   (bit-packed, or rANS in v2)
+    every kind  layers.{l}.basis.*   the basis's own tensors (`BasisSpec.stored_tensors`: stored grid, Gram β)
+                layers.{l}.pre_norm.{weight,bias}        F32 (in,)   FC, norm_between, l > 0
+                layers.{l}.input_norm.*                  FC: LayerNorm (in,); conv: BatchNorm (in,)   (basis_norm)
+                layers.{l}.bias                          F32 (out,)  FC, spec bias or output_bias
+                layers.{l}.output_norm.*                 FC: LayerNorm (out,) (output_norm); conv: BatchNorm (out,)
+                layers.{l}.prelu.weight                  F32 (1,)    conv, output "prelu"
+                head.linear.{weight,bias}                F32 (classes, C), (classes,)   conv
+A BatchNorm is {weight, bias, running_mean, running_var} F32 and num_batches_tracked I64 ().
+
+The names are this module's, not the model's: loading checks a model against them, so renaming an attribute of
+a layer cannot silently change what files hold. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from kancompress.config import ModelConfig
+from kancompress.format.bits import index_bits, packed_length
+
+FORMAT = "kancompress"
+FORMAT_VERSION = 2  # the newest version this package reads and writes; v1 files stay readable
+READABLE_VERSIONS: tuple[int, ...] = (1, 2)
+KINDS: tuple[str, ...] = ("dense", "meta", "clustered")
+INDEX_CODINGS: tuple[str, ...] = ("packed", "rans")  # what a writer may be asked for: rans = rANS where smaller
+FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans")}  # per format version
+CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
+MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
+MAX_K = 1 << 16  # largest codebook: indices of at most 16 bits
+
+ITEM_BYTES: dict[str, int] = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1,
+                              "BOOL": 1}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str  # safetensors dtype name, e.g. "F32"
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * ITEM_BYTES[self.dtype]
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """How one clustered layer stores its indices and codebook (a v1 entry reads as packed, float32, no counts)."""
+
+    n: int  # edges
+    k: int  # codebook size
+    bits: int  # bits per packed index: max(1, ceil(log2 k))
+    coding: str  # "packed" | "rans"
+    counts: tuple[int, ...] | None  # how many edges use each centroid (v2); the rANS model
+    bytes: int  # length of the index stream
+    codebook_dtype: str = "float32"
+
+    @classmethod
+    def packed(cls, n: int, k: int, counts: tuple[int, ...] | None = None, codebook_dtype: str = "float32") -> IndexEntry:
+        bits = index_bits(k)
+        return cls(n, k, bits, "packed", counts, packed_length(n, bits), codebook_dtype)
+
+    def to_json(self) -> dict[str, Any]:
+        """The v2 metadata form."""
+        return {"n": self.n, "k": self.k, "bits": self.bits, "coding": self.coding,
+                "counts": list(self.counts) if self.counts is not None else None, "bytes": self.bytes,
+                "codebook_dtype": self.codebook_dtype}
+
+
+def edge_tensor_names(layer: int) -> tuple[str, str, str]:
+    """(codebook, codebook scale, indices) tensor names of a clustered layer."""
+    prefix = f"edges.layers.{layer}."
+    return prefix + "codebook", prefix + "codebook_scale", prefix + "indices"
+
+
+def declared_tensors(config: ModelConfig, kind: str, table: list[IndexEntry] | None = None) -> dict[str, TensorInfo]:
+    """Every tensor a checkpoint of this config and kind holds, with its dtype and shape (see the module doc).
+
+    A clustered file needs its index table (`table`), which gives each layer's k, stream length and codebook dtype.
+    """
+    f32 = "F32"
+    width = config.edge_width
+    tensors: dict[str, TensorInfo] = {}
+    if kind == "dense":
+        for layer, n in enumerate(config.num_edges):
+            tensors[f"edges.vectors.{layer}"] = TensorInfo(f32, (n, width))
+    elif kind == "meta":
+        assert config.meta is not None
+        meta = config.meta
+        learners = 1 if meta.sharing == "model" else len(config.num_edges)
+        for j in range(learners):
+            p = f"edges.learners.{j}."
+            tensors[p + "hidden.weight"] = TensorInfo(f32, (meta.hidden, meta.d_emb))
+            tensors[p + "hidden.bias"] = TensorInfo(f32, (meta.hidden,))
+            tensors[p + "out.weight"] = TensorInfo(f32, (width, meta.hidden))
+            tensors[p + "out.bias"] = TensorInfo(f32, (width,))
+        for layer, n in enumerate(config.num_edges):
+            tensors[f"edges.embeddings.{layer}"] = TensorInfo(f32, (n, meta.d_emb))
+    elif kind == "clustered":
+        if table is None or len(table) != len(config.num_edges):
+            raise ValueError("a clustered checkpoint's tensors follow from its index table, one entry per layer")
+        for layer, entry in enumerate(table):
+            codebook, scale, indices = edge_tensor_names(layer)
+            tensors[codebook] = TensorInfo(CODEBOOK_DTYPES[entry.codebook_dtype], (entry.k, width))
+            if entry.codebook_dtype == "int8":
+                tensors[scale] = TensorInfo(f32, (1,))
+            tensors[indices] = TensorInfo("U8", (entry.bytes,))
+    else:
+        raise ValueError(f"unknown checkpoint kind {kind!r}")
+    tensors.update(_layer_tensors(config))
+    return tensors
+
+
+def _norm(prefix: str, size: int, batch: bool) -> dict[str, TensorInfo]:
+    names = ("weight", "bias", "running_mean", "running_var") if batch else ("weight", "bias")
+    tensors = {f"{prefix}.{name}": TensorInfo("F32", (size,)) for name in names}
+    if batch:
+        tensors[f"{prefix}.num_batches_tracked"] = TensorInfo("I64", ())
+    return tensors
+
+
+def _layer_tensors(config: ModelConfig) -> dict[str, TensorInfo]:
+    """The uncompressed extras of every layer (and the conv head), from the basis spec's flags."""
+    spec = config.spec
+    tensors: dict[str, TensorInfo] = {}
+    conv = config.conv is not None
+    for layer, (out_f, in_f) in enumerate(config.layer_shapes):
+        p = f"layers.{layer}."
+        for name, shape in spec.stored_tensors(config.basis, in_f).items():
+            tensors[p + "basis." + name] = TensorInfo("F32", shape)
+        if not conv:
+            if config.norm_between and layer > 0:
+                tensors.update(_norm(p + "pre_norm", in_f, batch=False))
+            if spec.fc.basis_norm:
+                tensors.update(_norm(p + "input_norm", in_f, batch=False))
+            if spec.fc.bias or config.output_bias:
+                tensors[p + "bias"] = TensorInfo("F32", (out_f,))
+            if spec.fc.output_norm:
+                tensors.update(_norm(p + "output_norm", out_f, batch=False))
+        else:
+            if spec.conv.basis_norm:
+                tensors.update(_norm(p + "input_norm", in_f, batch=True))
+            if spec.conv.output != "none":
+                tensors.update(_norm(p + "output_norm", out_f, batch=True))
+            if spec.conv.output == "prelu":
+                tensors[p + "prelu.weight"] = TensorInfo("F32", (1,))
+    if config.conv is not None:
+        tensors["head.linear.weight"] = TensorInfo("F32", (config.conv.num_classes, config.widths[-1]))
+        tensors["head.linear.bias"] = TensorInfo("F32", (config.conv.num_classes,))
+    return tensors
