@@ -6,7 +6,7 @@ import dataclasses
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -14,15 +14,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kancompress import __version__, api, distributed
-from kancompress.format.checkpoint import load_checkpoint, save_checkpoint, save_state_dict
+from kancompress import __version__
+from kancompress.config import META_SHARING, ConvConfig, MetaConfig, TrainConfig
+from kancompress.errors import ConfigError, KanCompressError
 from kancompress.format.files import check_output, write_atomic
 from kancompress.format.header import read_header
 from kancompress.format.state import load_train_state, save_train_state, state_path_for
-from kancompress.config import META_SHARING, ConvConfig, MetaConfig
-from kancompress.errors import ConfigError, KanCompressError
 from kancompress.report import storage_report
-from kancompress.train import EpochReport, TrainConfig
+
+if TYPE_CHECKING:  # the commands import torch-backed modules when they run, so --help and inspect stay fast
+    from kancompress import api
+    from kancompress.train import EpochReport
 
 app = typer.Typer(
     name="kancompress",
@@ -64,6 +66,8 @@ def _errors() -> Iterator[None]:
 @contextmanager
 def _progress(label: str) -> Iterator[tuple[Any, Any]]:
     """A Rich progress bar over each epoch's batches, and one log line per epoch (rank 0 only under torchrun)."""
+    from kancompress import distributed
+
     if not distributed.is_main():
         yield None, None
         return
@@ -133,6 +137,9 @@ def train(
     continues an interrupted run with the options it was started with. Several processes:
     `torchrun --nproc-per-node N -m kancompress train ...`.
     """
+    from kancompress import api
+
+
     with _errors():
         path = output or Path(f"{'meta' if meta else ''}{model}-{dataset}.safetensors")
         if resume:
@@ -184,6 +191,8 @@ def _fresh_run(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
 
 
 def _state_writer(path: Path, job: dict[str, Any]) -> Any:
+    from kancompress import distributed
+
     def write(state: dict[str, Any]) -> None:
         save_train_state(state_path_for(path), state, job)
 
@@ -192,6 +201,9 @@ def _state_writer(path: Path, job: dict[str, Any]) -> Any:
 
 def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
     """Rank 0 writes the checkpoint and removes the resumable state; the others only leave the process group."""
+    from kancompress import distributed
+    from kancompress.format.checkpoint import save_checkpoint
+
     distributed.teardown()
     if not distributed.is_main():
         return
@@ -221,6 +233,11 @@ def cluster(
     force: Force = False,
 ) -> None:
     """K-means each layer's edge vectors into a codebook and bit-packed (or entropy-coded) indices."""
+    from kancompress import api
+    from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+
+
+
     with _errors():
         layer_ks = _parse_layer_ks(layer_k)
         source = load_checkpoint(checkpoint)
@@ -247,7 +264,7 @@ def cluster(
 def finetune(
     checkpoint: Annotated[Path, typer.Argument(help="Clustered checkpoint.")],
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
-    lr: Annotated[Optional[float], typer.Option("--lr", help=f"Codebook learning rate, paper lr_c [default: 1e-4; conv 1e-5].")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Codebook learning rate, paper lr_c [default: 1e-4; conv 1e-5].")] = None,
     patience: Annotated[int, typer.Option("--patience", min=0)] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
     dataset: DatasetOpt = None,
@@ -262,6 +279,9 @@ def finetune(
     reassign: Annotated[Optional[Path], typer.Option("--reassign", help="Dense/meta checkpoint that was clustered: let indices move to the centroid nearest each edge's original vector after every epoch.")] = None,
 ) -> None:
     """Train only the codebooks (indices frozen) of a clustered checkpoint; resumable like `train`."""
+    from kancompress import api
+    from kancompress.format.checkpoint import load_checkpoint
+
     with _errors():
         path = output or _default_output(checkpoint, "ft")
         if resume:
@@ -306,6 +326,9 @@ def sweep(
     force: Force = False,
 ) -> None:
     """Cluster at each k and report size against accuracy (CSV, optional PNG plot)."""
+    from kancompress import api
+    from kancompress.format.checkpoint import load_checkpoint
+
     with _errors():
         sizes = _parse_ks(ks)
         csv_path = check_output(output or checkpoint.with_name(f"{checkpoint.stem}-sweep.csv"), force, (checkpoint,))
@@ -358,6 +381,9 @@ def eval_(
     )] = "auto",
 ) -> None:
     """Test accuracy and loss of a checkpoint (dataset defaults to the one it was trained on)."""
+    from kancompress import api
+    from kancompress.format.checkpoint import load_checkpoint
+
     with _errors():
         loaded = load_checkpoint(checkpoint)
         name, metrics = api.evaluate_model(loaded, dataset, data_dir, download, device, fc_forward)
@@ -409,6 +435,9 @@ def import_(
     force: Force = False,
 ) -> None:
     """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly)."""
+    from kancompress import api
+    from kancompress.format.checkpoint import save_checkpoint
+
     from kancompress.importers import ConvImportOptions
 
     with _errors():
@@ -434,6 +463,9 @@ def export(
     force: Force = False,
 ) -> None:
     """Write a dense state_dict in an upstream library's layout (clustered checkpoints are decoded)."""
+    from kancompress import api
+    from kancompress.format.checkpoint import load_checkpoint, save_state_dict
+
     with _errors():
         check_output(output, force, (checkpoint,))
         state = api.export_checkpoint(load_checkpoint(checkpoint), to)

@@ -30,6 +30,21 @@ MAX_EDGES = 1 << 28
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """How `train` and `finetune` run the optimisation loop (AdamW, early stopping on the validation split)."""
+
+    epochs: int = 50
+    batch_size: int = 128
+    patience: int = 10  # epochs without a better validation accuracy before stopping; 0 disables
+    seed: int = 0
+    weight_decay: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 0 or self.weight_decay < 0:
+            raise ConfigError("training needs epochs >= 1, batch size >= 1, patience >= 0 and weight decay >= 0")
+
+
+@dataclass(frozen=True)
 class MetaConfig:
     """The meta-learner M(z) = W2·ReLU(W1·z + b1) + b2 that generates each edge's vector (paper Eq. 6)."""
 

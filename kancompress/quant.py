@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
+
 CODEBOOK_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
     "int8": torch.int8,
 }
-CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}
 
 
 def to_storage(codebook: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torch.Tensor | None]:

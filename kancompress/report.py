@@ -21,7 +21,7 @@ from kancompress.format.bits import index_bits, packed_length
 
 from kancompress.format.header import Header
 from kancompress.entropy import entropy_bits
-from kancompress.quant import CODEBOOK_BITS
+from kancompress.format.schema import CODEBOOK_BITS
 
 DENSE_BITS = 32
 

@@ -16,16 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from kancompress import distributed
+from kancompress.config import TrainConfig
 from kancompress.data import Split
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 50
-    batch_size: int = 128
-    patience: int = 10  # epochs without a better validation accuracy before stopping; 0 disables
-    seed: int = 0
-    weight_decay: float = 1e-4
-
 
 @dataclass(frozen=True)
 class Metrics:

@@ -155,3 +155,19 @@ def test_conv_pipeline_on_tiny_channels(tmp_path: Path, model: str) -> None:
     assert [row["n"] for row in report["layers"]] == [1 * 4 * 9, 4 * 8 * 9, 8 * 8 * 9, 8 * 8 * 9]
     assert report["extras_bytes"] > 0 and "head.linear.weight" in report["extra_tensors"]
     assert json.loads(run("eval", paths["f"], "--json")[1])["kind"] == "clustered"
+
+
+def test_help_version_and_inspect_do_not_import_torch() -> None:
+    """`--help`, `--version` and `inspect` read no tensors, so they must not pay for importing torch."""
+    import subprocess
+    import sys
+
+    golden = Path(__file__).parent / "golden" / "v2-fc-kan-rans-int8.safetensors"
+    for argv in (["--help"], ["--version"], ["inspect", str(golden)], ["inspect", str(golden), "--json"]):
+        probe = ("import sys\nfrom kancompress.cli import app\n"
+                 f"sys.argv = ['kancompress', *{argv!r}]\n"
+                 "try:\n    app()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+                 "sys.stderr.write('TORCH=%s' % ('torch' in sys.modules))\n")
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "TORCH=False" in result.stderr, argv

@@ -51,6 +51,7 @@ KINDS: tuple[str, ...] = ("dense", "meta", "clustered")
 INDEX_CODINGS: tuple[str, ...] = ("packed", "rans")  # what a writer may be asked for: rans = rANS where smaller
 FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans")}  # per format version
 CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
+CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}  # b of paper Eq. 10
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
 MAX_K = 1 << 16  # largest codebook: indices of at most 16 bits
 

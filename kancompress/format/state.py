@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from kancompress.errors import FormatError
 from kancompress.format.files import PathLike, write_atomic
 from kancompress.format.schema import FORMAT
@@ -22,6 +20,8 @@ def state_path_for(output: PathLike) -> Path:
 
 def save_train_state(path: PathLike, state: dict[str, Any], job: dict[str, Any]) -> None:
     """Atomically write a resumable training state and the job (the options) that produced it."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save({**state, "format": FORMAT, "job": json.dumps(job, sort_keys=True)}, buffer)
     write_atomic(path, buffer.getvalue())
@@ -29,6 +29,8 @@ def save_train_state(path: PathLike, state: dict[str, Any], job: dict[str, Any])
 
 def load_train_state(path: PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """(state, job) of a resumable run."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no resumable state to continue; run without --resume")
