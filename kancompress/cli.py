@@ -478,33 +478,49 @@ def _kb(n: float) -> str:
 
 
 def _render_report(path: Path, k: int) -> None:
+    """The storage report as a table: one row per layer when the terminal is wide enough, else one column per layer
+    (every number whole: cells wrap instead of being cut, also when piped)."""
     header = read_header(path)
     report = storage_report(header, k)
-    title = escape(f"{path}  ({report.kind} {report.model}, format v{header.version})")
+    title = f"{path}  ({report.kind} {report.model}, format v{header.version})"
     if report.projected:
         title += f"  (clustered columns: projected at k={k}, bit-packed, float32)"
-    table = Table(title=title, title_justify="left")
-    columns = ("layer", "n", "|w|", "k", "b", "coding", "bits/e", "H(I)", "dense KB", "clust. KB", "r Eq.10",
-               "stored")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for row in report.layers:
-        entropy = f"{row.entropy:.2f}" if row.entropy is not None else "-"
-        table.add_row(str(row.layer), f"{row.n:,}", str(row.width), str(row.k), str(row.codebook_bits),
-                      row.index_coding, f"{row.bits_per_edge:.2f}", entropy, _kb(row.dense_bytes),
-                      _kb(row.clustered_bytes), f"{row.ratio:.1f}x", f"{row.stored_ratio:.1f}x")
-    table.add_section()
+    names = ("layer", "n", "|w|", "k", "b", "coding", "bits/e", "H(I)", "dense KB", "clust. KB", "r Eq.10",
+             "vs fp32")
+    rows = [[str(r.layer), f"{r.n:,}", str(r.width), str(r.k), str(r.codebook_bits), r.index_coding,
+             f"{r.bits_per_edge:.2f}", f"{r.entropy:.2f}" if r.entropy is not None else "-", _kb(r.dense_bytes),
+             _kb(r.clustered_bytes), f"{r.ratio:.1f}x", f"{r.stored_ratio:.1f}x"] for r in report.layers]
     dense = sum(r.dense_bytes for r in report.layers)
     clustered = sum(r.clustered_bytes for r in report.layers)
-    blank = [""] * 7
-    table.add_row("edges", *blank, _kb(dense), _kb(clustered), "", f"{dense / clustered:.1f}x")
-    table.add_row("extras", *blank, _kb(report.extras_bytes), _kb(report.extras_bytes), "", "")
-    table.add_row("model", *blank, _kb(report.dense_bytes), _kb(report.clustered_bytes), "", f"{report.ratio:.1f}x")
+    totals = [["edges", *[""] * 7, _kb(dense), _kb(clustered), "", f"{dense / clustered:.1f}x"],
+              ["extras", *[""] * 7, _kb(report.extras_bytes), _kb(report.extras_bytes), "", ""],
+              ["model", *[""] * 7, _kb(report.dense_bytes), _kb(report.clustered_bytes), "", f"{report.ratio:.1f}x"]]
+    widths = [max(len(cell) for cell in column) for column in zip(names, *rows, *totals)]
+    if sum(widths) + 3 * len(widths) + 1 <= out.width:
+        table = Table(title=escape(title), title_justify="left")
+        for name in names:
+            table.add_column(name, justify="right", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        table.add_section()
+        for row in totals:
+            table.add_row(*row)
+    else:  # narrow terminal: metrics down, layers across
+        table = Table(title=escape(title), title_justify="left")
+        table.add_column("", overflow="fold")
+        for row in rows:
+            table.add_column(f"layer {row[0]}", justify="right", overflow="fold")
+        table.add_column("model", justify="right", overflow="fold")
+        model_column = {"dense KB": totals[2][8], "clust. KB": totals[2][9], "vs fp32": totals[2][11]}
+        for position, name in enumerate(names[1:], start=1):
+            table.add_row(name, *(row[position] for row in rows), model_column.get(name, ""))
     out.print(table)
     out.print("n edges, b codebook bits, bits/e stored index bits per edge, H(I) index entropy (bits), "
-              "r Eq.10 with bit-packed indices, stored = dense KB / clust. KB", highlight=False, markup=False)
-    out.print(f"file: {_kb(report.file_bytes)} KB on disk ({report.total_bytes:,} bytes of tensors, "
-              f"{report.edge_bytes:,} of them edge storage); 1 KB = 1000 bytes", highlight=False, markup=False)
+              "r Eq.10 the paper's ratio (same b for dense and codebook, log2 k index bits), "
+              "vs fp32 = float32 dense KB / stored KB", highlight=False, markup=False)
+    out.print(f"extras (norms, biases, grids): {_kb(report.extras_bytes)} KB; file: {_kb(report.file_bytes)} KB "
+              f"on disk ({report.total_bytes:,} bytes of tensors, {report.edge_bytes:,} of them edge storage); "
+              "1 KB = 1000 bytes", highlight=False, markup=False)
 
 
 def _version(value: bool) -> None:

@@ -5,7 +5,9 @@ Per clustered layer with n edges, vector length |w|, k centroids and b-bit codeb
     dense bytes     = n·|w|·4                          (float32 edge vectors)
     clustered bytes = index bytes + |w|·k·b/8 (+ 4 for an int8 scale)
     index bytes     = ceil(n·bits/8) bit-packed (bits = max(1, ceil(log2 k))), or the rANS stream's length
-    r               = n·|w|·32 / (n·bits + |w|·k·b)            (the paper's formula, bit-packed indices)
+    r (Eq. 10)      = n·|w|·b / (n·log2 k + |w|·k·b)            (the paper's formula exactly: one b for the dense
+                                                               and the codebook entries, ideal log2 k index bits)
+    vs fp32         = dense bytes / clustered bytes             (what the file really saves against float32)
 
 With the layer's index counts (format v2) the report also gives the empirical entropy H(I) and n·H(I)/8, the
 floor an index coder can reach.
@@ -36,14 +38,14 @@ class LayerReport:
     codebook_bits: int  # b
     dense_bytes: int
     clustered_bytes: int  # index_bytes + codebook_bytes
-    ratio: float  # paper Eq. 10
+    ratio: float  # paper Eq. 10 exactly: n·|w|·b / (n·log2 k + |w|·k·b), one b for dense and codebook
     index_coding: str = "packed"  # "packed" or "rans"
     index_bytes: int = 0
     codebook_bytes: int = 0
     bits_per_edge: float = 0.0  # index_bytes·8 / n
     entropy: float | None = None  # H(I) in bits per edge, when the file records the counts
     entropy_bytes: int | None = None  # ceil(n·H(I)/8)
-    stored_ratio: float = 0.0  # dense_bytes / clustered_bytes
+    stored_ratio: float = 0.0  # float32 dense bytes / bytes actually stored (index stream, codebook, int8 scale)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def _layer(
     entropy = entropy_bits(counts) if counts is not None else None
     return LayerReport(
         layer, n, width, k, bits, b, dense, clustered,
-        ratio=n * width * DENSE_BITS / (n * bits + width * k * b),
+        ratio=n * width * b / (n * math.log2(k) + width * k * b),
         index_coding=coding, index_bytes=index_bytes, codebook_bytes=codebook_bytes,
         bits_per_edge=index_bytes * 8 / n,
         entropy=entropy, entropy_bytes=math.ceil(n * entropy / 8) if entropy is not None else None,

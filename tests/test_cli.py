@@ -171,3 +171,13 @@ def test_help_version_and_inspect_do_not_import_torch() -> None:
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "TORCH=False" in result.stderr, argv
+
+
+@pytest.mark.parametrize("name", ["v2-fc-kan-rans-int8", "v2-conv-gramkan-packed", "v1-fc-fastkan-meta"])
+def test_inspect_shows_every_number_whole_in_80_columns(name: str) -> None:
+    """Piped or in an 80-column terminal, no cell is cut to '…' (the table turns vertical instead)."""
+    golden = Path(__file__).parent / "golden" / f"{name}.safetensors"
+    code, output = run("inspect", golden)
+    assert code == 0, output
+    assert "…" not in output and max(len(line) for line in output.splitlines()) <= 80
+    assert "r Eq.10" in output and "vs fp32" in output

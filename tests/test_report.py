@@ -26,7 +26,7 @@ def test_hand_computed_clustered_report(tmp_path: Path) -> None:
     assert (first.n, first.width, first.k, first.bits) == (30, 9, 4, 2)
     assert first.dense_bytes == 30 * 9 * 4 == 1080
     assert first.clustered_bytes == math.ceil(30 * 2 / 8) + 9 * 4 * 4 == 8 + 144
-    assert first.ratio == pytest.approx(30 * 9 * 32 / (30 * 2 + 9 * 4 * 32))
+    assert first.ratio == pytest.approx(30 * 9 * 32 / (30 * math.log2(4) + 9 * 4 * 32))
     assert second.clustered_bytes == math.ceil(15 * 2 / 8) + 144 == 148
     assert report.extras_bytes == 0  # B-spline: no bias, grid derived from the config
     assert report.total_bytes == report.edge_bytes == 152 + 148
@@ -67,3 +67,19 @@ def test_report_agrees_with_independent_reader(tmp_path: Path, model_name: str, 
             assert (report.layers[layer].k, report.layers[layer].width) == (k, width) == (entry["k"], width)
             assert sizes[f"edges.layers.{layer}.indices"] == [math.ceil(entry["n"] * entry["bits"] / 8)]
             assert report.layers[layer].clustered_bytes == nbytes[f"edges.layers.{layer}.indices"] + k * width * 4
+
+
+@pytest.mark.parametrize("k,dtype,b", [(5, "int8", 8), (5, "float16", 16), (3, "float32", 32), (16, "int8", 8)])
+def test_eq10_and_fp32_ratios_by_hand(k: int, dtype: str, b: int) -> None:
+    """Eq. 10 with the codebook's own b for dense and codebook, against the ratio of stored bytes to fp32 dense."""
+    from kancompress.report import _layer
+
+    n, width = 100, 9
+    row = _layer(0, n, width, k, dtype)
+    assert row.ratio == pytest.approx(n * width * b / (n * math.log2(k) + width * k * b))
+    index_bytes = math.ceil(n * math.ceil(math.log2(k)) / 8)
+    stored = index_bytes + width * k * b // 8 + (4 if dtype == "int8" else 0)  # int8: one float32 scale
+    assert row.clustered_bytes == stored and row.dense_bytes == n * width * 4
+    assert row.stored_ratio == pytest.approx(n * width * 4 / stored)
+    if (k, dtype) == (5, "int8"):  # written out: 7200 / (232.19 + 360) and 3600 / (38 + 45 + 4)
+        assert row.ratio == pytest.approx(12.1582, abs=1e-4) and row.stored_ratio == pytest.approx(41.3793, abs=1e-4)
