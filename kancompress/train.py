@@ -141,6 +141,8 @@ def fit(
             stale += 1
         report = EpochReport(epoch, config.epochs, total_loss / n, val, improved)
         history.epochs.append(report)
+        if on_epoch is not None:  # before the state is taken: what it changes (finetune --reassign) is resumed too
+            on_epoch(report)
         if on_state is not None:
             on_state({
                 "epoch": epoch,
@@ -152,8 +154,6 @@ def fit(
                 "stale": stale,
                 "history": [_report_to_state(r) for r in history.epochs],
             })
-        if on_epoch is not None:
-            on_epoch(report)
     history.stopped_early = bool(config.patience and stale >= config.patience)
     model.load_state_dict(best_state)
     model.eval()

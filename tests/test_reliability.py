@@ -169,3 +169,32 @@ def test_interrupted_cluster_leaves_no_file(tmp_path: Path, monkeypatch: pytest.
     result = CliRunner().invoke(app, ["cluster", str(source), "-k", "4", "-o", str(tmp_path / "c.safetensors")])
     assert result.exit_code == 130 and "no output was written" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.safetensors"]
+
+
+@pytest.mark.parametrize("reassign", [False, True])
+def test_resumed_finetune_is_bit_identical_with_and_without_reassign(tmp_path: Path, reassign: bool) -> None:
+    """The state is taken after the epoch's re-assignment, so a resumed `finetune --reassign` continues exactly."""
+    import copy
+
+    from kancompress.format.checkpoint import load_checkpoint
+
+    torch.manual_seed(3)
+    source = tiny_model("kan", "meta", (64, 8, 10))
+    clustered, _ = api.cluster(source, 4)
+    path = save_checkpoint(clustered, tmp_path / "c.safetensors", {"dataset": "digits"})
+    config = TrainConfig(epochs=4, batch_size=64, patience=0, seed=2)
+    reference = source if reassign else None
+
+    def run(epochs: int, resume: dict | None = None, states: list | None = None) -> api.TrainResult:
+        return api.finetune(load_checkpoint(path), "digits", train_config=TrainConfig(**{**config.__dict__,
+                            "epochs": epochs}), lr=1e-2, reassign_from=reference, resume=resume, device="cpu",
+                            on_state=(lambda state: states.append(copy.deepcopy(state))) if states is not None else None)
+
+    full = run(4)
+    states: list[dict] = []
+    run(2, states=states)
+    resumed = run(4, resume=states[-1])
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    if reassign:
+        assert full.provenance["reassigned_per_epoch"][2:] == resumed.provenance["reassigned_per_epoch"]
