@@ -3,7 +3,7 @@
 Example:
     >>> from kancompress import api
     >>> result = api.train("kan", "digits", meta=True, train_config=api.TrainConfig(epochs=2))
-    >>> clustered = api.cluster(result.model, k=16)
+    >>> clustered, provenance = api.cluster(result.model, api.ClusterConfig(k=16))
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from kancompress import __version__, distributed
 from kancompress.bases import get_spec
-from kancompress.cluster import Clusterer, cluster_model
+from kancompress.cluster import ClusterConfig, Clusterer, default_k
 from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
 from kancompress.data import Dataset, Split, load_dataset, needs_augmentation, random_crop_flip, split_validation
@@ -38,9 +38,11 @@ from kancompress.train import (
 )
 
 __all__ = [
+    "ClusterConfig",
     "TrainConfig",
     "TrainResult",
     "cluster",
+    "default_k",
     "evaluate_model",
     "finetune",
     "import_checkpoint",
@@ -48,7 +50,6 @@ __all__ = [
     "parameter_groups",
     "save_checkpoint",
     "sweep",
-    "cluster_within",
     "train",
 ]
 
@@ -172,40 +173,46 @@ def default_finetune_lr(model: KANModel) -> float:
 
 def cluster(
     checkpoint: Checkpoint | KANModel,
-    k: int = 16,
-    layer_ks: dict[int, int] | None = None,
-    seed: int = 0,
-    n_init: int = 4,
-    codebook_dtype: str = "float32",
-    index_coding: str = "packed",
-    backend: str = "auto",
-    device: str = "cpu",
+    options: ClusterConfig = ClusterConfig(),
+    dataset: str | Dataset | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
 ) -> tuple[KANModel, dict[str, Any]]:
-    """Cluster a dense or meta model (or loaded checkpoint); returns the clustered model and its provenance.
-
-    `backend` picks the K-means (auto: torch for large layers, scikit-learn for small); torch K-means runs on
-    `device`."""
+    """Cluster a dense or meta model (or loaded checkpoint) as `options` say; returns the clustered model and its
+    provenance (which records every option). With `options.max_drop` the per-layer k is searched on the
+    validation split of `dataset` (default: the one the checkpoint records; needs a `Checkpoint`)."""
     model = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
     source_kind = model.kind
-    clustered = cluster_model(model.to(resolve_device(device)), k, layer_ks, seed, n_init, codebook_dtype,
-                              index_coding, backend)
-    return clustered, _cluster_provenance(clustered, source_kind, parent, seed, n_init, backend)
+    source = model.to(resolve_device(options.device))
+    clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
+                          options.kmeans)
+    extra: dict[str, Any] = {}
+    if options.max_drop is None:
+        clustered = clusterer.build(options.ks_for(model))
+    else:
+        if not isinstance(checkpoint, Checkpoint):
+            raise ConfigError("--max-drop needs a loaded checkpoint (its dataset and training seed)")
+        data = _dataset_for(checkpoint, dataset, data_dir, download)
+        _check_inputs(model, data)
+        ks, base, accuracy = choose_ks(clusterer, _source_split(checkpoint, data), options.max_drop)
+        clustered = clusterer.build(ks)  # reuses the K-means runs of the search
+        extra = {"source_val_accuracy": base, "val_accuracy": accuracy, "dataset": data.name}
+    provenance = _cluster_provenance(clustered, source_kind, parent, options)
+    provenance.update(extra)
+    return clustered, provenance
 
 
 def _cluster_provenance(
-    clustered: KANModel, source_kind: str, parent: dict[str, Any], seed: int, n_init: int, backend: str
+    clustered: KANModel, source_kind: str, parent: dict[str, Any], options: ClusterConfig
 ) -> dict[str, Any]:
     return {
         "stage": "cluster",
         "dataset": parent.get("dataset"),
         "clustered_from": source_kind,
         "k": [book.k for book in clustered.edges.layers],
-        "seed": seed,
-        "n_init": n_init,
-        "codebook_dtype": clustered.edges.codebook_dtype,
-        "index_coding": clustered.edges.index_coding,
-        "kmeans": backend,
+        "options": dataclasses.asdict(options),
         "kancompress_version": __version__,
         "parent": parent,
     }
@@ -325,29 +332,6 @@ def sweep(
     clusterer = Clusterer(checkpoint.model.to(resolve_device(device)), seed, n_init, codebook_dtype, index_coding)
     tune = _finetuner(finetune_epochs, lr, split, seed) if finetune_epochs > 0 else None
     return search_sweep(clusterer, split, (data.test_x, data.test_y), ks, tune, on_point)
-
-
-def cluster_within(
-    checkpoint: Checkpoint,
-    max_drop: float,
-    dataset: str | Dataset | None = None,
-    *,
-    seed: int = 0,
-    n_init: int = 4,
-    codebook_dtype: str = "float32",
-    index_coding: str = "packed",
-    data_dir: str | os.PathLike[str] | None = None,
-    download: bool = False,
-) -> tuple[KANModel, dict[str, Any]]:
-    """Cluster with per-layer k chosen to minimise size within `max_drop` validation accuracy points."""
-    data = _dataset_for(checkpoint, dataset, data_dir, download)
-    _check_inputs(checkpoint.model, data)
-    clusterer = Clusterer(checkpoint.model, seed, n_init, codebook_dtype, index_coding)
-    ks, base, accuracy = choose_ks(clusterer, _source_split(checkpoint, data), max_drop)
-    model = clusterer.build(ks)  # reuses the K-means runs of the search
-    provenance = _cluster_provenance(model, checkpoint.kind, checkpoint.header.provenance, seed, n_init, "auto")
-    provenance.update(max_drop=max_drop, source_val_accuracy=base, val_accuracy=accuracy, dataset=data.name)
-    return model, provenance
 
 
 def import_checkpoint(

@@ -139,7 +139,6 @@ def train(
     """
     from kancompress import api
 
-
     with _errors():
         path = output or Path(f"{'meta' if meta else ''}{model}-{dataset}.safetensors")
         if resume:
@@ -236,28 +235,23 @@ def cluster(
     from kancompress import api
     from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 
-
-
     with _errors():
-        layer_ks = _parse_layer_ks(layer_k)
+        options = api.ClusterConfig(k, tuple(_parse_layer_ks(layer_k).items()), seed, n_init, codebook_dtype,
+                                    index_coding, kmeans, device, max_drop)
         source = load_checkpoint(checkpoint)
-        k = k or (256 if source.header.config.conv is not None else 16)
-        suffix = f"k{k}" if max_drop is None else f"drop{max_drop:g}"
+        suffix = f"k{k if k is not None else api.default_k(source.model)}" if max_drop is None else f"drop{max_drop:g}"
         path = check_output(output or _default_output(checkpoint, suffix), force, (checkpoint,))
         if max_drop is None:
-            model, provenance = api.cluster(source, k, layer_ks, seed, n_init, codebook_dtype, index_coding, kmeans,
-                                            device)
+            model, provenance = api.cluster(source, options)
         else:
             with err.status("choosing k per layer on the validation split"):
-                model, provenance = api.cluster_within(source, max_drop, dataset, seed=seed, n_init=n_init,
-                                                       codebook_dtype=codebook_dtype, index_coding=index_coding,
-                                                       data_dir=data_dir, download=download)
+                model, provenance = api.cluster(source, options, dataset, data_dir=data_dir, download=download)
             out.print(f"per-layer k {provenance['k']}: validation accuracy {provenance['val_accuracy']:.4f} "
                       f"(source {provenance['source_val_accuracy']:.4f})", highlight=False, markup=False)
         save_checkpoint(model, path, api.lean_provenance(provenance) if lean else provenance, force=force,
                         inputs=(checkpoint,))
         out.print(f"clustered {source.kind} -> {path}", highlight=False, markup=False)
-        _render_report(path, k)
+        _render_report(path, 16)
 
 
 @app.command()

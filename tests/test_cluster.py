@@ -100,3 +100,20 @@ def test_kmeans_backends() -> None:
         assert codebook.shape == (4, 9) and int(indices.max()) < 4
     with pytest.raises(ConfigError, match="backend"):
         kmeans(points, 4, backend="faiss")
+
+
+def test_cluster_config_refuses_what_does_not_combine_and_records_every_option() -> None:
+    for bad, message in (({"k": 0}, "too small"), ({"k": 1}, "too small"), ({"n_init": 0}, "n-init"),
+                         ({"max_drop": 0.5, "k": 8}, "drop -k"), ({"max_drop": 0.5, "layer_ks": ((0, 4),)}, "drop -k"),
+                         ({"kmeans": "faiss"}, "K-means"), ({"device": "tpu"}, "device"),
+                         ({"index_coding": "huffman"}, "index coding")):
+        with pytest.raises(ConfigError, match=message):
+            api.ClusterConfig(**bad)
+    assert api.ClusterConfig(index_coding="entropy").index_coding == "rans"
+    model = tiny_model("kan", "meta", (6, 5, 3))
+    options = api.ClusterConfig(k=4, layer_ks=((1, 2),), kmeans="torch", n_init=2)
+    clustered, provenance = api.cluster(model, options)
+    assert [book.k for book in clustered.edges.layers] == [4, 2]
+    assert provenance["options"]["kmeans"] == "torch" and provenance["options"]["n_init"] == 2
+    with pytest.raises(ConfigError, match="exceeds its 15 edges"):  # the default k (16) on a 15-edge layer
+        api.ClusterConfig().ks_for(model)

@@ -180,7 +180,7 @@ def test_resumed_finetune_is_bit_identical_with_and_without_reassign(tmp_path: P
 
     torch.manual_seed(3)
     source = tiny_model("kan", "meta", (64, 8, 10))
-    clustered, _ = api.cluster(source, 4)
+    clustered, _ = api.cluster(source, api.ClusterConfig(k=4))
     path = save_checkpoint(clustered, tmp_path / "c.safetensors", {"dataset": "digits"})
     config = TrainConfig(epochs=4, batch_size=64, patience=0, seed=2)
     reference = source if reassign else None
