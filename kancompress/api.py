@@ -1,49 +1,62 @@
-"""The Python API behind every CLI command: train, cluster, finetune, evaluate.
+"""The Python API behind every CLI command: one function per command, each taking that command's options object.
 
 Example:
     >>> from kancompress import api
-    >>> result = api.train("kan", "digits", meta=True, train_config=api.TrainConfig(epochs=2))
+    >>> result = api.train(api.TrainOptions.build(model="kan", meta=True, train=api.TrainConfig(epochs=2)))
     >>> clustered, provenance = api.cluster(result.model, api.ClusterConfig(k=16))
+
+No function here reseeds the global random number generators (each run seeds its own, and the global state is
+restored afterwards) or moves a model it was given: work on another device happens on a copy.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from kancompress import __version__, distributed
-from kancompress.bases import get_spec
-from kancompress.cluster import ClusterConfig, Clusterer, default_k
-from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
+from kancompress.cluster import Clusterer
+from kancompress.config import TrainConfig, default_config, default_conv_config
 from kancompress.data import Dataset, Split, load_dataset, needs_augmentation, random_crop_flip, split_validation
 from kancompress.distributed import resolve_device
-from kancompress.edges import MetaEdges
+from kancompress.edges import CodebookEdges, MetaEdges
 from kancompress.errors import ConfigError, DataError, FormatError
+from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.models import KANModel, build_model
+from kancompress.options import (
+    ClusterConfig,
+    FinetuneOptions,
+    TrainOptions,
+    conv_strides,
+    default_k,
+    default_meta,
+)
 from kancompress.search import SweepPoint, choose_ks
 from kancompress.search import sweep as search_sweep
-from kancompress.train import (
-    EpochReport,
-    History,
-    Metrics,
-    TrainConfig,
-    evaluate,
-    fit,
-)
+from kancompress.train import EpochReport, History, Metrics, evaluate, fit
 
 __all__ = [
     "ClusterConfig",
+    "FinetuneOptions",
     "TrainConfig",
+    "TrainOptions",
     "TrainResult",
     "cluster",
+    "conv_strides",
     "default_k",
+    "default_meta",
     "evaluate_model",
+    "evaluation",
+    "export_checkpoint",
     "finetune",
     "import_checkpoint",
     "load_checkpoint",
@@ -95,57 +108,57 @@ def _check_inputs(model: KANModel, dataset: Dataset) -> None:
                         f"{dataset.num_classes} classes")
 
 
+@contextmanager
+def _own_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global generators for this run only; the caller's generator state is restored afterwards."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _on_device(model: KANModel, device: torch.device) -> KANModel:
+    """`model` itself when it already lives on `device`, else a copy there (the caller's model never moves)."""
+    current = next(model.parameters()).device
+    return model if current == device else copy.deepcopy(model).to(device)
+
+
 def train(
-    model_name: str,
-    dataset: str | Dataset,
+    options: TrainOptions = TrainOptions(),
+    data: Dataset | None = None,
     *,
-    meta: bool | MetaConfig = False,
-    hidden: tuple[int, ...] = (32,),
-    conv: bool | ConvConfig = False,
-    channels: tuple[int, ...] = (32, 64, 128, 256),
-    train_config: TrainConfig = TrainConfig(),
-    lr: float | None = None,
-    lr_meta: float | None = None,
-    lr_embed: float | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     on_batch: BatchCallback | None = None,
     on_epoch: EpochCallback | None = None,
     on_state: StateCallback | None = None,
     resume: dict[str, Any] | None = None,
-    device: str = "auto",
 ) -> TrainResult:
-    """Train a KAN (MetaKAN when `meta`; convolutional when `conv`) with the paper's learning rates by default.
+    """Train a KAN (MetaKAN when `options.meta`; convolutional when `options.conv`) on `data` (default: the built-in
+    dataset `options.dataset`), with the basis's learning rates unless given.
 
-    Fully-connected: layers (features, *hidden, classes). Conv: Drokin's design with `channels`; a meta conv
-    model defaults to d_emb = 2 for kan/fastkan and 1 for gramkan (paper Table 7).
+    Fully-connected: layers (features, *hidden, classes). Conv: Drokin's design with `options.channels`.
     """
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir, download)
-    meta_config = (default_meta(model_name, bool(conv)) if meta is True else meta) or None
-    if conv:
-        conv_config = conv if isinstance(conv, ConvConfig) else None
-        config = default_conv_config(model_name, data.input_shape[0], data.num_classes, tuple(channels),
-                                     meta_config, conv_config)
+    data = data if data is not None else load_dataset(options.dataset, options.data_dir, download)
+    if options.conv is not None:
+        config = default_conv_config(options.model, data.input_shape[0], data.num_classes, options.channels,
+                                     options.meta, options.conv)
     else:
-        config = default_config(model_name, (data.num_features, *hidden, data.num_classes), meta_config)
-    target = resolve_device(device)
+        config = default_config(options.model, (data.num_features, *options.hidden, data.num_classes), options.meta)
+    target = resolve_device(options.device)
     distributed.setup(target)
-    torch.manual_seed(train_config.seed)
-    model = build_model(config, "meta" if meta_config else "dense").to(target)
-    groups = parameter_groups(model, *default_learning_rates(model_name, bool(conv), bool(meta_config),
-                                                             lr, lr_meta, lr_embed))
-    split = split_validation(data, seed=train_config.seed)
-    augment = random_crop_flip if conv and needs_augmentation(data.name) else None
-    history = fit(model, split, groups, train_config, on_batch, on_epoch, on_state, resume, augment)
+    seed = options.train.seed
+    with _own_rng(seed, target):
+        model = build_model(config, "meta" if options.meta else "dense").to(target)
+        rates = default_learning_rates(options.model, options.conv is not None, options.meta is not None,
+                                       options.lr, options.lr_meta, options.lr_embed)
+        groups = parameter_groups(model, *rates)
+        split = split_validation(data, seed=seed)
+        augment = random_crop_flip if options.conv is not None and needs_augmentation(data.name) else None
+        history = fit(model, split, groups, options.train, on_batch, on_epoch, on_state, resume, augment)
     test = evaluate(model, data.test_x, data.test_y)
-    extra = {"lrs": [g["lr"] for g in groups], "processes": distributed.world_size(), "device": target.type}
-    provenance = _provenance("train", data.name, history, test, train_config, extra)
+    extra = {"lrs": [g["lr"] for g in groups], "processes": distributed.world_size(), "options": options.to_json()}
+    provenance = _provenance("train", data.name, history, test, options.train, target, extra)
     return TrainResult(model.cpu(), history, test, provenance)
-
-
-def default_meta(model_name: str, conv: bool) -> MetaConfig:
-    """Paper Tables 5 and 7: d_emb = 1, except for conv models of bases whose spec says otherwise (B-spline, RBF: 2)."""
-    return MetaConfig(d_emb=get_spec(model_name).conv_meta_d_emb if conv else 1)
 
 
 def default_learning_rates(
@@ -154,6 +167,8 @@ def default_learning_rates(
 ) -> tuple[float, float | None, float | None]:
     """(lr of the edges or the extras, lr of the meta-learner, lr of the embeddings): the given ones, else the
     basis's defaults (paper Tables 4-7 where it has them). The last two are None for a plain model."""
+    from kancompress.bases import get_spec
+
     rates = get_spec(model_name).lr
     if not meta:
         return (lr if lr is not None else rates.conv_plain if conv else rates.plain), None, None
@@ -174,83 +189,73 @@ def default_finetune_lr(model: KANModel) -> float:
 def cluster(
     checkpoint: Checkpoint | KANModel,
     options: ClusterConfig = ClusterConfig(),
-    dataset: str | Dataset | None = None,
+    data: Dataset | None = None,
     *,
-    data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
 ) -> tuple[KANModel, dict[str, Any]]:
     """Cluster a dense or meta model (or loaded checkpoint) as `options` say; returns the clustered model and its
     provenance (which records every option). With `options.max_drop` the per-layer k is searched on the
-    validation split of `dataset` (default: the one the checkpoint records; needs a `Checkpoint`)."""
+    validation split of `data` (default: the dataset the checkpoint records; needs a `Checkpoint`)."""
     model = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
     source_kind = model.kind
-    source = model.to(resolve_device(options.device))
-    clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
-                          options.kmeans)
+    target = resolve_device(options.device)
+    clusterer = Clusterer(_on_device(model, target), options.seed, options.n_init, options.codebook_dtype,
+                          options.index_coding, options.kmeans)
     extra: dict[str, Any] = {}
     if options.max_drop is None:
         clustered = clusterer.build(options.ks_for(model))
     else:
         if not isinstance(checkpoint, Checkpoint):
             raise ConfigError("--max-drop needs a loaded checkpoint (its dataset and training seed)")
-        data = _dataset_for(checkpoint, dataset, data_dir, download)
+        data = data if data is not None else _recorded_dataset(checkpoint, None, None, download)
         _check_inputs(model, data)
         ks, base, accuracy = choose_ks(clusterer, _source_split(checkpoint, data), options.max_drop)
         clustered = clusterer.build(ks)  # reuses the K-means runs of the search
         extra = {"source_val_accuracy": base, "val_accuracy": accuracy, "dataset": data.name}
-    provenance = _cluster_provenance(clustered, source_kind, parent, options)
-    provenance.update(extra)
-    return clustered, provenance
-
-
-def _cluster_provenance(
-    clustered: KANModel, source_kind: str, parent: dict[str, Any], options: ClusterConfig
-) -> dict[str, Any]:
-    return {
+    provenance = {
         "stage": "cluster",
         "dataset": parent.get("dataset"),
         "clustered_from": source_kind,
         "k": [book.k for book in clustered.edges.layers],
         "options": dataclasses.asdict(options),
-        "kancompress_version": __version__,
+        **_environment(target, options.seed),
         "parent": parent,
+        **extra,
     }
+    return clustered, provenance
 
 
 def finetune(
     checkpoint: Checkpoint,
-    dataset: str | Dataset | None = None,
+    options: FinetuneOptions = FinetuneOptions(),
+    data: Dataset | None = None,
     *,
-    train_config: TrainConfig = TrainConfig(epochs=5, patience=3),
-    lr: float | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     on_batch: BatchCallback | None = None,
     on_epoch: EpochCallback | None = None,
     on_state: StateCallback | None = None,
     resume: dict[str, Any] | None = None,
     reassign_from: KANModel | None = None,
-    device: str = "auto",
 ) -> TrainResult:
     """Paper stage 3: train the codebooks (and the small extras) of a clustered model; indices stay frozen.
 
     With `reassign_from` (the dense or meta model that was clustered), indices move instead: after every epoch
-    each edge is re-assigned to the centroid nearest its original vector (clustering-aware fine-tuning).
+    each edge is re-assigned to the centroid nearest its original vector (clustering-aware fine-tuning). The
+    checkpoint's own model is left as it was; the result holds a trained copy.
     """
     if checkpoint.kind != "clustered":
         raise FormatError(f"{checkpoint.header.path}: finetune needs a clustered checkpoint, this one is "
                           f"{checkpoint.kind}; run `kancompress cluster` first")
-    data = _dataset_for(checkpoint, dataset, data_dir, download)
-    target = resolve_device(device)
+    data = data if data is not None else _recorded_dataset(checkpoint, options.dataset, options.data_dir, download)
+    target = resolve_device(options.device)
     distributed.setup(target)
-    model = checkpoint.model.to(target)
+    model = copy.deepcopy(checkpoint.model).to(target)
+    assert isinstance(model.edges, CodebookEdges)
+    edges = model.edges
     _check_inputs(model, data)
-    torch.manual_seed(train_config.seed)
-    split = split_validation(data, seed=train_config.seed)
+    lr = options.lr if options.lr is not None else default_finetune_lr(model)
     conv = model.config.conv is not None
-    lr = lr if lr is not None else default_finetune_lr(model)
-    augment = random_crop_flip if conv and needs_augmentation(data.name) else None
     moved: list[int] = []
     if reassign_from is not None:
         if reassign_from.config.num_edges != model.config.num_edges:
@@ -259,33 +264,65 @@ def finetune(
         user_on_epoch = on_epoch
 
         def on_epoch(report: EpochReport) -> None:
-            moved.append(model.edges.reassign(reference))
+            moved.append(edges.reassign(reference))
             if user_on_epoch is not None:
                 user_on_epoch(report)
 
-    history = fit(model, split, parameter_groups(model, lr), train_config, on_batch, on_epoch, on_state, resume,
-                  augment)
-    model.edges.round_to_storage()
+    seed = options.train.seed
+    with _own_rng(seed, target):
+        split = split_validation(data, seed=seed)
+        augment = random_crop_flip if conv and needs_augmentation(data.name) else None
+        history = fit(model, split, parameter_groups(model, lr), options.train, on_batch, on_epoch, on_state,
+                      resume, augment)
+    edges.round_to_storage()
     test = evaluate(model, data.test_x, data.test_y)
     extra = {"lr": lr, "reassigned_per_epoch": moved if reassign_from is not None else None,
-             "parent": checkpoint.header.provenance}
-    return TrainResult(model.cpu(), history, test, _provenance("finetune", data.name, history, test, train_config, extra))
+             "options": options.to_json(), "parent": checkpoint.header.provenance}
+    provenance = _provenance("finetune", data.name, history, test, options.train, target, extra)
+    return TrainResult(model.cpu(), history, test, provenance)
 
 
 def evaluate_model(
     checkpoint: Checkpoint,
-    dataset: str | Dataset | None = None,
+    data: Dataset | None = None,
+    *,
+    dataset: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     device: str = "auto",
-    fc_forward: str = "auto",
+    fc_forward: str = "decode",
 ) -> tuple[str, Metrics]:
-    """Test accuracy and loss of a checkpoint on its recorded dataset (or `dataset`). `fc_forward` says how
-    clustered fully-connected layers run (`kancompress.fastpath`: auto | decode | gather | onehot)."""
-    checkpoint.model.set_fc_forward(fc_forward)
-    data = _dataset_for(checkpoint, dataset, data_dir, download)
+    """Test accuracy and loss of a checkpoint on `data` (default: its recorded dataset, or `dataset`).
+
+    `fc_forward` says how clustered fully-connected layers run (`kancompress.fastpath`): "decode" (the default:
+    the same arithmetic every run, so the same numbers), "auto" (whichever is fastest on this machine, measured:
+    results may differ from decode in the last float bits), "gather" or "onehot"."""
+    data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
     _check_inputs(checkpoint.model, data)
-    return data.name, evaluate(checkpoint.model.to(resolve_device(device)), data.test_x, data.test_y)
+    model = _on_device(checkpoint.model, resolve_device(device))
+    model.set_fc_forward(fc_forward)
+    return data.name, evaluate(model, data.test_x, data.test_y)
+
+
+def evaluation(
+    checkpoint: Checkpoint,
+    data: Dataset | None = None,
+    *,
+    dataset: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    device: str = "auto",
+    fc_forward: str = "decode",
+) -> dict[str, Any]:
+    """`eval --json`: path, kind, dataset, accuracy, loss, n (test examples) and the forward each clustered FC layer
+    ran ({layer: [methods]}; empty for other models)."""
+    name, metrics = evaluate_model(checkpoint, data, dataset=dataset, data_dir=data_dir, download=download,
+                                   device=device, fc_forward=fc_forward)
+    forward = checkpoint.model.codebook_forward
+    paths = forward.chosen() if forward is not None else {}
+    return {"path": str(checkpoint.header.path), "kind": checkpoint.kind, "dataset": name,
+            "accuracy": metrics.accuracy, "loss": metrics.loss, "n": metrics.n,
+            "fc_forward": {str(layer): methods for layer, methods in paths.items()}}
 
 
 def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
@@ -294,10 +331,12 @@ def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
     return split_validation(data, seed=seed if isinstance(seed, int) else 0)
 
 
-def _finetuner(epochs: int, lr: float | None, split: Split, seed: int) -> Callable[[KANModel], KANModel]:
+def _finetuner(options: FinetuneOptions, split: Split) -> Callable[[KANModel], KANModel]:
     def tune(model: KANModel) -> KANModel:
-        rate = lr if lr is not None else default_finetune_lr(model)
-        fit(model, split, parameter_groups(model, rate), TrainConfig(epochs=epochs, patience=3, seed=seed))
+        rate = options.lr if options.lr is not None else default_finetune_lr(model)
+        with _own_rng(options.train.seed, next(model.parameters()).device):
+            fit(model, split, parameter_groups(model, rate), options.train)
+        assert isinstance(model.edges, CodebookEdges)
         model.edges.round_to_storage()
         return model
 
@@ -307,30 +346,30 @@ def _finetuner(epochs: int, lr: float | None, split: Split, seed: int) -> Callab
 def sweep(
     checkpoint: Checkpoint,
     ks: list[int],
-    dataset: str | Dataset | None = None,
+    options: ClusterConfig = ClusterConfig(),
+    data: Dataset | None = None,
     *,
-    finetune_epochs: int = 0,
-    lr: float | None = None,
-    seed: int = 0,
-    n_init: int = 4,
-    codebook_dtype: str = "float32",
-    index_coding: str = "packed",
+    finetune: FinetuneOptions | None = None,
+    dataset: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     on_point: Callable[[SweepPoint], None] | None = None,
-    device: str = "cpu",
 ) -> list[SweepPoint]:
-    """Accuracy and size of a dense or meta checkpoint clustered at each k (optionally fine-tuned); the torch
-    K-means of large layers runs on `device`."""
+    """Accuracy and size of a dense or meta checkpoint clustered at each k with `options` (its k, layer_ks and
+    max_drop unused), each point fine-tuned with `finetune` when given."""
     if checkpoint.kind == "clustered":
         raise FormatError(f"{checkpoint.header.path}: sweep needs a dense or meta checkpoint, not a clustered one")
     if not ks or any(k < 2 for k in ks):
         raise ConfigError("--ks needs codebook sizes >= 2, e.g. --ks 2,4,8,16")
-    data = _dataset_for(checkpoint, dataset, data_dir, download)
+    if options.k is not None or options.layer_ks or options.max_drop is not None:
+        raise ConfigError("sweep sets k itself (--ks); -k, --layer-k and --max-drop do not apply")
+    data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
     _check_inputs(checkpoint.model, data)
     split = _source_split(checkpoint, data)
-    clusterer = Clusterer(checkpoint.model.to(resolve_device(device)), seed, n_init, codebook_dtype, index_coding)
-    tune = _finetuner(finetune_epochs, lr, split, seed) if finetune_epochs > 0 else None
+    source = _on_device(checkpoint.model, resolve_device(options.device))
+    clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
+                          options.kmeans)
+    tune = _finetuner(finetune, split) if finetune is not None else None
     return search_sweep(clusterer, split, (data.test_x, data.test_y), ks, tune, on_point)
 
 
@@ -378,19 +417,37 @@ def export_checkpoint(checkpoint: Checkpoint, library: str) -> dict[str, torch.T
     return export_state_dict(checkpoint.model, library)
 
 
-def _dataset_for(
-    checkpoint: Checkpoint, dataset: str | Dataset | None, data_dir: str | os.PathLike[str] | None, download: bool
+def _recorded_dataset(
+    checkpoint: Checkpoint, dataset: str | None, data_dir: str | os.PathLike[str] | None, download: bool
 ) -> Dataset:
-    if isinstance(dataset, Dataset):
-        return dataset
     name = dataset or checkpoint.header.provenance.get("dataset")
     if not name:
         raise ConfigError(f"{checkpoint.header.path}: no dataset recorded in the checkpoint; pass --dataset")
     return load_dataset(name, data_dir, download)
 
 
+def _git_commit() -> str | None:
+    """The commit of the kancompress checkout this runs from, when it is one (for provenance)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _environment(device: torch.device, seed: int) -> dict[str, Any]:
+    """What a rerun needs to get the same bytes: versions, commit, device, threads, seed."""
+    return {"kancompress_version": __version__, "git_commit": _git_commit(), "torch_version": torch.__version__,
+            "device": device.type, "threads": torch.get_num_threads(), "seed": seed}
+
+
 def _provenance(
-    stage: str, dataset: str, history: History, test: Metrics, config: TrainConfig, extra: dict[str, Any]
+    stage: str, dataset: str, history: History, test: Metrics, config: TrainConfig, device: torch.device,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
     best = history.best_val
     return {
@@ -402,6 +459,6 @@ def _provenance(
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
         "train_config": dataclasses.asdict(config),
-        "kancompress_version": __version__,
+        **_environment(device, config.seed),
         **extra,
     }

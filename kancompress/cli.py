@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -15,12 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kancompress import __version__
+from kancompress.bases import describe
 from kancompress.config import META_SHARING, ConvConfig, MetaConfig, TrainConfig
 from kancompress.errors import ConfigError, KanCompressError
 from kancompress.format.files import check_output, write_atomic
 from kancompress.format.header import read_header
-from kancompress.format.state import load_train_state, save_train_state, state_path_for
-from kancompress.report import storage_report
+from kancompress.report import inspect_json, storage_report
 
 if TYPE_CHECKING:  # the commands import torch-backed modules when they run, so --help and inspect stay fast
     from kancompress import api
@@ -37,16 +37,32 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-Output = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (.safetensors).")]
+Output = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (.safetensors).",
+                                                  show_default="beside the input, named after the command")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]
-DatasetOpt = Annotated[
-    Optional[str], typer.Option("--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100.")
-]
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding the dataset files.")]
+DatasetOpt = Annotated[Optional[str], typer.Option(
+    "--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100.", show_default="the checkpoint's")]
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding the dataset files.",
+                                                 show_default="the dataset's usual place")]
 Download = Annotated[bool, typer.Option("--download", help="Fetch the dataset with torchvision if missing.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (initialisation, split, shuffling, K-means).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available) | cpu | cuda.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")]
+Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Most epochs to run (early stopping may end sooner).")]
+Patience = Annotated[int, typer.Option("--patience", min=0,
+                                       help="Stop after this many epochs without a better validation accuracy (0: never).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Training batch size.")]
+Lean = Annotated[bool, typer.Option("--lean-metadata",
+                                    help="Keep only stage and dataset in the provenance (smallest file).")]
+Clusters = Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codebook size per layer.",
+                                                 show_default="16; conv 256")]
+CodebookDtype = Annotated[str, typer.Option("--codebook-dtype",
+                                            help="float32 | float16 | bfloat16 | int8 (one scale per layer).")]
+IndexCoding = Annotated[str, typer.Option("--index-coding",
+                                          help="packed: fixed bits per index | rans: rANS-coded where smaller.")]
+NInit = Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts (best inertia kept).")]
+KMeans = Annotated[str, typer.Option("--kmeans", help="auto (torch above 4M n·k) | sklearn | torch.")]
 
 
 @contextmanager
@@ -58,8 +74,7 @@ def _errors() -> Iterator[None]:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/red]: no output was written (train/finetune: continue with --resume)",
-                  highlight=False)
+        err.print("[red]interrupted[/red]: no output was written", highlight=False)
         raise typer.Exit(130) from None
 
 
@@ -105,30 +120,59 @@ def _default_output(source: Path, suffix: str) -> Path:
     return source.with_name(f"{source.stem}-{suffix}.safetensors")
 
 
+def _given(ctx: typer.Context, names: tuple[str, ...]) -> set[str]:
+    """The options the user typed (not left at their defaults)."""
+    sources = {name: ctx.get_parameter_source(name) for name in names}
+    return {name for name, source in sources.items() if source is not None and source.name == "COMMANDLINE"}
+
+
+def _resumed(ctx: typer.Context, path: Path, command: str, force: bool, fresh: Callable[[], Any],
+             compare: dict[str, Callable[[Any], Any]]) -> tuple[dict[str, Any] | None, Any]:
+    """(state, job) for --resume: the interrupted run's, with the options typed again applied where safe (more
+    epochs, another device) and refused where they conflict; a fresh run when none has a state yet."""
+    from kancompress import runs
+
+    found = runs.resume(path, command, force)
+    if found is None:
+        err.print(f"no saved state for {path} yet (interrupted before its first epoch ended): starting afresh",
+                  highlight=False, markup=False)
+        runs.start(path, force)
+        return None, fresh()
+    state, job = found
+    given_now = fresh()
+    given = {name: (read(given_now), read(job)) for name, read in compare.items() if name in _given(ctx, (name,))}
+    job, applied = runs.with_changes(job, given)
+    if applied:
+        err.print(f"resuming with the new {', '.join('--' + n.replace('_', '-') for n in applied)}",
+                  highlight=False, markup=False)
+    return state, job
+
+
 @app.command()
 def train(
-    model: Annotated[str, typer.Option("--model", help="kan (B-spline) | fastkan (RBF) | gramkan (Gram).")] = "kan",
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", help=describe())] = "kan",
     meta: Annotated[bool, typer.Option("--meta", help="Generate edge vectors with a meta-learner (MetaKAN).")] = False,
     dataset: Annotated[str, typer.Option("--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100.")] = "digits",
     data_dir: DataDir = None,
     download: Download = False,
     hidden: Annotated[list[int], typer.Option("--hidden", help="Hidden width; repeat for more layers.")] = [32],  # noqa: B006
     conv: Annotated[bool, typer.Option("--conv", help="The paper's 4-layer convolutional KAN instead.")] = False,
-    channels: Annotated[list[int], typer.Option("--channels", help="Conv channels; repeat per layer.")] = [32, 64, 128, 256],  # noqa: B006
+    channels: Annotated[list[int], typer.Option("--channels", help="Conv channels; repeat per layer (strides 1, 2, 2, 1, then 1).")] = [32, 64, 128, 256],  # noqa: B006
     groups: Annotated[int, typer.Option("--groups", min=1, help="Conv groups of layers 2+.")] = ConvConfig.groups,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = TrainConfig.epochs,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate [default: paper Table 4/5].")] = None,
-    lr_meta: Annotated[Optional[float], typer.Option("--lr-meta", help="Meta-learner learning rate.")] = None,
-    lr_embed: Annotated[Optional[float], typer.Option("--lr-embed", help="Embedding learning rate.")] = None,
-    d_emb: Annotated[Optional[int], typer.Option("--d-emb", min=1, help="Embedding dimension per edge [default: 1; conv kan/fastkan 2].")] = None,
-    meta_hidden: Annotated[int, typer.Option("--meta-hidden", min=1)] = MetaConfig.hidden,
-    meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner; layer: one per layer.")] = MetaConfig.sharing,
-    patience: Annotated[int, typer.Option("--patience", min=0, help="Early-stopping patience (0: off).")] = TrainConfig.patience,
+    epochs: Epochs = TrainConfig.epochs,
+    batch_size: BatchSize = TrainConfig.batch_size,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate of the edges (meta: of norms and biases).", show_default="the basis's, paper Tables 4-7")] = None,
+    lr_meta: Annotated[Optional[float], typer.Option("--lr-meta", help="Meta-learner learning rate (paper lr_h).", show_default="the basis's, paper Table 5")] = None,
+    lr_embed: Annotated[Optional[float], typer.Option("--lr-embed", help="Embedding learning rate (paper lr_e).", show_default="the basis's, paper Table 5")] = None,
+    d_emb: Annotated[Optional[int], typer.Option("--d-emb", min=1, help="Embedding dimension per edge.", show_default="1; conv kan/fastkan 2")] = None,
+    meta_hidden: Annotated[int, typer.Option("--meta-hidden", min=1, help="Hidden width of the meta-learner.")] = MetaConfig.hidden,
+    meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner | layer: one per layer.")] = MetaConfig.sharing,
+    patience: Patience = TrainConfig.patience,
     seed: Seed = TrainConfig.seed,
     output: Output = None,
     force: Force = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")] = False,
+    resume: Resume = False,
     device: Device = "auto",
 ) -> None:
     """Train a KAN (or a MetaKAN with --meta) and save a dense or meta checkpoint.
@@ -137,77 +181,64 @@ def train(
     continues an interrupted run with the options it was started with. Several processes:
     `torchrun --nproc-per-node N -m kancompress train ...`.
     """
-    from kancompress import api
-
     with _errors():
+        from kancompress import api, runs
+
         path = output or Path(f"{'meta' if meta else ''}{model}-{dataset}.safetensors")
-        if resume:
-            state, job = _resume_state(path, "train", force)
-        else:
+
+        def fresh() -> Any:
             if meta_sharing not in META_SHARING:
                 raise ConfigError(f"unknown --meta-sharing {meta_sharing!r}; choose from: {', '.join(META_SHARING)}")
-            state, job = None, {
-                "command": "train", "model": model, "dataset": dataset, "data_dir": data_dir and str(data_dir),
-                "hidden": list(hidden), "lr": lr, "lr_meta": lr_meta, "lr_embed": lr_embed,
-                "conv": dataclasses.asdict(ConvConfig(strides=(1, 2, 2, 1)[: len(channels)] + (1,) * (len(channels) - 4),
-                                                      groups=groups)) if conv else None,
-                "channels": list(channels),
-                "meta": dataclasses.asdict(MetaConfig(d_emb or api.default_meta(model, conv).d_emb, meta_hidden,
-                                                      meta_sharing)) if meta else None,
-                "train_config": dataclasses.asdict(
-                    TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)),
-            }
-            _fresh_run(path, force)
+            meta_config = (MetaConfig(d_emb or api.default_meta(model, conv).d_emb, meta_hidden, meta_sharing)
+                           if meta else False)
+            conv_config = ConvConfig(strides=api.conv_strides(len(channels)), groups=groups) if conv else False
+            options = api.TrainOptions.build(
+                model=model, dataset=dataset, data_dir=data_dir and str(data_dir), meta=meta_config,
+                hidden=tuple(hidden), conv=conv_config, channels=tuple(channels), lr=lr, lr_meta=lr_meta,
+                lr_embed=lr_embed, device=device,
+                train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed))
+            return runs.Job("train", options)
+
+        if resume:
+            def option(name: str) -> Callable[[Any], Any]:
+                return lambda job: getattr(job.options, name)
+
+            def trained(name: str) -> Callable[[Any], Any]:
+                return lambda job: getattr(job.options.train, name)
+
+            compare = {"model": option("model"), "dataset": option("dataset"), "hidden": option("hidden"),
+                       "channels": option("channels"), "lr": option("lr"), "lr_meta": option("lr_meta"),
+                       "lr_embed": option("lr_embed"), "device": option("device"),
+                       "meta": lambda job: job.options.meta is not None, "conv": lambda job: job.options.conv is not None,
+                       "epochs": trained("epochs"), "batch_size": trained("batch_size"),
+                       "patience": trained("patience"), "seed": trained("seed")}
+            state, job = _resumed(ctx, path, "train", force, fresh, compare)
+        else:
+            job = fresh()
+            state = None
+            runs.start(path, force)
         with _progress("train") as (on_batch, on_epoch):
-            result = api.train(
-                job["model"], job["dataset"], meta=MetaConfig(**job["meta"]) if job["meta"] else False,
-                hidden=tuple(job["hidden"]), conv=_conv_config(job["conv"]), channels=tuple(job["channels"]),
-                train_config=TrainConfig(**job["train_config"]), lr=job["lr"],
-                lr_meta=job["lr_meta"], lr_embed=job["lr_embed"], data_dir=job["data_dir"], download=download,
-                on_batch=on_batch, on_epoch=on_epoch, on_state=_state_writer(path, job), resume=state,
-                device=device,
-            )
+            result = api.train(job.options, download=download, on_batch=on_batch, on_epoch=on_epoch,
+                               on_state=_state_writer(path, job), resume=state)
         _finish(result, path, force)
 
 
-def _conv_config(data: dict[str, Any] | None) -> ConvConfig | bool:
-    return ConvConfig(**{**data, "strides": tuple(data["strides"])}) if data else False
+def _state_writer(path: Path, job: Any) -> Any:
+    from kancompress import distributed, runs
 
-
-def _resume_state(path: Path, command: str, force: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    check_output(path, force)
-    state, job = load_train_state(state_path_for(path))
-    if job.get("command") != command:
-        raise ConfigError(f"{state_path_for(path)} belongs to a {job.get('command')!r} run; resume it with that command")
-    return state, job
-
-
-def _fresh_run(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
-    check_output(path, force, inputs)
-    state = state_path_for(path)
-    if state.exists() and not force:
-        raise ConfigError(f"{state}: an interrupted run exists; pass --resume to continue it or --force to restart")
-
-
-def _state_writer(path: Path, job: dict[str, Any]) -> Any:
-    from kancompress import distributed
-
-    def write(state: dict[str, Any]) -> None:
-        save_train_state(state_path_for(path), state, job)
-
-    return write if distributed.is_main() else None
+    return runs.state_writer(path, job) if distributed.is_main() else None
 
 
 def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
     """Rank 0 writes the checkpoint and removes the resumable state; the others only leave the process group."""
-    from kancompress import distributed
+    from kancompress import distributed, runs
     from kancompress.format.checkpoint import save_checkpoint
 
     distributed.teardown()
     if not distributed.is_main():
         return
     save_checkpoint(result.model, path, result.provenance, force=force, inputs=inputs)
-    state_path_for(path).unlink(missing_ok=True)
+    runs.finish(path)
     out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f}  "
               f"({len(result.history.epochs)} epochs) -> {path} ({result.model.kind})", highlight=False, markup=False)
 
@@ -215,28 +246,29 @@ def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path
 @app.command()
 def cluster(
     checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint.")],
-    k: Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codebook size per layer [default: 16; conv 256].")] = None,
-    layer_k: Annotated[list[str], typer.Option("--layer-k", help="Per-layer override LAYER=K, repeatable.")] = [],  # noqa: B006
+    k: Clusters = None,
+    layer_k: Annotated[list[str], typer.Option("--layer-k", help="Per-layer override LAYER=K, repeatable.", show_default=False)] = [],  # noqa: B006
     seed: Seed = 0,
-    n_init: Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts.")] = 4,
-    codebook_dtype: Annotated[str, typer.Option("--codebook-dtype", help="float32 | float16 | bfloat16 | int8 (per-layer scale).")] = "float32",
-    index_coding: Annotated[str, typer.Option("--index-coding", help="packed: fixed bits per index; entropy: rANS where smaller.")] = "packed",
-    kmeans: Annotated[str, typer.Option("--kmeans", help="auto (torch above 4M n·k) | sklearn | torch.")] = "auto",
-    device: Device = "cpu",
-    lean: Annotated[bool, typer.Option("--lean-metadata", help="Keep only stage and dataset in the provenance (smallest file).")] = False,
-    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer: smallest size within this many validation accuracy points of the source.")] = None,
+    n_init: NInit = 4,
+    codebook_dtype: CodebookDtype = "float32",
+    index_coding: IndexCoding = "packed",
+    kmeans: KMeans = "auto",
+    device: Device = "auto",
+    lean: Lean = False,
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer instead: the smallest file within this many validation accuracy points of the source.", show_default="off")] = None,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     download: Download = False,
     output: Output = None,
     force: Force = False,
 ) -> None:
-    """K-means each layer's edge vectors into a codebook and bit-packed (or entropy-coded) indices."""
-    from kancompress import api
-    from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
-
+    """K-means each layer's edge vectors into a codebook and bit-packed (or rANS-coded) indices."""
     with _errors():
-        options = api.ClusterConfig(k, tuple(_parse_layer_ks(layer_k).items()), seed, n_init, codebook_dtype,
+        from kancompress import api
+        from kancompress.data import load_dataset
+        from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+
+        options = api.ClusterConfig(k, tuple(sorted(_parse_layer_ks(layer_k).items())), seed, n_init, codebook_dtype,
                                     index_coding, kmeans, device, max_drop)
         source = load_checkpoint(checkpoint)
         suffix = f"k{k if k is not None else api.default_k(source.model)}" if max_drop is None else f"drop{max_drop:g}"
@@ -244,8 +276,9 @@ def cluster(
         if max_drop is None:
             model, provenance = api.cluster(source, options)
         else:
+            data = load_dataset(dataset, data_dir, download) if dataset else None
             with err.status("choosing k per layer on the validation split"):
-                model, provenance = api.cluster(source, options, dataset, data_dir=data_dir, download=download)
+                model, provenance = api.cluster(source, options, data, download=download)
             out.print(f"per-layer k {provenance['k']}: validation accuracy {provenance['val_accuracy']:.4f} "
                       f"(source {provenance['source_val_accuracy']:.4f})", highlight=False, markup=False)
         save_checkpoint(model, path, api.lean_provenance(provenance) if lean else provenance, force=force,
@@ -256,47 +289,56 @@ def cluster(
 
 @app.command()
 def finetune(
-    checkpoint: Annotated[Path, typer.Argument(help="Clustered checkpoint.")],
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 5,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Codebook learning rate, paper lr_c [default: 1e-4; conv 1e-5].")] = None,
-    patience: Annotated[int, typer.Option("--patience", min=0)] = 3,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = TrainConfig.batch_size,
+    ctx: typer.Context,
+    checkpoint: Annotated[Optional[Path], typer.Argument(help="Clustered checkpoint (not needed with --resume).", show_default=False)] = None,
+    epochs: Epochs = 5,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Codebook learning rate (paper lr_c).", show_default="1e-4; conv 1e-5")] = None,
+    patience: Patience = 3,
+    batch_size: BatchSize = TrainConfig.batch_size,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     download: Download = False,
     seed: Seed = 0,
     output: Output = None,
     force: Force = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")] = False,
+    resume: Resume = False,
     device: Device = "auto",
-    lean: Annotated[bool, typer.Option("--lean-metadata", help="Keep only stage and dataset in the provenance (smallest file).")] = False,
-    reassign: Annotated[Optional[Path], typer.Option("--reassign", help="Dense/meta checkpoint that was clustered: let indices move to the centroid nearest each edge's original vector after every epoch.")] = None,
+    lean: Lean = False,
+    reassign: Annotated[Optional[Path], typer.Option("--reassign", help="Dense/meta checkpoint that was clustered: let indices move to the centroid nearest each edge's original vector after every epoch.", show_default="off")] = None,
 ) -> None:
     """Train only the codebooks (indices frozen) of a clustered checkpoint; resumable like `train`."""
-    from kancompress import api
-    from kancompress.format.checkpoint import load_checkpoint
-
     with _errors():
-        path = output or _default_output(checkpoint, "ft")
+        from kancompress import api, runs
+        from kancompress.format.checkpoint import load_checkpoint
+
+        if checkpoint is None and not (resume and output is not None):
+            raise ConfigError("give the clustered checkpoint to fine-tune (or --resume -o OUTPUT)")
+        path = output or _default_output(checkpoint, "ft")  # type: ignore[arg-type]
+
+        def fresh() -> Any:
+            if checkpoint is None:
+                raise ConfigError(f"no saved state for {path}; give the clustered checkpoint to start afresh")
+            options = api.FinetuneOptions(dataset, data_dir and str(data_dir), lr, TrainConfig(
+                epochs=epochs, batch_size=batch_size, patience=patience, seed=seed), device)
+            return runs.Job("finetune", options, str(checkpoint), reassign and str(reassign))
+
         if resume:
-            state, job = _resume_state(path, "finetune", force)
+            compare: dict[str, Callable[[Any], Any]] = {
+                "checkpoint": lambda job: job.checkpoint, "reassign": lambda job: job.reassign,
+                "dataset": lambda job: job.options.dataset, "lr": lambda job: job.options.lr,
+                "device": lambda job: job.options.device, "epochs": lambda job: job.options.train.epochs,
+                "batch_size": lambda job: job.options.train.batch_size,
+                "patience": lambda job: job.options.train.patience, "seed": lambda job: job.options.train.seed}
+            state, job = _resumed(ctx, path, "finetune", force, fresh, compare)
         else:
-            state, job = None, {
-                "command": "finetune", "checkpoint": str(checkpoint), "lr": lr, "dataset": dataset,
-                "reassign": reassign and str(reassign),
-                "data_dir": data_dir and str(data_dir),
-                "train_config": dataclasses.asdict(
-                    TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)),
-            }
-            _fresh_run(path, force, (checkpoint,))
-        source = Path(job["checkpoint"])
-        reference = load_checkpoint(job["reassign"]).model if job["reassign"] else None
+            job, state = fresh(), None
+            runs.start(path, force, (checkpoint,))  # type: ignore[arg-type]
+        source = Path(job.checkpoint)
+        reference = load_checkpoint(job.reassign).model if job.reassign else None
         with _progress("finetune") as (on_batch, on_epoch):
-            result = api.finetune(
-                load_checkpoint(source), job["dataset"], train_config=TrainConfig(**job["train_config"]),
-                lr=job["lr"], data_dir=job["data_dir"], download=download, on_batch=on_batch, on_epoch=on_epoch,
-                on_state=_state_writer(path, job), resume=state, reassign_from=reference, device=device,
-            )
+            result = api.finetune(load_checkpoint(source), job.options, download=download, on_batch=on_batch,
+                                  on_epoch=on_epoch, on_state=_state_writer(path, job), resume=state,
+                                  reassign_from=reference)
         if lean:
             result.provenance = api.lean_provenance(result.provenance)
         _finish(result, path, force, (source,))
@@ -306,46 +348,58 @@ def finetune(
 def sweep(
     checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint.")],
     ks: Annotated[str, typer.Option("--ks", help="Comma-separated codebook sizes.")] = "2,4,8,16,32,64",
-    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0, help="Fine-tune each point (0: off).")] = 0,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Fine-tuning learning rate.")] = None,
-    codebook_dtype: Annotated[str, typer.Option("--codebook-dtype")] = "float32",
-    index_coding: Annotated[str, typer.Option("--index-coding")] = "packed",
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0, help="Fine-tune each point for this many epochs (0: off).")] = 0,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Fine-tuning learning rate (paper lr_c).", show_default="1e-4; conv 1e-5")] = None,
+    codebook_dtype: CodebookDtype = "float32",
+    index_coding: IndexCoding = "packed",
+    n_init: NInit = 4,
+    kmeans: KMeans = "auto",
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     download: Download = False,
     seed: Seed = 0,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file [default: CKPT-sweep.csv].")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot of size vs accuracy.")] = None,
-    device: Device = "cpu",
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file.", show_default="CKPT-sweep.csv")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot of size vs accuracy (needs matplotlib).", show_default="off")] = None,
+    device: Device = "auto",
     force: Force = False,
 ) -> None:
     """Cluster at each k and report size against accuracy (CSV, optional PNG plot)."""
-    from kancompress import api
-    from kancompress.format.checkpoint import load_checkpoint
-
     with _errors():
+        from kancompress import api
+        from kancompress.format.checkpoint import load_checkpoint
+        from kancompress.search import sweep_csv
+
         sizes = _parse_ks(ks)
         csv_path = check_output(output or checkpoint.with_name(f"{checkpoint.stem}-sweep.csv"), force, (checkpoint,))
         if plot is not None:
             check_output(plot, force, (checkpoint,))
+            from kancompress.plot import require_matplotlib
+
+            require_matplotlib()  # before the work, not after it
+        options = api.ClusterConfig(seed=seed, n_init=n_init, codebook_dtype=codebook_dtype,
+                                    index_coding=index_coding, kmeans=kmeans, device=device)
+        tune = (api.FinetuneOptions(lr=lr, train=TrainConfig(epochs=finetune_epochs, patience=3, seed=seed),
+                                    device=device) if finetune_epochs > 0 else None)
         source = load_checkpoint(checkpoint)
         table = Table(title=escape(f"{checkpoint} sweep"), title_justify="left")
         for column in ("k", "KB", "val acc", "test acc", "fine-tuned test acc"):
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", overflow="fold")
 
         def on_point(point: api.SweepPoint) -> None:
             tuned = f"{point.finetuned_test_accuracy:.4f}" if point.finetuned_test_accuracy is not None else "-"
             table.add_row(str(point.k), _kb(point.bytes), f"{point.val_accuracy:.4f}", f"{point.test_accuracy:.4f}",
                           tuned)
+            err.print(f"k={point.k}: {_kb(point.bytes)} KB, test accuracy {point.test_accuracy:.4f} "
+                      f"({len(table.rows)} of {len(sizes)})", highlight=False, markup=False)
 
-        with err.status("sweeping"):
-            points = api.sweep(source, sizes, dataset, finetune_epochs=finetune_epochs, lr=lr, seed=seed,
-                               codebook_dtype=codebook_dtype, index_coding=index_coding, data_dir=data_dir,
-                               download=download, on_point=on_point, device=device)
+        data = None
+        if dataset:
+            from kancompress.data import load_dataset
+
+            data = load_dataset(dataset, data_dir, download)
+        points = api.sweep(source, sizes, options, data, finetune=tune, download=download, on_point=on_point)
         out.print(table)
-        rows = ["k,bytes,val_accuracy,test_accuracy,finetuned_val_accuracy,finetuned_test_accuracy"]
-        rows += [",".join("" if v is None else str(v) for v in dataclasses.astuple(p)) for p in points]
-        write_atomic(csv_path, ("\n".join(rows) + "\n").encode())
+        write_atomic(csv_path, sweep_csv(points).encode())
         out.print(f"wrote {csv_path}", highlight=False, markup=False)
         if plot is not None:
             from kancompress.plot import sweep_png
@@ -371,24 +425,24 @@ def eval_(
     as_json: JsonOut = False,
     device: Device = "auto",
     fc_forward: Annotated[str, typer.Option(
-        "--fc-forward", help="Clustered fully-connected layers: auto (fastest, measured) | decode | gather | onehot.",
-    )] = "auto",
+        "--fc-forward", help="Clustered fully-connected layers: decode (same numbers every run) | auto (fastest, "
+        "measured on this machine) | gather | onehot.",
+    )] = "decode",
 ) -> None:
     """Test accuracy and loss of a checkpoint (dataset defaults to the one it was trained on)."""
-    from kancompress import api
-    from kancompress.format.checkpoint import load_checkpoint
-
     with _errors():
+        from kancompress import api
+        from kancompress.format.checkpoint import load_checkpoint
+
         loaded = load_checkpoint(checkpoint)
-        name, metrics = api.evaluate_model(loaded, dataset, data_dir, download, device, fc_forward)
-        paths = loaded.model.codebook_forward.chosen() if loaded.model.codebook_forward is not None else {}
+        result = api.evaluation(loaded, dataset=dataset, data_dir=data_dir, download=download, device=device,
+                                fc_forward=fc_forward)
         if as_json:
-            out.print_json(json.dumps({"path": str(checkpoint), "kind": loaded.kind, "dataset": name,
-                                       "accuracy": metrics.accuracy, "loss": metrics.loss, "n": metrics.n,
-                                       "fc_forward": {str(layer): methods for layer, methods in paths.items()}}))
+            out.print_json(json.dumps(result))
         else:
-            out.print(f"{checkpoint} ({loaded.kind}) on {name} test ({metrics.n} images): "
-                      f"accuracy {metrics.accuracy:.4f}  loss {metrics.loss:.4f}", highlight=False, markup=False)
+            out.print(f"{checkpoint} ({loaded.kind}) on {result['dataset']} test ({result['n']} images): "
+                      f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}", highlight=False, markup=False)
+            paths = result["fc_forward"]
             if any(methods != ["decode"] for methods in paths.values()):
                 used = ", ".join(f"layer {layer}: {'/'.join(methods)}" for layer, methods in paths.items())
                 out.print(f"codebook-space forward ({used})", highlight=False, markup=False)
@@ -397,7 +451,7 @@ def eval_(
 @app.command()
 def inspect(
     checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint (only its header is read).")],
-    k: Annotated[int, typer.Option("-k", help="For dense/meta checkpoints: project clustering at this k.")] = 16,
+    k: Annotated[int, typer.Option("-k", "--clusters", help="For dense/meta checkpoints: project clustering at this k.")] = 16,
     as_json: JsonOut = False,
 ) -> None:
     """Storage report per layer and in total (paper Eq. 10), from the file's header alone."""
@@ -405,10 +459,7 @@ def inspect(
         if k < 2:
             raise ConfigError(f"-k {k} is too small; use k >= 2")
         if as_json:
-            header = read_header(checkpoint)
-            data = {"path": str(checkpoint), "format_version": 1, **storage_report(header, k).to_dict(),
-                    "config": header.config.to_dict(), "provenance": header.provenance}
-            out.print_json(json.dumps(data))
+            out.print_json(json.dumps(inspect_json(read_header(checkpoint), k)))
         else:
             _render_report(checkpoint, k)
 
@@ -429,12 +480,11 @@ def import_(
     force: Force = False,
 ) -> None:
     """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly)."""
-    from kancompress import api
-    from kancompress.format.checkpoint import save_checkpoint
-
-    from kancompress.importers import ConvImportOptions
-
     with _errors():
+        from kancompress import api
+        from kancompress.format.checkpoint import save_checkpoint
+        from kancompress.importers import ConvImportOptions
+
         path = check_output(output or source.with_name(f"{source.stem}-kancompress.safetensors"), force, (source,))
         try:
             lo, hi = (float(v) for v in grid_range.split(","))
@@ -457,10 +507,10 @@ def export(
     force: Force = False,
 ) -> None:
     """Write a dense state_dict in an upstream library's layout (clustered checkpoints are decoded)."""
-    from kancompress import api
-    from kancompress.format.checkpoint import load_checkpoint, save_state_dict
-
     with _errors():
+        from kancompress import api
+        from kancompress.format.checkpoint import load_checkpoint, save_state_dict
+
         check_output(output, force, (checkpoint,))
         state = api.export_checkpoint(load_checkpoint(checkpoint), to)
         save_state_dict(state, output, force=force, inputs=(checkpoint,))

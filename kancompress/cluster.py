@@ -9,73 +9,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from kancompress.distributed import DEVICES
 from kancompress.edges import CodebookEdges
 from kancompress.errors import ConfigError, FormatError
 from kancompress.models import KANModel, with_edges
 from kancompress.format.schema import INDEX_CODINGS
+from kancompress.options import KMEANS_BACKENDS
 from kancompress.quant import CODEBOOK_DTYPES
 
 
 TORCH_KMEANS_MIN_WORK = 4_000_000
-KMEANS_BACKENDS: tuple[str, ...] = ("auto", "sklearn", "torch")
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """Every option of `cluster`, validated once, the same from the CLI and the API (`api.cluster`).
-
-    k: codebook size of every layer (None: `default_k`, 16 for FC models and 256 for conv); layer_ks: per-layer
-    overrides ((layer, k), ...); max_drop: instead of k, choose k per layer as the smallest file whose validation
-    accuracy stays within this many points of the source (needs data; excludes k and layer_ks).
-    """
-
-    k: int | None = None
-    layer_ks: tuple[tuple[int, int], ...] = ()
-    seed: int = 0
-    n_init: int = 4
-    codebook_dtype: str = "float32"
-    index_coding: str = "packed"
-    kmeans: str = "auto"
-    device: str = "cpu"
-    max_drop: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.index_coding == "entropy":  # the name before rANS had one; kept so old scripts run
-            object.__setattr__(self, "index_coding", "rans")
-        if self.k is not None and self.k < 2:
-            raise ConfigError(f"-k {self.k} is too small; use k >= 2")
-        if self.n_init < 1:
-            raise ConfigError(f"--n-init {self.n_init} must be >= 1")
-        if self.codebook_dtype not in CODEBOOK_DTYPES:
-            raise ConfigError(f"unknown codebook dtype {self.codebook_dtype!r}; choose from: {', '.join(CODEBOOK_DTYPES)}")
-        if self.index_coding not in INDEX_CODINGS:
-            raise ConfigError(f"unknown index coding {self.index_coding!r}; choose from: {', '.join(INDEX_CODINGS)}")
-        if self.kmeans not in KMEANS_BACKENDS:
-            raise ConfigError(f"unknown K-means backend {self.kmeans!r}; choose from: {', '.join(KMEANS_BACKENDS)}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}")
-        if self.max_drop is not None:
-            if self.max_drop < 0:
-                raise ConfigError("--max-drop must be >= 0 (accuracy points)")
-            if self.k is not None or self.layer_ks:
-                raise ConfigError("--max-drop chooses k per layer itself; drop -k/--layer-k, or drop --max-drop")
-
-    def ks_for(self, model: KANModel) -> list[int]:
-        """Each layer's k for `model` (without max_drop), checked against its edge counts."""
-        return resolve_ks(model, self.k if self.k is not None else default_k(model), dict(self.layer_ks))
-
-
-def default_k(model: KANModel) -> int:
-    """The paper's codebook size: 16 for fully-connected KANs (Table 1), 256 for conv KANs (Table 2)."""
-    return 256 if model.config.conv is not None else 16  # n·k above which `kmeans` uses the torch implementation
-
-
 def kmeans(
     vectors: torch.Tensor, k: int, seed: int = 0, n_init: int = 4, backend: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,8 +30,8 @@ def kmeans(
     backend "sklearn" (k-means++, Lloyd, `n_init` restarts), "torch" (`torch_kmeans`, on the vectors' device,
     memory-bounded), or "auto": torch for layers with n·k above `TORCH_KMEANS_MIN_WORK`, scikit-learn below.
     """
-    if backend not in ("auto", "sklearn", "torch"):
-        raise ConfigError(f"unknown K-means backend {backend!r}; choose from: auto, sklearn, torch")
+    if backend not in KMEANS_BACKENDS:
+        raise ConfigError(f"unknown K-means backend {backend!r}; choose from: {', '.join(KMEANS_BACKENDS)}")
     if backend == "torch" or (backend == "auto" and vectors.shape[0] * k > TORCH_KMEANS_MIN_WORK):
         codebook, indices, _ = torch_kmeans(vectors, k, seed)
         return codebook.cpu(), indices.cpu()

@@ -15,7 +15,7 @@ import torch
 
 from kancompress.errors import ConfigError
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+from kancompress.options import DEVICES
 
 
 def resolve_device(name: str = "auto") -> torch.device:

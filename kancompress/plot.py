@@ -9,15 +9,21 @@ from kancompress.errors import ConfigError
 from kancompress.search import SweepPoint
 
 
+def require_matplotlib() -> None:
+    """Raise a one-line error naming the extra when matplotlib is missing (checked before long work starts)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError('plotting needs matplotlib: pip install "kancompress[plot]" (or pip install matplotlib)') from None
+
+
 def sweep_png(series: dict[str, Sequence[SweepPoint]], title: str, dense_bytes: int | None = None) -> bytes:
     """PNG bytes: test accuracy (%) against checkpoint size (KB, log scale), one line per series, k labelled."""
-    try:
-        import matplotlib
+    require_matplotlib()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, points in series.items():
         sizes = [p.bytes / 1000 for p in points]

@@ -120,3 +120,12 @@ def storage_report(header: Header, k: int = 16) -> StorageReport:
         ratio=dense_bytes / clustered_bytes,
         extra_tensors=extras,
     )
+
+
+INSPECT_SCHEMA_VERSION = 1  # of the `inspect --json` layout; the file's own format version is `format_version`
+
+
+def inspect_json(header: Header, k: int = 16) -> dict[str, Any]:
+    """`inspect --json`: the storage report, the file's format version, its model config and provenance."""
+    return {"schema_version": INSPECT_SCHEMA_VERSION, "path": str(header.path), "format_version": header.version,
+            **storage_report(header, k).to_dict(), "config": header.config.to_dict(), "provenance": header.provenance}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,18 @@ class SweepPoint:
     test_accuracy: float
     finetuned_val_accuracy: float | None = None
     finetuned_test_accuracy: float | None = None
+
+
+SWEEP_COLUMNS: tuple[str, ...] = ("k", "bytes", "val_accuracy", "test_accuracy", "finetuned_val_accuracy",
+                                   "finetuned_test_accuracy")
+
+
+def sweep_csv(points: list[SweepPoint]) -> str:
+    """The sweep as CSV: a header row (`SWEEP_COLUMNS`; accuracies as fractions, bytes = tensor bytes of the
+    clustered file), one row per k, empty cells where a point was not fine-tuned."""
+    rows = [",".join(SWEEP_COLUMNS)]
+    rows += [",".join("" if value is None else str(value) for value in dataclasses.astuple(point)) for point in points]
+    return "\n".join(rows) + "\n"
 
 
 def sweep(

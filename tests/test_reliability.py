@@ -186,8 +186,9 @@ def test_resumed_finetune_is_bit_identical_with_and_without_reassign(tmp_path: P
     reference = source if reassign else None
 
     def run(epochs: int, resume: dict | None = None, states: list | None = None) -> api.TrainResult:
-        return api.finetune(load_checkpoint(path), "digits", train_config=TrainConfig(**{**config.__dict__,
-                            "epochs": epochs}), lr=1e-2, reassign_from=reference, resume=resume, device="cpu",
+        options = api.FinetuneOptions("digits", lr=1e-2, train=TrainConfig(**{**config.__dict__, "epochs": epochs}),
+                                      device="cpu")
+        return api.finetune(load_checkpoint(path), options, reassign_from=reference, resume=resume,
                             on_state=(lambda state: states.append(copy.deepcopy(state))) if states is not None else None)
 
     full = run(4)

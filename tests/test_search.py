@@ -21,7 +21,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def meta_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    result = api.train("kan", "digits", meta=True, hidden=(16,), train_config=TrainConfig(epochs=15))
+    result = api.train(api.TrainOptions.build(model="kan", meta=True, hidden=(16,), train=TrainConfig(epochs=15)))
     return save_checkpoint(result.model, tmp_path_factory.mktemp("s") / "meta.safetensors", result.provenance)
 
 

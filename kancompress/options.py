@@ -1,0 +1,175 @@
+"""One frozen, validated options object per command that trains or clusters: the CLI builds it from flags, the
+Python API takes it as is, a resumable run stores it (JSON) and continues with it. Flags that do not combine
+are refused here, once, for both. No torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kancompress.bases import get_spec
+from kancompress.config import ConvConfig, MetaConfig, TrainConfig
+from kancompress.errors import ConfigError
+from kancompress.format.schema import CODEBOOK_DTYPES, INDEX_CODINGS
+
+if TYPE_CHECKING:
+    from kancompress.models import KANModel
+
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+KMEANS_BACKENDS: tuple[str, ...] = ("auto", "sklearn", "torch")
+FC_FORWARDS: tuple[str, ...] = ("decode", "auto", "gather", "onehot")
+
+
+def conv_strides(layers: int) -> tuple[int, ...]:
+    """The paper's strides for a conv KAN of `layers` layers: 1, 2, 2, 1, then 1 for any further layer."""
+    return (1, 2, 2, 1)[:layers] + (1,) * max(0, layers - 4)
+
+
+def _check_lr(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} {value} must be a positive number (leave it out for the paper's default)")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose from: {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything `train` needs besides the data.
+
+    model: a registered model name; meta: the meta-learner (None: a plain KAN); hidden: FC hidden widths;
+    conv: the conv design (None: fully-connected; strides default to `conv_strides(len(channels))`); lr, lr_meta,
+    lr_embed: None for the basis's defaults (paper Tables 4-7); dataset: a built-in name recorded for later commands.
+    """
+
+    model: str = "kan"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    meta: MetaConfig | None = None
+    hidden: tuple[int, ...] = (32,)
+    conv: ConvConfig | None = None
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    lr: float | None = None
+    lr_meta: float | None = None
+    lr_embed: float | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        get_spec(self.model)
+        _check_choice("device", self.device, DEVICES)
+        for name in ("lr", "lr_meta", "lr_embed"):
+            _check_lr("--" + name.replace("_", "-"), getattr(self, name))
+        if (self.lr_meta is not None or self.lr_embed is not None) and self.meta is None:
+            raise ConfigError("--lr-meta and --lr-embed need --meta")
+        if not self.hidden or any(w < 1 for w in self.hidden):
+            raise ConfigError("--hidden widths must be >= 1")
+        if self.conv is not None:
+            if not self.channels or any(c < 1 for c in self.channels):
+                raise ConfigError("--channels must be >= 1")
+            if len(self.conv.strides) != len(self.channels):
+                raise ConfigError(f"the conv model has {len(self.channels)} layers but {len(self.conv.strides)} "
+                                  "strides; give one stride per layer")
+
+    @classmethod
+    def build(cls, *, conv: bool | ConvConfig = False, meta: bool | MetaConfig = False, **fields: Any) -> TrainOptions:
+        """Options with conv=True (the paper's conv design, strides by `conv_strides`) and meta=True (the basis's
+        meta defaults, paper Tables 5 and 7) spelled out."""
+        model = fields.get("model", cls.model)
+        channels = tuple(fields.pop("channels", cls.channels))
+        conv_config = (ConvConfig(strides=conv_strides(len(channels))) if conv is True else conv) or None
+        meta_config = (default_meta(model, conv_config is not None) if meta is True else meta) or None
+        return cls(conv=conv_config, meta=meta_config, channels=channels, **fields)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainOptions:
+        data = dict(data)
+        conv = data.pop("conv")
+        meta = data.pop("meta")
+        return cls(conv=ConvConfig(**{**conv, "strides": tuple(conv["strides"])}) if conv else None,
+                   meta=MetaConfig(**meta) if meta else None, train=TrainConfig(**data.pop("train")),
+                   hidden=tuple(data.pop("hidden")), channels=tuple(data.pop("channels")), **data)
+
+
+def default_meta(model: str, conv: bool) -> MetaConfig:
+    """Paper Tables 5 and 7: d_emb = 1, except for conv models of bases whose spec says otherwise (B-spline, RBF: 2)."""
+    return MetaConfig(d_emb=get_spec(model).conv_meta_d_emb if conv else 1)
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """Everything `finetune` needs besides the clustered checkpoint and the data: dataset None means the one the
+    checkpoint records; lr None means the basis's lr_c (paper: 1e-4 FC, 1e-5 conv)."""
+
+    dataset: str | None = None
+    data_dir: str | None = None
+    lr: float | None = None
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, patience=3))
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_choice("device", self.device, DEVICES)
+        _check_lr("--lr", self.lr)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FinetuneOptions:
+        data = dict(data)
+        return cls(train=TrainConfig(**data.pop("train")), **data)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Every option of `cluster`, validated once, the same from the CLI and the API (`api.cluster`).
+
+    k: codebook size of every layer (None: `default_k`, 16 for FC models and 256 for conv); layer_ks: per-layer
+    overrides ((layer, k), ...); max_drop: instead of k, choose k per layer as the smallest file whose validation
+    accuracy stays within this many points of the source (needs data; excludes k and layer_ks).
+    """
+
+    k: int | None = None
+    layer_ks: tuple[tuple[int, int], ...] = ()
+    seed: int = 0
+    n_init: int = 4
+    codebook_dtype: str = "float32"
+    index_coding: str = "packed"
+    kmeans: str = "auto"
+    device: str = "cpu"
+    max_drop: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.index_coding == "entropy":  # the name before rANS had one; kept so old scripts run
+            object.__setattr__(self, "index_coding", "rans")
+        if self.k is not None and self.k < 2:
+            raise ConfigError(f"-k {self.k} is too small; use k >= 2")
+        if self.n_init < 1:
+            raise ConfigError(f"--n-init {self.n_init} must be >= 1")
+        _check_choice("codebook dtype", self.codebook_dtype, tuple(CODEBOOK_DTYPES))
+        _check_choice("index coding", self.index_coding, INDEX_CODINGS)
+        _check_choice("K-means backend", self.kmeans, KMEANS_BACKENDS)
+        _check_choice("device", self.device, DEVICES)
+        if self.max_drop is not None:
+            if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
+                raise ConfigError("--max-drop must be >= 0 (accuracy points)")
+            if self.k is not None or self.layer_ks:
+                raise ConfigError("--max-drop chooses k per layer itself; drop -k/--layer-k, or drop --max-drop")
+
+    def ks_for(self, model: KANModel) -> list[int]:
+        """Each layer's k for `model` (without max_drop), checked against its edge counts."""
+        from kancompress.cluster import resolve_ks
+
+        return resolve_ks(model, self.k if self.k is not None else default_k(model), dict(self.layer_ks))
+
+
+def default_k(model: KANModel) -> int:
+    """The paper's codebook size: 16 for fully-connected KANs (Table 1), 256 for conv KANs (Table 2)."""
+    return 256 if model.config.conv is not None else 16
