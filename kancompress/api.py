@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -217,7 +217,7 @@ def cluster(
         "stage": "cluster",
         "dataset": parent.get("dataset"),
         "clustered_from": source_kind,
-        "k": [book.k for book in clustered.edges.layers],
+        "k": [book.k for book in cast(CodebookEdges, clustered.edges).books()],
         "options": dataclasses.asdict(options),
         **_environment(target, options.seed),
         "parent": parent,

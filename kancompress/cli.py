@@ -24,6 +24,7 @@ from kancompress.report import inspect_json, storage_report
 
 if TYPE_CHECKING:  # the commands import torch-backed modules when they run, so --help and inspect stay fast
     from kancompress import api
+    from kancompress.search import SweepPoint
     from kancompress.train import EpochReport
 
 app = typer.Typer(
@@ -193,7 +194,7 @@ def train(
                            if meta else False)
             conv_config = ConvConfig(strides=api.conv_strides(len(channels)), groups=groups) if conv else False
             options = api.TrainOptions.build(
-                model=model, dataset=dataset, data_dir=data_dir and str(data_dir), meta=meta_config,
+                model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, meta=meta_config,
                 hidden=tuple(hidden), conv=conv_config, channels=tuple(channels), lr=lr, lr_meta=lr_meta,
                 lr_embed=lr_embed, device=device,
                 train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed))
@@ -318,9 +319,9 @@ def finetune(
         def fresh() -> Any:
             if checkpoint is None:
                 raise ConfigError(f"no saved state for {path}; give the clustered checkpoint to start afresh")
-            options = api.FinetuneOptions(dataset, data_dir and str(data_dir), lr, TrainConfig(
+            options = api.FinetuneOptions(dataset, str(data_dir) if data_dir else None, lr, TrainConfig(
                 epochs=epochs, batch_size=batch_size, patience=patience, seed=seed), device)
-            return runs.Job("finetune", options, str(checkpoint), reassign and str(reassign))
+            return runs.Job("finetune", options, str(checkpoint), str(reassign) if reassign else None)
 
         if resume:
             compare: dict[str, Callable[[Any], Any]] = {
@@ -385,7 +386,7 @@ def sweep(
         for column in ("k", "KB", "val acc", "test acc", "fine-tuned test acc"):
             table.add_column(column, justify="right", overflow="fold")
 
-        def on_point(point: api.SweepPoint) -> None:
+        def on_point(point: SweepPoint) -> None:
             tuned = f"{point.finetuned_test_accuracy:.4f}" if point.finetuned_test_accuracy is not None else "-"
             table.add_row(str(point.k), _kb(point.bytes), f"{point.val_accuracy:.4f}", f"{point.test_accuracy:.4f}",
                           tuned)

@@ -144,6 +144,7 @@ def torch_kmeans(
         inertia = float(_nearest(sample, sample_sq, candidate, chunk)[1].double().sum())
         if inertia < best_inertia:
             best, best_inertia = candidate, inertia
+    assert best is not None  # n_init >= 1 runs at least once
     codebook = best
     if n > size:
         codebook = _lloyd(points, codebook, refine_iter, threshold, chunk)

@@ -11,7 +11,7 @@ row-major). Three stores, one per checkpoint kind:
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import nn
@@ -46,7 +46,8 @@ class DenseEdges(EdgeStore):
         return len(self.vectors)
 
     def forward(self, layer: int) -> torch.Tensor:
-        return self.vectors[layer]
+        vectors: torch.Tensor = self.vectors[layer]
+        return vectors
 
 
 class MetaLearner(nn.Module):
@@ -61,7 +62,8 @@ class MetaLearner(nn.Module):
             nn.init.zeros_(linear.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.hidden(z)))  # (n, width)
+        generated: torch.Tensor = self.out(torch.relu(self.hidden(z)))  # (n, width)
+        return generated
 
 
 class MetaEdges(EdgeStore):
@@ -81,13 +83,17 @@ class MetaEdges(EdgeStore):
         return len(self.embeddings)
 
     def learner(self, layer: int) -> MetaLearner:
-        return self.learners[0 if len(self.learners) == 1 else layer]
+        return cast(MetaLearner, self.learners[0 if len(self.learners) == 1 else layer])
 
     def forward(self, layer: int) -> torch.Tensor:
-        return self.learner(layer)(self.embeddings[layer])
+        generated: torch.Tensor = self.learner(layer)(self.embeddings[layer])
+        return generated
 
 
 class Codebook(nn.Module):
+    codebook: nn.Parameter  # (k, |w|)
+    indices: torch.Tensor  # (n,) int64, a buffer
+
     def __init__(self, codebook: torch.Tensor, indices: torch.Tensor):
         super().__init__()
         self.codebook = nn.Parameter(codebook.clone())  # (k, |w|)
@@ -117,17 +123,24 @@ class CodebookEdges(EdgeStore):
         self.index_coding = index_coding
         self._decoded: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
 
+    def books(self) -> list[Codebook]:
+        """Each layer's codebook and indices, in order."""
+        return [cast(Codebook, book) for book in self.layers]
+
+    def book(self, layer: int) -> Codebook:
+        return cast(Codebook, self.layers[layer])
+
     def round_to_storage(self) -> None:
         """Snap codebooks to their storage precision, so the model computes what its file will hold."""
         with torch.no_grad():
-            for book in self.layers:
+            for book in self.books():
                 book.codebook.copy_(round_trip(book.codebook, self.codebook_dtype))
 
     def reassign(self, vectors: list[torch.Tensor]) -> int:
         """Point every edge at the centroid nearest its reference vector (paper Eq. 9); returns how many moved."""
         moved = 0
         with torch.no_grad():
-            for book, points in zip(self.layers, vectors):
+            for book, points in zip(self.books(), vectors):
                 nearest = torch.cdist(points.float(), book.codebook.float()).argmin(dim=1)
                 moved += int((nearest != book.indices).sum())
                 book.indices.copy_(nearest)
@@ -141,7 +154,7 @@ class CodebookEdges(EdgeStore):
         self._decoded.pop(layer, None)
 
     def forward(self, layer: int) -> torch.Tensor:
-        book = self.layers[layer]
+        book = self.book(layer)
         if torch.is_grad_enabled():
             return book.codebook[book.indices]  # (n, |w|): edge e takes centroid I_e
         # Inference decodes once: the gathered vectors are cached until the codebook or the indices change.

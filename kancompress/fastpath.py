@@ -22,6 +22,7 @@ only: with autograd enabled every layer decodes, so training is unchanged.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -82,7 +83,7 @@ class CodebookForward:
         key = (index, _size_bucket(x.shape[0]), x.device.type, x.dtype)
         method = self._chosen.get(key)
         if method is None:
-            options = eligible_methods(layer, self.edges.layers[index].k, self.mode)
+            options = eligible_methods(layer, self.edges.book(index).k, self.mode)
             method = options[0] if len(options) == 1 else self._fastest(options, index, layer, x)
             self._chosen[key] = method
             if method != "decode":
@@ -91,8 +92,9 @@ class CodebookForward:
 
     def run(self, method: str, index: int, layer: KANLinear, x: torch.Tensor) -> torch.Tensor:
         if method == "decode":
-            return layer(x, self.edges(index).view(*layer.edge_shape, -1))  # (out, in, |w|)
-        book = self.edges.layers[index]
+            decoded: torch.Tensor = layer(x, self.edges(index).view(*layer.edge_shape, -1))  # (out, in, |w|)
+            return decoded
+        book = self.edges.book(index)
         in_features, k = layer.in_features, book.k
         responses = layer.centroid_responses(x, book.codebook.to(x.dtype))  # (in, k, N)
         responses = responses.reshape(in_features * k, x.shape[0])  # (in·k, N): row i·k + c
@@ -104,7 +106,7 @@ class CodebookForward:
 
     def _table(self, index: int, layer: KANLinear, method: str, x: torch.Tensor) -> torch.Tensor:
         """The gather table T (out, in) or the one-hot matrix S (out, in·k), rebuilt when the indices change."""
-        book = self.edges.layers[index]
+        book = self.edges.book(index)
         indices = book.indices
         key = (indices._version, indices.data_ptr(), book.k, x.device, x.dtype)
         cached = self._tables.get((index, method))
@@ -122,7 +124,7 @@ class CodebookForward:
 
     def _fastest(self, options: list[str], index: int, layer: KANLinear, x: torch.Tensor) -> str:
         """Time the options in turn (one warm-up run each, then TIMED_RUNS rounds; the fastest run counts)."""
-        synchronize = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+        synchronize: Callable[[], None] = torch.cuda.synchronize if x.device.type == "cuda" else _no_sync
         times = {method: float("inf") for method in options}
         for round_ in range(TIMED_RUNS + 1):
             for method in options:
@@ -134,6 +136,10 @@ class CodebookForward:
                     times[method] = min(times[method], time.perf_counter() - start)
         best = min(options, key=times.__getitem__)
         return best if best == "decode" or times[best] <= MARGIN * times["decode"] else "decode"
+
+
+def _no_sync() -> None:
+    """CPU work is synchronous: nothing to wait for."""
 
 
 def _size_bucket(n: int) -> int:

@@ -27,17 +27,27 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from pathlib import Path
 
 import torch
 
-from kancompress.config import BasisConfig, ModelConfig
+from kancompress.bases import BasisConfig
+from kancompress.config import ModelConfig
 from kancompress.errors import ConfigError, FormatError
 from kancompress.layers import KANLinear
 from kancompress.models import KANModel, build_model
 
 LIBRARIES: tuple[str, ...] = ("efficient-kan", "fastkan", "pykan", "torch-conv-kan", "chebykan")
+
+
+T = TypeVar("T")
+
+
+def _built(part: T | None) -> T:
+    """A part of a freshly built model that its config asked for (a norm, a bias, the head)."""
+    assert part is not None
+    return part
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -55,14 +65,15 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             raise FormatError(f"{path}: not a readable safetensors file ({exc})") from None
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # a pickle with code, a truncated archive, ...: all refused the same way
             raise FormatError(f"{path}: not a plain PyTorch state_dict (it does not load with "
                               "torch.load(weights_only=True); arbitrary pickles are never run)") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+            loaded = loaded["state_dict"]
+        if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
             raise FormatError(f"{path}: does not hold a state_dict (a mapping of names to tensors)")
+        state = loaded
     return {_strip_wrappers(name): tensor.float() if tensor.is_floating_point() else tensor
             for name, tensor in state.items()}
 
@@ -131,12 +142,12 @@ def import_efficient_kan(state: dict[str, torch.Tensor]) -> KANModel:
     uniform = build_model(config)
     adapted = any(
         g.shape != b.basis.grid.shape or not torch.allclose(g, b.basis.grid, atol=1e-6)
-        for g, b in zip(grids, uniform.layers)
+        for g, b in zip(grids, uniform.fc_layers())
     )
     if adapted:  # grids moved by update_grid(): keep them per input
         config = dataclasses.replace(config, basis=dataclasses.replace(config.basis, stored_grid=True))
     model = build_model(config)
-    for l, (layer, weight) in enumerate(zip(model.layers, spline)):
+    for l, (layer, weight) in enumerate(zip(model.fc_layers(), spline)):
         out_f, in_f = layer.edge_shape
         _take(state, used, f"layers.{l}.spline_weight", (out_f, in_f, n_basis))
         scaler = (_take(state, used, f"layers.{l}.spline_scaler", (out_f, in_f))
@@ -146,7 +157,7 @@ def import_efficient_kan(state: dict[str, torch.Tensor]) -> KANModel:
         if adapted:
             layer.basis.grid.copy_(grid)
         vectors = torch.cat([weight * scaler[..., None], base[..., None]], dim=-1)  # (out, in, G+k+1)
-        model.edges.vectors[l].data.copy_(vectors.reshape(-1, vectors.shape[-1]))
+        model.dense_edges().vectors[l].data.copy_(vectors.reshape(-1, vectors.shape[-1]))
     _check_all_used(state, used)
     return model
 
@@ -163,23 +174,23 @@ def import_fastkan(state: dict[str, torch.Tensor], denominator: float | None = N
                          basis=BasisConfig(grid_size=size, grid_min=lo, grid_max=hi, denominator=denominator))
     config.validate()
     model = build_model(config)
-    for l, layer in enumerate(model.layers):
+    for l, layer in enumerate(model.fc_layers()):
         out_f, in_f = layer.edge_shape
         centres = _take(state, used, f"layers.{l}.rbf.grid", (size,))
         if not torch.allclose(centres, layer.basis.grid, atol=1e-6):
             raise FormatError(f"key 'layers.{l}.rbf.grid' is not linspace({lo}, {hi}, {size}); unsupported")
         spline = _take(state, used, f"layers.{l}.spline_linear.weight", (out_f, in_f * size))
         weight = _take(state, used, f"layers.{l}.base_linear.weight", (out_f, in_f))
-        layer.bias.data.copy_(_take(state, used, f"layers.{l}.base_linear.bias", (out_f,)))
-        layer.input_norm.weight.data.copy_(_take(state, used, f"layers.{l}.layernorm.weight", (in_f,)))
-        layer.input_norm.bias.data.copy_(_take(state, used, f"layers.{l}.layernorm.bias", (in_f,)))
+        _built(layer.bias).data.copy_(_take(state, used, f"layers.{l}.base_linear.bias", (out_f,)))
+        _built(layer.input_norm).weight.data.copy_(_take(state, used, f"layers.{l}.layernorm.weight", (in_f,)))
+        _built(layer.input_norm).bias.data.copy_(_take(state, used, f"layers.{l}.layernorm.bias", (in_f,)))
         vectors = torch.cat([spline.view(out_f, in_f, size), weight[..., None]], dim=-1)  # (out, in, G+1)
-        model.edges.vectors[l].data.copy_(vectors.reshape(-1, vectors.shape[-1]))
+        model.dense_edges().vectors[l].data.copy_(vectors.reshape(-1, vectors.shape[-1]))
     _check_all_used(state, used)
     return model
 
 
-def import_pykan(state: dict[str, torch.Tensor], sidecar: dict | None = None) -> KANModel:
+def import_pykan(state: dict[str, torch.Tensor], sidecar: dict[str, Any] | None = None) -> KANModel:
     n_layers = _layer_count_pykan(state)
     used: set[str] = set()
     coefs = [_take(state, used, f"act_fun.{l}.coef", None) for l in range(n_layers)]
@@ -205,10 +216,10 @@ def import_pykan(state: dict[str, torch.Tensor], sidecar: dict | None = None) ->
     config = ModelConfig(model="kan", widths=tuple(widths), basis=basis, output_bias=True)
     config.validate()
     uniform = build_model(config)
-    if any(not torch.allclose(g, b.basis.grid, atol=1e-6) for g, b in zip(grids, uniform.layers)):
+    if any(not torch.allclose(g, b.basis.grid, atol=1e-6) for g, b in zip(grids, uniform.fc_layers())):
         config = dataclasses.replace(config, basis=dataclasses.replace(basis, stored_grid=True))
     model = build_model(config)
-    for l, layer in enumerate(model.layers):
+    for l, layer in enumerate(model.fc_layers()):
         out_f, in_f = layer.edge_shape
         p = f"act_fun.{l}."
         coef = _take(state, used, p + "coef", (in_f, out_f, n_basis))
@@ -233,8 +244,8 @@ def import_pykan(state: dict[str, torch.Tensor], sidecar: dict | None = None) ->
         coeffs = (coef * (scale_sp * mask)[..., None]).permute(1, 0, 2)  # (out, in, G+k)
         base = (scale_base * mask).T[..., None]  # (out, in, 1)
         vectors = torch.cat([coeffs, base], dim=-1) * scale
-        model.edges.vectors[l].data.copy_(vectors.reshape(-1, vectors.shape[-1]))
-        layer.bias.data.copy_(node_scale * sub_bias + node_bias)
+        model.dense_edges().vectors[l].data.copy_(vectors.reshape(-1, vectors.shape[-1]))
+        _built(layer.bias).data.copy_(node_scale * sub_bias + node_bias)
     _check_all_used(state, used)
     return model
 
@@ -246,7 +257,7 @@ def _layer_count_pykan(state: dict[str, torch.Tensor]) -> int:
     return len(layers)
 
 
-def read_pykan_config(path: str | os.PathLike[str]) -> dict:
+def read_pykan_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """pykan's `{path}_config.yml` sidecar (width, grid, k, base_fun_name, ...), read with a safe YAML loader."""
     try:
         import yaml
@@ -319,7 +330,7 @@ def import_torch_conv_kan(state: dict[str, torch.Tensor], options: ConvImportOpt
         raise FormatError(f"torch-conv-kan checkpoint does not fit: {exc}") from None
     model = build_model(config)
     nb = config.num_basis
-    for l, layer in enumerate(model.layers):
+    for l, layer in enumerate(model.conv_layers()):
         p, g_count = f"layers.{l}.", groups[l]
         out_f, cg, k, _ = layer.edge_shape
         og = out_f // g_count
@@ -339,18 +350,18 @@ def import_torch_conv_kan(state: dict[str, torch.Tensor], options: ConvImportOpt
             slopes = torch.cat([_take(state, used, p + f"prelus.{g}.weight", (1,)) for g in range(g_count)])
             if not torch.allclose(slopes, slopes[0].expand_as(slopes)):
                 raise FormatError(f"keys '{p}prelus.*.weight' differ between groups; one PReLU per layer is supported")
-            layer.prelu.weight.data.copy_(slopes[:1])
+            _built(layer.prelu).weight.data.copy_(slopes[:1])
         norm = layer.input_norm if layer_type == "FastKANConv" else layer.output_norm
         size = cg if layer_type == "FastKANConv" else og
         for field in ("weight", "bias", "running_mean", "running_var"):
             parts = [_take(state, used, p + f"layer_norm.{g}.{field}", (size,)) for g in range(g_count)]
             getattr(norm, field).data.copy_(torch.cat(parts))
-        norm.num_batches_tracked.copy_(_take(state, used, p + "layer_norm.0.num_batches_tracked", ()))
+        _built(_built(norm).num_batches_tracked).copy_(_take(state, used, p + "layer_norm.0.num_batches_tracked", ()))
         used.update(n for n in state if n.startswith(p + "layer_norm.") and n.endswith("num_batches_tracked"))
         vectors = torch.cat([coeffs, base[..., None]], dim=-1)  # (out, Cg, k, k, nb + 1)
-        model.edges.vectors[l].data.copy_(vectors.reshape(-1, nb + 1))
-    model.head.linear.weight.data.copy_(head)
-    model.head.linear.bias.data.copy_(_take(state, used, "output.1.bias", (head.shape[0],)))
+        model.dense_edges().vectors[l].data.copy_(vectors.reshape(-1, nb + 1))
+    _built(model.head).linear.weight.data.copy_(head)
+    _built(model.head).linear.bias.data.copy_(_take(state, used, "output.1.bias", (head.shape[0],)))
     _check_all_used(state, used)
     return model
 
@@ -394,19 +405,19 @@ def import_chebykan(state: dict[str, torch.Tensor]) -> KANModel:
     except ConfigError as exc:
         raise FormatError(f"ChebyKAN checkpoint does not fit: {exc}") from None
     model = build_model(config)
-    for l, (layer, coeffs) in enumerate(zip(model.layers, layers)):
+    for l, (layer, coeffs) in enumerate(zip(model.fc_layers(), layers)):
         out_f, in_f = layer.edge_shape
         if tuple(coeffs.shape) != (in_f, out_f, degree + 1):
             raise FormatError(f"ChebyKAN layer {l} has coefficients {list(coeffs.shape)}, expected "
                               f"{[in_f, out_f, degree + 1]}")
         vectors = torch.cat([coeffs.permute(1, 0, 2), torch.zeros(out_f, in_f, 1)], dim=-1)  # (out, in, D+2)
-        model.edges.vectors[l].data.copy_(vectors.reshape(-1, degree + 2))
+        model.dense_edges().vectors[l].data.copy_(vectors.reshape(-1, degree + 2))
         if l in norms:
             weight, bias = norms[l]
             if weight.shape != (in_f,) or bias.shape != (in_f,):
                 raise FormatError(f"LayerNorm before ChebyKAN layer {l} has {weight.numel()} features, expected {in_f}")
-            layer.pre_norm.weight.data.copy_(weight)
-            layer.pre_norm.bias.data.copy_(bias)
+            _built(layer.pre_norm).weight.data.copy_(weight)
+            _built(layer.pre_norm).bias.data.copy_(bias)
     _check_all_used(state, used)
     return model
 
@@ -420,7 +431,7 @@ def import_state_dict(
     state: dict[str, torch.Tensor],
     library: str | None = None,
     denominator: float | None = None,
-    sidecar: dict | None = None,
+    sidecar: dict[str, Any] | None = None,
     conv_options: ConvImportOptions = ConvImportOptions(),
 ) -> KANModel:
     """A dense kancompress model reproducing an upstream library's state_dict (library auto-detected if None)."""
@@ -461,7 +472,7 @@ def export_state_dict(model: KANModel, library: str) -> dict[str, torch.Tensor]:
 def _layer_vectors(model: KANModel) -> list[tuple[int, KANLinear, torch.Tensor]]:
     """(index, layer, its (out, in, |w|) edge vectors) of a fully-connected model."""
     return [(l, layer, vectors.reshape(*layer.edge_shape, -1))
-            for l, (layer, vectors) in enumerate(zip(model.layers, model.edge_vectors()))]
+            for l, (layer, vectors) in enumerate(zip(model.fc_layers(), model.edge_vectors()))]
 
 
 def _efficient_kan_layout(model: KANModel) -> dict[str, torch.Tensor]:
@@ -487,10 +498,10 @@ def _fastkan_layout(model: KANModel) -> dict[str, torch.Tensor]:
     for l, layer, w in _layer_vectors(model):
         out_f, in_f = layer.edge_shape
         nb, p = layer.num_basis, f"layers.{l}."
-        state[p + "layernorm.weight"] = layer.input_norm.weight.detach().clone()
-        state[p + "layernorm.bias"] = layer.input_norm.bias.detach().clone()
+        state[p + "layernorm.weight"] = _built(layer.input_norm).weight.detach().clone()
+        state[p + "layernorm.bias"] = _built(layer.input_norm).bias.detach().clone()
         state[p + "rbf.grid"] = layer.basis.grid.clone()
         state[p + "spline_linear.weight"] = w[..., :nb].reshape(out_f, in_f * nb).clone()  # input-major
         state[p + "base_linear.weight"] = w[..., nb].clone()
-        state[p + "base_linear.bias"] = layer.bias.detach().clone()
+        state[p + "base_linear.bias"] = _built(layer.bias).detach().clone()
     return state

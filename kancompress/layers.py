@@ -10,6 +10,7 @@ basis's registered spec (`kancompress.bases`); no code here knows a basis by nam
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -18,7 +19,8 @@ from torch.nn import functional as F
 from kancompress.bases import BasisConfig, BasisSpec
 from kancompress.config import ModelConfig
 
-_ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu}
+Activation = Callable[[torch.Tensor], torch.Tensor]
+_ACTIVATIONS: dict[str, Activation] = {"silu": F.silu, "gelu": F.gelu}
 
 
 class Basis(nn.Module):
@@ -26,6 +28,9 @@ class Basis(nn.Module):
     buffers (a stored B-spline grid, Gram's β) registered on this module."""
 
     num_basis: int
+    # Set by some specs' `setup` only (typed here for the code that reads them).
+    grid: torch.Tensor  # B-spline knots (in, G+2k+1) / RBF centres (G,)
+    beta_weights: nn.Parameter  # Gram β (D+1,)
 
     def __init__(self, spec: BasisSpec, config: BasisConfig, in_features: int):
         super().__init__()
@@ -60,7 +65,7 @@ class KANLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.num_basis = config.num_basis
-        self.activation = _ACTIVATIONS[config.base_activation]
+        self.activation: Activation = _ACTIVATIONS[config.base_activation]
         self.pre_norm = nn.LayerNorm(in_features) if config.norm_between and not first else None
         self.basis = Basis(config.spec, config.basis, in_features)
         self.input_norm = nn.LayerNorm(in_features) if extras.basis_norm else None
@@ -109,7 +114,8 @@ class KANLinear(nn.Module):
 
     def _bases(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, in) -> basis values (N, in, num_basis); FastKAN's LayerNorm feeds the basis path only."""
-        return self.basis(self.input_norm(x) if self.input_norm is not None else x)
+        values: torch.Tensor = self.basis(self.input_norm(x) if self.input_norm is not None else x)
+        return values
 
 
 class KANConv2d(nn.Module):
@@ -135,7 +141,7 @@ class KANConv2d(nn.Module):
         self.kernel_size = config.conv.kernel_size
         self.stride, self.groups, self.padding = stride, groups, self.kernel_size // 2
         self.num_basis = config.num_basis
-        self.activation = _ACTIVATIONS[config.base_activation] if extras.base_activation else None
+        self.activation: Activation | None = _ACTIVATIONS[config.base_activation] if extras.base_activation else None
         self.basis = Basis(config.spec, config.basis, in_channels)
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.input_norm = nn.BatchNorm2d(in_channels) if extras.basis_norm else None
@@ -168,8 +174,10 @@ class KANConv2d(nn.Module):
         if self.output_norm is not None:
             y = self.output_norm(y)
         if self.prelu is not None:
-            return self.dropout(self.prelu(y))
-        return F.silu(y) if self.output_norm is not None else y
+            y = self.dropout(self.prelu(y))
+        elif self.output_norm is not None:
+            y = F.silu(y)
+        return y
 
 
 class ConvHead(nn.Module):
@@ -181,7 +189,8 @@ class ConvHead(nn.Module):
         self.linear = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(x.mean(dim=(2, 3))))  # (N, C, H, W) -> (N, classes)
+        logits: torch.Tensor = self.linear(self.dropout(x.mean(dim=(2, 3))))  # (N, C, H, W) -> (N, classes)
+        return logits
 
 
 def build_layers(config: ModelConfig) -> list[nn.Module]:

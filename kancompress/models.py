@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -9,7 +11,7 @@ from kancompress.config import ModelConfig
 from kancompress.edges import KINDS, CodebookEdges, DenseEdges, EdgeStore, MetaEdges
 from kancompress.errors import ConfigError
 from kancompress.fastpath import CodebookForward, check_mode
-from kancompress.layers import ConvHead, KANLinear, build_layers, init_edge_vectors
+from kancompress.layers import ConvHead, KANConv2d, KANLinear, build_layers, init_edge_vectors
 
 
 class KANModel(nn.Module):
@@ -22,10 +24,11 @@ class KANModel(nn.Module):
         self.layers = nn.ModuleList(build_layers(config))
         conv = config.conv
         self.head = ConvHead(config.widths[-1], conv.num_classes, conv.dropout_linear) if conv is not None else None
-        self.edges = edges
+        self.edges: EdgeStore = edges
         # Clustered fully-connected layers may run inference in codebook space (`kancompress.fastpath`).
-        fc_clustered = isinstance(edges, CodebookEdges) and self.head is None
-        self.codebook_forward = CodebookForward(edges) if fc_clustered else None
+        self.codebook_forward: CodebookForward | None = None
+        if isinstance(edges, CodebookEdges) and self.head is None:
+            self.codebook_forward = CodebookForward(edges)
 
     @property
     def kind(self) -> str:
@@ -49,9 +52,30 @@ class KANModel(nn.Module):
             if clustered_fc is not None and isinstance(layer, KANLinear):
                 x = clustered_fc(index, layer, x)
                 continue
-            vectors = self.edges(index).view(*layer.edge_shape, -1)  # (out, in, |w|) or (out, in/g, kh, kw, |w|)
+            shape = cast(tuple[int, ...], layer.edge_shape)
+            vectors = self.edges(index).view(*shape, -1)  # (out, in, |w|) or (out, in/g, kh, kw, |w|)
             x = layer(x, vectors)
-        return x if self.head is None else self.head(x)
+        if self.head is not None:
+            x = self.head(x)
+        return x
+
+    def fc_layers(self) -> list[KANLinear]:
+        """The layers of a fully-connected model."""
+        if self.head is not None:
+            raise ConfigError("this is a conv model; it has no fully-connected KAN layers")
+        return [cast(KANLinear, layer) for layer in self.layers]
+
+    def conv_layers(self) -> list[KANConv2d]:
+        """The layers of a conv model."""
+        if self.head is None:
+            raise ConfigError("this is a fully-connected model; it has no conv KAN layers")
+        return [cast(KANConv2d, layer) for layer in self.layers]
+
+    def dense_edges(self) -> DenseEdges:
+        """The edge store of a dense model (importers fill its vectors)."""
+        if not isinstance(self.edges, DenseEdges):
+            raise ConfigError(f"a dense model was expected, this one is {self.kind}")
+        return self.edges
 
     def edge_vectors(self) -> list[torch.Tensor]:
         """Every layer's (n_l, |w|) edge vectors, materialised and detached (paper: M_θ(z) for a meta model)."""
@@ -91,6 +115,6 @@ def with_edges(model: KANModel, edges: EdgeStore, config: ModelConfig | None = N
     """A new model with `model`'s layers (copied) and another edge store."""
     new = KANModel(config or model.config, edges)
     new.layers.load_state_dict(model.layers.state_dict())
-    if model.head is not None:
+    if model.head is not None and new.head is not None:
         new.head.load_state_dict(model.head.state_dict())
     return new

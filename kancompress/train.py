@@ -73,7 +73,7 @@ def _better(candidate: Metrics, best: Metrics | None) -> bool:
 def fit(
     model: nn.Module,
     data: Split,
-    param_groups: list[dict],
+    param_groups: list[dict[str, Any]],
     config: TrainConfig,
     on_batch: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
@@ -127,7 +127,7 @@ def fit(
                 inputs, targets = inputs[part::parts], targets[part::parts]
             loss = F.cross_entropy(forward(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
             total_loss += loss.item() * index.numel()
             if on_batch is not None:

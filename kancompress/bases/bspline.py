@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, LearningRates, register, require
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 
 @register
@@ -48,7 +47,7 @@ class BSpline(BasisSpec):
         knots = basis.grid_size + 2 * basis.spline_order + 1
         return {"grid": (in_features, knots)} if basis.stored_grid else {}
 
-    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+    def setup(self, module: Any, basis: BasisConfig, in_features: int) -> None:
         import torch
 
         order, size = basis.spline_order, basis.grid_size
@@ -61,7 +60,7 @@ class BSpline(BasisSpec):
         module.register_buffer("grid", knots.expand(in_features, -1).contiguous(),  # (in, G+2k+1)
                                persistent=basis.stored_grid)
 
-    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         return uniform_bsplines(module, t) if module.uniform else cox_de_boor(module.grid, module.spline_order, t)
 
 
@@ -76,7 +75,7 @@ def cox_de_boor(grid: torch.Tensor, order: int, x: torch.Tensor) -> torch.Tensor
     return bases  # (..., in, G+k)
 
 
-def uniform_bsplines(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def uniform_bsplines(module: Any, x: torch.Tensor) -> torch.Tensor:
     """x: (..., in) -> (..., in, G+k) on the uniform grid.
 
     With u = (x - g_0)/h, span s = floor(u) and t = u - s, the order-d functions non-zero on span s are

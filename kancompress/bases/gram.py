@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
 
@@ -35,7 +35,7 @@ class Gram(BasisSpec):
     def stored_tensors(self, basis: BasisConfig, in_features: int) -> dict[str, tuple[int, ...]]:
         return {"beta_weights": (basis.degree + 1,)}
 
-    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+    def setup(self, module: Any, basis: BasisConfig, in_features: int) -> None:
         import torch
         from torch import nn
 
@@ -43,12 +43,12 @@ class Gram(BasisSpec):
         module.beta_weights = nn.Parameter(torch.empty(basis.degree + 1))  # (D+1,), shared by the layer's edges
         nn.init.normal_(module.beta_weights, mean=0.0, std=1.0 / (in_features * (basis.degree + 1.0)))
 
-    def prepare(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def prepare(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         import torch
 
         return torch.tanh(x)
 
-    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         import torch
         from torch.nn import functional as F
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 
 @register
@@ -39,17 +38,17 @@ class Legendre(BasisSpec):
     def check(self, basis: BasisConfig) -> None:
         require(0 <= basis.degree <= 32, "legendre needs 0 <= degree <= 32")
 
-    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+    def setup(self, module: Any, basis: BasisConfig, in_features: int) -> None:
         module.degree, module.num_basis = basis.degree, basis.degree + 1
 
-    def prepare(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def prepare(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         """Per-sample range normalisation to [-1, 1]: x is (N, in) or (N, H, W, C) (channels last)."""
         flat = x.reshape(x.shape[0], -1)  # (N, features)
         low = flat.min(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
         high = flat.max(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
         return 2 * (x - low) / (high - low).clamp_min(1e-12) - 1
 
-    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         import torch
 
         polys = [torch.ones_like(t)]

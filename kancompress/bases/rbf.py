@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 
 @register
@@ -39,7 +38,7 @@ class RBF(BasisSpec):
         require(basis.denominator is None or (math.isfinite(basis.denominator) and basis.denominator > 0),
                 "rbf denominator must be a positive number")
 
-    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+    def setup(self, module: Any, basis: BasisConfig, in_features: int) -> None:
         import torch
 
         module.num_basis = basis.grid_size
@@ -48,7 +47,7 @@ class RBF(BasisSpec):
         centres = torch.linspace(basis.grid_min, basis.grid_max, basis.grid_size)  # (G,)
         module.register_buffer("grid", centres, persistent=False)
 
-    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         import torch
 
         return torch.exp(-(((t.unsqueeze(-1) - module.grid) / module.denominator) ** 2))  # (..., in, G)

@@ -21,7 +21,6 @@ from kancompress.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -95,15 +94,15 @@ class BasisSpec:
         """float32 tensors the basis module keeps in checkpoints, by attribute name, with their shapes."""
         return {}
 
-    def setup(self, module: nn.Module, basis: BasisConfig, in_features: int) -> None:
+    def setup(self, module: Any, basis: BasisConfig, in_features: int) -> None:
         """Create the basis module's parameters and buffers (those of `stored_tensors` persistently)."""
 
-    def prepare(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def prepare(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         """The input transform before the basis functions (tanh, range normalisation); conv layers may drop out
         its result (`ConvExtras.dropout_prepared`)."""
         return x
 
-    def evaluate(self, module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         """Basis values of prepared inputs t: (..., in) -> (..., in, num_basis)."""
         raise NotImplementedError
 

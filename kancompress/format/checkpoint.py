@@ -39,6 +39,7 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load as load_bytes
 
+    from kancompress.edges import CodebookEdges
     from kancompress.models import build_model
 
     header = read_header(path)
@@ -62,7 +63,7 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
         raise FormatError(f"{path}: this kancompress's model does not match the declared format "
                           f"(missing {missing[:1]}, unexpected {unexpected[:1]}); this is a bug, please report it")
     model.load_state_dict(tensors, strict=True)
-    if header.kind == "clustered":
+    if isinstance(model.edges, CodebookEdges):
         dtypes = {entry.codebook_dtype for entry in header.indices}
         model.edges.codebook_dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
         model.edges.index_coding = "rans" if any(e.coding == "rans" for e in header.indices) else "packed"
@@ -130,7 +131,7 @@ def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEn
     table: list[IndexEntry] = []
     if isinstance(model.edges, CodebookEdges):
         edges = model.edges
-        for layer, book in enumerate(edges.layers):
+        for layer, book in enumerate(edges.books()):
             n, k = book.indices.numel(), book.k
             bits = index_bits(k)
             counts = tuple(torch.bincount(book.indices, minlength=k).tolist())
