@@ -43,9 +43,23 @@ def test_cluster_model_replaces_edges_with_codebook(model_name: str, kind: str) 
     assert clustered.kind == "clustered" and clustered.config.meta is None
     assert [book.k for book in clustered.edges.layers] == [4, 3]
     assert not any("embeddings" in name or "learners" in name for name in clustered.state_dict())
-    for vectors, book in zip(model.edge_vectors(), clustered.edges.layers):
-        assert torch.equal(book.codebook[book.indices], clustered.edges(list(clustered.edges.layers).index(book)))
-        assert vectors.shape[0] == book.indices.numel()
+    from sklearn.cluster import KMeans
+
+    for layer, (vectors, book) in enumerate(zip(model.edge_vectors(), clustered.edges.books())):
+        decoded = clustered.edges(layer)
+        assert torch.equal(decoded, book.codebook[book.indices])  # edge e takes centroid I_e
+        # K-means' fixpoint: every edge points at its nearest centroid, every used centroid is its members' mean,
+        distances = torch.cdist(vectors.double(), book.codebook.double())
+        assert torch.equal(distances.argmin(dim=1), book.indices) or torch.allclose(
+            distances.min(dim=1).values, distances.gather(1, book.indices[:, None])[:, 0], atol=1e-9)
+        for c in book.indices.unique():
+            members = vectors[book.indices == c]
+            assert torch.allclose(book.codebook[c], members.mean(dim=0), atol=1e-4)
+        # and the codebook approximates the vectors about as well as scikit-learn with 10 restarts (tiny layers
+        # have local minima ~10 % apart; a broken clustering is far off).
+        inertia = float(((vectors - decoded) ** 2).sum())
+        reference = KMeans(n_clusters=book.k, n_init=10, random_state=1).fit(vectors.double().numpy()).inertia_
+        assert inertia <= 1.25 * reference + 1e-9, (layer, inertia, reference)
 
 
 def test_k_validation() -> None:
@@ -95,9 +109,15 @@ def test_torch_kmeans_inertia_within_one_percent_of_sklearn(n: int, k: int) -> N
 
 def test_kmeans_backends() -> None:
     points = blobs(500, 4)
+    from sklearn.cluster import KMeans
+
+    reference = KMeans(n_clusters=4, n_init=4, random_state=0).fit(points.double().numpy()).inertia_
     for backend in ("sklearn", "torch", "auto"):
         codebook, indices = kmeans(points, 4, backend=backend)
-        assert codebook.shape == (4, 9) and int(indices.max()) < 4
+        assert codebook.shape == (4, 9) and indices.shape == (500,)
+        inertia = float(((points - codebook[indices]) ** 2).sum())
+        assert inertia <= 1.01 * reference, backend  # a real clustering, as good as scikit-learn's
+        assert torch.equal(indices, torch.cdist(points, codebook).argmin(dim=1))  # nearest-centroid labels
     with pytest.raises(ConfigError, match="backend"):
         kmeans(points, 4, backend="faiss")
 
