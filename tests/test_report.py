@@ -83,3 +83,21 @@ def test_eq10_and_fp32_ratios_by_hand(k: int, dtype: str, b: int) -> None:
     assert row.stored_ratio == pytest.approx(n * width * 4 / stored)
     if (k, dtype) == (5, "int8"):  # written out: 7200 / (232.19 + 360) and 3600 / (38 + 45 + 4)
         assert row.ratio == pytest.approx(12.1582, abs=1e-4) and row.stored_ratio == pytest.approx(41.3793, abs=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["dense", "meta"])
+def test_projected_report_of_dense_and_meta_files_by_hand(tmp_path: Path, kind: str) -> None:
+    """A dense or meta file's report projects clustering at -k: k = 5 (not a power of two: 3-bit indices),
+    float32 codebooks; the meta file's own edge bytes are the meta-learner and embeddings."""
+    path = save_checkpoint(tiny_model("kan", kind), tmp_path / f"{kind}.safetensors")
+    report = storage_report(read_header(path), k=5)
+    first, second = report.layers
+    assert report.projected and (first.k, first.bits, first.codebook_bits) == (5, 3, 32)
+    assert first.clustered_bytes == math.ceil(30 * 3 / 8) + 9 * 5 * 4 == 12 + 180
+    assert second.clustered_bytes == math.ceil(15 * 3 / 8) + 180 == 6 + 180
+    assert first.ratio == pytest.approx(30 * 9 * 32 / (30 * math.log2(5) + 9 * 5 * 32))
+    assert first.stored_ratio == pytest.approx(1080 / 192)
+    # Stored edge bytes: dense (30 + 15)·9·4; meta: one learner 1->32->9 (32 + 32 + 288 + 9 floats) + 45 embeddings.
+    expected_edges = 45 * 9 * 4 if kind == "dense" else (32 + 32 + 9 * 32 + 9 + 45) * 4
+    assert report.edge_bytes == expected_edges
+    assert report.clustered_bytes == 192 + 186 and report.dense_bytes == 45 * 9 * 4
