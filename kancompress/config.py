@@ -20,6 +20,7 @@ MODEL_NAMES: tuple[str, ...] = model_names()
 """The registered models (`kancompress.bases`): kan (B-spline), fastkan (RBF), gramkan (Gram), chebykan
 (Chebyshev), legendrekan (Legendre)."""
 
+TASKS: tuple[str, ...] = ("classification", "regression")
 ACTIVATIONS: tuple[str, ...] = ("silu", "gelu")
 META_SHARING: tuple[str, ...] = ("model", "layer")
 ARCHS: tuple[str, ...] = ("mlp", "conv")
@@ -80,6 +81,9 @@ class ModelConfig:
     conv: ConvConfig | None = None  # set when arch == "conv"
     output_bias: bool = False  # a per-output bias in every fully-connected layer (always on for fastkan)
     norm_between: bool = False  # LayerNorm over the input of every fully-connected layer but the first (ChebyKAN)
+    task: str = "classification"  # or "regression" (`kancompress.tasks`)
+    input_affine: bool = False  # the model maps raw inputs to [-1, 1] with a stored per-feature (conv: channel) affine
+    target_affine: bool = False  # regression: outputs are un-standardised with a stored per-output affine
     version: int = CONFIG_VERSION
 
     @property
@@ -122,11 +126,12 @@ class ModelConfig:
         return self.conv.num_classes if self.conv is not None else self.widths[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form; `norm_between` appears only when set, so files that do not use it stay readable by
-        kancompress versions that predate it."""
+        """The JSON form; the fields added after format version 2 (`OPTIONAL_FIELDS`) appear only when set, so files
+        that do not use them stay readable by kancompress versions that predate them."""
         data = dataclasses.asdict(self)
-        if not self.norm_between:
-            del data["norm_between"]
+        for key, default in OPTIONAL_FIELDS.items():
+            if data[key] == default:
+                del data[key]
         return data
 
     @classmethod
@@ -165,6 +170,9 @@ class ModelConfig:
                 "upgrade kancompress"
             )
         get_spec(self.model)  # an unknown model is a ConfigError naming the known ones
+        _choice("task", self.task, TASKS)
+        if self.target_affine and self.task != "regression":
+            raise ConfigError("target_affine is for regression models only")
         _choice("arch", self.arch, ARCHS)
         _choice("base_activation", self.base_activation, ACTIVATIONS)
         if len(self.widths) < 2:
@@ -202,11 +210,20 @@ class ModelConfig:
                 raise ConfigError("meta needs 1 <= d_emb <= 64 and 1 <= hidden <= 4096")
 
 
-def default_config(model: str, widths: tuple[int, ...], meta: MetaConfig | None = None) -> ModelConfig:
+OPTIONAL_FIELDS: dict[str, Any] = {"norm_between": False, "task": "classification", "input_affine": False,
+                                   "target_affine": False}
+"""Fields written only when they differ from these defaults."""
+
+
+def default_config(
+    model: str, widths: tuple[int, ...], meta: MetaConfig | None = None, task: str = "classification",
+    input_affine: bool = False, target_affine: bool = False,
+) -> ModelConfig:
     """The paper's configuration of `model` (Tables 4-5) with the given layer widths."""
     spec = get_spec(model)
     config = ModelConfig(model=model, widths=tuple(widths), basis=spec.fc_defaults, meta=meta,
-                         norm_between=spec.norm_between and len(widths) > 2)
+                         norm_between=spec.norm_between and len(widths) > 2, task=task, input_affine=input_affine,
+                         target_affine=target_affine)
     config.validate()
     return config
 
@@ -218,12 +235,15 @@ def default_conv_config(
     channels: tuple[int, ...] = (32, 64, 128, 256),
     meta: MetaConfig | None = None,
     conv: ConvConfig | None = None,
+    task: str = "classification",
+    input_affine: bool = False,
+    target_affine: bool = False,
 ) -> ModelConfig:
-    """The paper's convolutional KAN (Drokin's 4-layer design, Tables 6-7) for `model`."""
+    """The paper's convolutional KAN (Drokin's 4-layer design, Tables 6-7) for `model` (num_classes: outputs)."""
     spec = get_spec(model)
     conv = dataclasses.replace(conv or ConvConfig(), num_classes=num_classes)
     config = ModelConfig(model=model, widths=(in_channels, *channels), basis=spec.conv_defaults, meta=meta,
-                         arch="conv", conv=conv)
+                         arch="conv", conv=conv, task=task, input_affine=input_affine, target_affine=target_affine)
     config.validate()
     return config
 

@@ -14,6 +14,55 @@ from kancompress.fastpath import CodebookForward, check_mode
 from kancompress.layers import ConvHead, KANConv2d, KANLinear, build_layers, init_edge_vectors
 
 
+class Normalization(nn.Module):
+    """The data transform a model was trained with, stored in its checkpoint (format version 3), so a raw input
+    goes in and an output in the user's units comes out: x -> x·input_scale + input_shift per feature (per channel
+    for conv models), y -> y·target_scale + target_shift per output (regression)."""
+
+    input_scale: torch.Tensor
+    input_shift: torch.Tensor
+    target_scale: torch.Tensor
+    target_shift: torch.Tensor
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.input_affine:
+            self.register_buffer("input_scale", torch.ones(config.widths[0]))
+            self.register_buffer("input_shift", torch.zeros(config.widths[0]))
+        if config.target_affine:
+            self.register_buffer("target_scale", torch.ones(config.num_outputs))
+            self.register_buffer("target_shift", torch.zeros(config.num_outputs))
+
+    def fit(self, inputs: torch.Tensor | None, targets: torch.Tensor | None) -> None:
+        """Set the transforms from training data: inputs (N, in) or (N, C, H, W) to [-1, 1] by their range per
+        feature or channel (constant ones to 0); targets (N, T) standardised (mean 0, std 1) per output."""
+        with torch.no_grad():
+            if inputs is not None and hasattr(self, "input_scale"):
+                per_feature = inputs.transpose(0, 1).reshape(inputs.shape[1], -1).double()  # (in or C, N·H·W)
+                low, high = per_feature.min(dim=1).values, per_feature.max(dim=1).values
+                span = high - low
+                scale = torch.where(span > 0, 2.0 / span.clamp_min(1e-300), torch.ones_like(span))
+                shift = torch.where(span > 0, -1.0 - low * scale, -low)
+                self.input_scale.copy_(scale)
+                self.input_shift.copy_(shift)
+            if targets is not None and hasattr(self, "target_scale"):
+                values = targets.reshape(targets.shape[0], -1).double()
+                std = values.std(dim=0, unbiased=False)
+                self.target_scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+                self.target_shift.copy_(values.mean(dim=0))
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "input_scale"):
+            return x
+        view = (1, -1) + (1,) * (x.dim() - 2)  # (1, in) or (1, C, 1, 1)
+        return x * self.input_scale.view(view) + self.input_shift.view(view)
+
+    def outputs(self, y: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "target_scale"):
+            return y
+        return y * self.target_scale + self.target_shift
+
+
 class KANModel(nn.Module):
     """A fully-connected or convolutional KAN. `config` rebuilds it; `edges.kind` says how its edge vectors are
     stored. A conv model ends with a pooled linear head (an uncompressed extra)."""
@@ -25,6 +74,7 @@ class KANModel(nn.Module):
         conv = config.conv
         self.head = ConvHead(config.widths[-1], conv.num_classes, conv.dropout_linear) if conv is not None else None
         self.edges: EdgeStore = edges
+        self.normalize = Normalization(config) if config.input_affine or config.target_affine else None
         # Clustered fully-connected layers may run inference in codebook space (`kancompress.fastpath`).
         self.codebook_forward: CodebookForward | None = None
         if isinstance(edges, CodebookEdges) and self.head is None:
@@ -47,6 +97,8 @@ class KANModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.head is None:
             x = x.flatten(1)  # (N, in)
+        if self.normalize is not None:
+            x = self.normalize.inputs(x)
         clustered_fc = None if torch.is_grad_enabled() else self.codebook_forward  # inference only
         for index, layer in enumerate(self.layers):
             if clustered_fc is not None and isinstance(layer, KANLinear):
@@ -57,7 +109,15 @@ class KANModel(nn.Module):
             x = layer(x, vectors)
         if self.head is not None:
             x = self.head(x)
+        if self.normalize is not None:
+            x = self.normalize.outputs(x)
         return x
+
+    def target_scale(self) -> torch.Tensor | None:
+        """Regression with standardised targets: the per-output scale the training loss divides by."""
+        if self.normalize is None or not hasattr(self.normalize, "target_scale"):
+            return None
+        return self.normalize.target_scale
 
     def fc_layers(self) -> list[KANLinear]:
         """The layers of a fully-connected model."""
@@ -112,9 +172,11 @@ def build_model(config: ModelConfig, kind: str = "dense", ks: list[int] | None =
 
 
 def with_edges(model: KANModel, edges: EdgeStore, config: ModelConfig | None = None) -> KANModel:
-    """A new model with `model`'s layers (copied) and another edge store."""
+    """A new model with `model`'s layers, head and normalisation (copied) and another edge store."""
     new = KANModel(config or model.config, edges)
     new.layers.load_state_dict(model.layers.state_dict())
+    if model.normalize is not None and new.normalize is not None:
+        new.normalize.load_state_dict(model.normalize.state_dict())
     if model.head is not None and new.head is not None:
         new.head.load_state_dict(model.head.state_dict())
     return new

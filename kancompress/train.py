@@ -13,18 +13,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from kancompress import distributed
+from kancompress import distributed, tasks
 from kancompress.config import TrainConfig
 from kancompress.data import Split
-
-@dataclass(frozen=True)
-class Metrics:
-    accuracy: float
-    loss: float
-    n: int
-
+from kancompress.models import KANModel
+from kancompress.tasks import Metrics
 
 @dataclass(frozen=True)
 class EpochReport:
@@ -43,19 +37,27 @@ class History:
     stopped_early: bool = False
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> Metrics:
-    """Accuracy and mean cross-entropy of `model` on (x, y), computed on the model's device."""
+def evaluate(model: KANModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> Metrics:
+    """The task's metrics of `model` on (x, y) (`kancompress.tasks`), computed on the model's device."""
+    return tasks.metrics_from_sums(model.config.task, _sums(model, x, y, batch_size))
+
+
+def _sums(model: KANModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
-    correct, total_loss = 0, 0.0
+    task, scale = model.config.task, model.target_scale()
+    total = tasks.batch_sums(task, *_empty_batch(model, x, y))
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            logits = model(x[start : start + batch_size].to(device))
-            target = y[start : start + batch_size].to(device)
-            total_loss += F.cross_entropy(logits, target, reduction="sum").item()
-            correct += int((logits.argmax(dim=1) == target).sum())
-    n = int(x.shape[0])
-    return Metrics(correct / max(n, 1), total_loss / max(n, 1), n)
+            outputs = model(x[start : start + batch_size].to(device))
+            total += tasks.batch_sums(task, outputs.cpu(), y[start : start + batch_size], scale)
+    return total
+
+
+def _empty_batch(model: KANModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    """Zero sums of the right length: no outputs for no samples."""
+    outputs = torch.zeros(0, model.config.num_outputs)
+    return outputs, y[:0], None
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -64,14 +66,8 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
         yield order[start : start + batch_size]
 
 
-def _better(candidate: Metrics, best: Metrics | None) -> bool:
-    if best is None:
-        return True
-    return candidate.accuracy > best.accuracy or (candidate.accuracy == best.accuracy and candidate.loss < best.loss)
-
-
 def fit(
-    model: nn.Module,
+    model: KANModel,
     data: Split,
     param_groups: list[dict[str, Any]],
     config: TrainConfig,
@@ -109,9 +105,10 @@ def fit(
         generator.set_state(resume["generator"])
         best_state = resume["best_model"]
         stale, first_epoch = resume["stale"], resume["epoch"] + 1
-        history = _history_from_state(resume["history"], resume["best_epoch"])
+        history = _history_from_state(resume["history"], resume["best_epoch"], model.config.task)
     n = data.train_x.shape[0]
     steps = math.ceil(n / config.batch_size)
+    target_scale = model.target_scale()
     for epoch in range(first_epoch, config.epochs + 1):
         if config.patience and stale >= config.patience:
             break
@@ -125,7 +122,7 @@ def fit(
                 if index.numel() < parts:
                     continue  # too small to give every rank a sample; every rank skips it alike
                 inputs, targets = inputs[part::parts], targets[part::parts]
-            loss = F.cross_entropy(forward(inputs), targets)
+            loss = tasks.loss(model.config.task, forward(inputs), targets, target_scale)
             optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)
             optimizer.step()
@@ -133,7 +130,7 @@ def fit(
             if on_batch is not None:
                 on_batch(step, steps)
         val = _validate(model, data, device)
-        improved = _better(val, history.best_val)
+        improved = tasks.better(val, history.best_val)
         if improved:
             history.best_epoch, history.best_val, stale = epoch, val, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -160,26 +157,33 @@ def fit(
     return history
 
 
-def _validate(model: nn.Module, data: Split, device: torch.device) -> Metrics:
+def _validate(model: KANModel, data: Split, device: torch.device) -> Metrics:
     """Validation metrics; under torchrun each rank takes a slice and the sums are all-reduced, so every rank
     reaches the same numbers (and the same early-stopping decision) whatever kernels it ran."""
     if not distributed.active():
         return evaluate(model, data.val_x, data.val_y)
     part, parts = distributed.rank(), distributed.world_size()
-    mine = evaluate(model, data.val_x[part::parts], data.val_y[part::parts])
-    correct, loss_sum, n = distributed.sum_across_ranks([mine.accuracy * mine.n, mine.loss * mine.n, mine.n], device)
-    return Metrics(round(correct) / max(n, 1), loss_sum / max(n, 1), int(n))
+    mine = _sums(model, data.val_x[part::parts], data.val_y[part::parts])
+    total = torch.tensor(distributed.sum_across_ranks(mine.tolist(), device), dtype=torch.float64)
+    return tasks.metrics_from_sums(model.config.task, total)
+
+
+_NAN = float("nan")
 
 
 def _report_to_state(report: EpochReport) -> list[float]:
-    return [report.epoch, report.epochs, report.train_loss, report.val.accuracy, report.val.loss, report.val.n,
-            float(report.improved)]
+    val = report.val
+    return [report.epoch, report.epochs, report.train_loss, _NAN if val.accuracy is None else val.accuracy, val.loss,
+            val.n, float(report.improved), _NAN if val.mse is None else val.mse, _NAN if val.r2 is None else val.r2]
 
 
-def _history_from_state(rows: list[list[float]], best_epoch: int) -> History:
+def _history_from_state(rows: list[list[float]], best_epoch: int, task: str) -> History:
     history = History(best_epoch=int(best_epoch))
-    for epoch, epochs, loss, accuracy, val_loss, n, improved in rows:
-        report = EpochReport(int(epoch), int(epochs), loss, Metrics(accuracy, val_loss, int(n)), bool(improved))
+    for row in rows:
+        epoch, epochs, loss, accuracy, val_loss, n, improved, mse, r2 = [*row, _NAN, _NAN][:9]
+        metrics = tasks.Metrics(task, val_loss, int(n), None if math.isnan(accuracy) else accuracy,
+                                None if math.isnan(mse) else mse, None if math.isnan(r2) else r2)
+        report = EpochReport(int(epoch), int(epochs), loss, metrics, bool(improved))
         history.epochs.append(report)
         if report.epoch == history.best_epoch:
             history.best_val = report.val

@@ -15,7 +15,7 @@ from kancompress.errors import FormatError
 from kancompress.format.bits import index_bits, pack_bits, packed_length, unpack_bits
 from kancompress.format.files import PathLike, check_output, write_atomic
 from kancompress.format.header import Header, read_header
-from kancompress.format.schema import FORMAT, FORMAT_VERSION, IndexEntry, declared_tensors, edge_tensor_names
+from kancompress.format.schema import FORMAT, IndexEntry, declared_tensors, edge_tensor_names, required_version
 from kancompress.quant import from_storage, to_storage
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
     state, table = file_tensors(model)
     metadata = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(required_version(model.config)),
         "kind": model.kind,
         "model": canonical_json(model.config.to_dict()),
         "provenance": canonical_json(provenance),

@@ -26,6 +26,7 @@ from kancompress.format.schema import (
     IndexEntry,
     TensorInfo,
     declared_tensors,
+    required_version,
 )
 
 
@@ -77,6 +78,9 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     provenance = _json_field(path, meta, "provenance") if "provenance" in meta else {}
     if not isinstance(provenance, dict):
         raise FormatError(f"{path}: provenance must be a JSON object")
+    if version < required_version(config) and required_version(config) > 2:
+        raise FormatError(f"{path}: a format version {version} file cannot hold a {config.task} model with a stored "
+                          f"data transform (that needs version {required_version(config)})")
     if (kind == "meta") != (config.meta is not None):
         raise FormatError(f"{path}: kind {kind!r} does not match the model config's meta-learner setting")
     indices: list[IndexEntry] = []

@@ -4,7 +4,8 @@ Layout (safetensors)
 --------------------
 `__metadata__` (str -> str), keys in this order:
     format          "kancompress"
-    format_version  "2" (readers also take "1")
+    format_version  "3" for files of regression models or with a stored data transform, else "2" (the oldest
+                    version that can hold the file, so older readers keep reading what they can); "1" still read
     kind            "dense" | "meta" | "clustered"
     model           JSON of `ModelConfig`
     provenance      JSON object (dataset, epochs, accuracy, kancompress version, source, ...)
@@ -29,6 +30,8 @@ Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
                 layers.{l}.output_norm.*                 FC: LayerNorm (out,) (output_norm); conv: BatchNorm (out,)
                 layers.{l}.prelu.weight                  F32 (1,)    conv, output "prelu"
                 head.linear.{weight,bias}                F32 (classes, C), (classes,)   conv
+    version 3   normalize.input_{scale,shift}            F32 (in,) or conv (C,)   config input_affine
+                normalize.target_{scale,shift}           F32 (outputs,)           config target_affine (regression)
 A BatchNorm is {weight, bias, running_mean, running_var} F32 and num_batches_tracked I64 ().
 
 The names are this module's, not the model's: loading checks a model against them, so renaming an attribute of
@@ -45,11 +48,11 @@ from kancompress.config import ModelConfig
 from kancompress.format.bits import index_bits, packed_length
 
 FORMAT = "kancompress"
-FORMAT_VERSION = 2  # the newest version this package reads and writes; v1 files stay readable
-READABLE_VERSIONS: tuple[int, ...] = (1, 2)
+FORMAT_VERSION = 3  # the newest version this package reads and writes; v1 and v2 files stay readable
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3)
 KINDS: tuple[str, ...] = ("dense", "meta", "clustered")
 INDEX_CODINGS: tuple[str, ...] = ("packed", "rans")  # what a writer may be asked for: rans = rANS where smaller
-FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans")}  # per format version
+FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans"), 3: ("packed", "rans")}
 CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
 CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}  # b of paper Eq. 10
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
@@ -91,6 +94,11 @@ class IndexEntry:
         return {"n": self.n, "k": self.k, "bits": self.bits, "coding": self.coding,
                 "counts": list(self.counts) if self.counts is not None else None, "bytes": self.bytes,
                 "codebook_dtype": self.codebook_dtype}
+
+
+def required_version(config: ModelConfig) -> int:
+    """The oldest format version that can hold a checkpoint of this config (what writers write)."""
+    return 3 if config.task != "classification" or config.input_affine or config.target_affine else 2
 
 
 def edge_tensor_names(layer: int) -> tuple[str, str, str]:
@@ -170,6 +178,12 @@ def _layer_tensors(config: ModelConfig) -> dict[str, TensorInfo]:
                 tensors.update(_norm(p + "output_norm", out_f, batch=True))
             if spec.conv.output == "prelu":
                 tensors[p + "prelu.weight"] = TensorInfo("F32", (1,))
+    if config.input_affine:
+        tensors["normalize.input_scale"] = TensorInfo("F32", (config.widths[0],))
+        tensors["normalize.input_shift"] = TensorInfo("F32", (config.widths[0],))
+    if config.target_affine:
+        tensors["normalize.target_scale"] = TensorInfo("F32", (config.num_outputs,))
+        tensors["normalize.target_shift"] = TensorInfo("F32", (config.num_outputs,))
     if config.conv is not None:
         tensors["head.linear.weight"] = TensorInfo("F32", (config.conv.num_classes, config.widths[-1]))
         tensors["head.linear.bias"] = TensorInfo("F32", (config.conv.num_classes,))

@@ -1,0 +1,119 @@
+"""What a model is trained for: its loss, its metrics, which result is better, and what a metric budget means.
+
+- classification: cross-entropy; accuracy (fraction) and mean cross-entropy. Better = higher accuracy, then
+  lower loss. A budget (`--max-drop P`) is P accuracy points below the reference.
+- regression: mean squared error; MSE, RMSE and R² in the user's units (R² averaged over outputs, as
+  scikit-learn's `r2_score`). The training loss is the MSE of standardised targets (divided by the model's stored
+  target scale), so learning rates do not depend on the units. Better = lower MSE. A budget (`--max-drop R`) is a
+  relative increase of the reference MSE: at most (1 + R)·MSE.
+
+Metrics are computed from sums (`batch_sums`), so slices evaluated apart (batches, torchrun ranks) add up exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+TASKS: tuple[str, ...] = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    task: str
+    loss: float  # mean cross-entropy, or mean squared error of standardised targets
+    n: int
+    accuracy: float | None = None  # classification
+    mse: float | None = None  # regression, in the targets' units
+    r2: float | None = None  # regression
+
+    @property
+    def rmse(self) -> float | None:
+        return math.sqrt(self.mse) if self.mse is not None else None
+
+    @property
+    def headline(self) -> float:
+        """The number reports lead with: accuracy, or MSE."""
+        value = self.accuracy if self.task == "classification" else self.mse
+        assert value is not None
+        return value
+
+    def to_json(self) -> dict[str, float | int | str | None]:
+        if self.task == "classification":
+            return {"task": self.task, "accuracy": self.accuracy, "loss": self.loss, "n": self.n}
+        return {"task": self.task, "mse": self.mse, "rmse": self.rmse, "r2": self.r2, "loss": self.loss, "n": self.n}
+
+    def describe(self) -> str:
+        """One line for people."""
+        if self.task == "classification":
+            return f"accuracy {self.accuracy:.4f}  loss {self.loss:.4f}"
+        return f"MSE {self.mse:.4g}  RMSE {self.rmse:.4g}  R² {self.r2:.4f}"
+
+
+def metric_name(task: str) -> str:
+    """The name of the headline metric: `accuracy` or `mse`."""
+    return "accuracy" if task == "classification" else "mse"
+
+
+def loss(task: str, outputs: torch.Tensor, targets: torch.Tensor, target_scale: torch.Tensor | None) -> torch.Tensor:
+    """The training loss of a batch: cross-entropy of logits, or MSE of standardised outputs (N, T)."""
+    if task == "classification":
+        return F.cross_entropy(outputs, targets)
+    scale = target_scale if target_scale is not None else torch.ones(1, device=outputs.device)
+    return F.mse_loss(outputs / scale, targets / scale)
+
+
+def batch_sums(task: str, outputs: torch.Tensor, targets: torch.Tensor, target_scale: torch.Tensor | None
+               ) -> torch.Tensor:
+    """Float64 sums from which `metrics_from_sums` computes the metrics of all batches together.
+
+    classification: [n, correct, Σ cross-entropy]; regression with T outputs: [n, Σ standardised squared error,
+    per output Σ squared error (T), Σ target (T), Σ target² (T)].
+    """
+    n = float(outputs.shape[0])
+    if task == "classification":
+        correct = float((outputs.argmax(dim=1) == targets).sum())
+        total = float(F.cross_entropy(outputs, targets, reduction="sum"))
+        return torch.tensor([n, correct, total], dtype=torch.float64)
+    out, tgt = outputs.double(), targets.double()
+    scale = target_scale.double() if target_scale is not None else torch.ones(1, dtype=torch.float64)
+    standardised = float((((out - tgt) / scale) ** 2).mean(dim=1).sum()) if out.numel() else 0.0
+    return torch.cat([torch.tensor([n, standardised], dtype=torch.float64),
+                      ((out - tgt) ** 2).sum(dim=0), tgt.sum(dim=0), (tgt**2).sum(dim=0)])
+
+
+def metrics_from_sums(task: str, sums: torch.Tensor) -> Metrics:
+    n = int(round(float(sums[0])))
+    count = max(n, 1)
+    if task == "classification":
+        return Metrics(task, float(sums[2]) / count, n, accuracy=round(float(sums[1])) / count)
+    outputs = (sums.numel() - 2) // 3
+    sse, total, total_sq = sums[2 : 2 + outputs], sums[2 + outputs : 2 + 2 * outputs], sums[2 + 2 * outputs :]
+    variance = total_sq - total**2 / count  # per output Σ (t - mean)²
+    r2 = 1 - sse / torch.where(variance > 0, variance, torch.ones_like(variance))
+    r2 = torch.where(variance > 0, r2, torch.where(sse > 0, torch.zeros_like(r2), torch.ones_like(r2)))
+    return Metrics(task, float(sums[1]) / count, n, mse=float(sse.sum()) / (count * max(outputs, 1)),
+                   r2=float(r2.mean()))
+
+
+def better(candidate: Metrics, best: Metrics | None) -> bool:
+    """Is `candidate` a better validation result than `best` (early stopping keeps the best epoch)?"""
+    if best is None:
+        return True
+    if candidate.task == "classification":
+        assert candidate.accuracy is not None and best.accuracy is not None
+        return candidate.accuracy > best.accuracy or (
+            candidate.accuracy == best.accuracy and candidate.loss < best.loss)
+    return candidate.loss < best.loss
+
+
+def within_budget(candidate: Metrics, reference: Metrics, budget: float) -> bool:
+    """classification: at most `budget` accuracy points below; regression: MSE at most (1 + budget)·reference."""
+    if candidate.task == "classification":
+        assert candidate.accuracy is not None and reference.accuracy is not None
+        return candidate.accuracy >= reference.accuracy - budget / 100.0
+    assert candidate.mse is not None and reference.mse is not None
+    return candidate.mse <= reference.mse * (1.0 + budget)
