@@ -30,8 +30,9 @@ from kancompress.data import Dataset, Split, load_dataset, needs_augmentation, r
 from kancompress.distributed import resolve_device
 from kancompress.edges import CodebookEdges, MetaEdges
 from kancompress.errors import ConfigError, DataError, FormatError
+from kancompress.userdata import dataset_from_arrays, load_data_file
 from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from kancompress.models import KANModel, build_model
+from kancompress.models import KANModel, build_model, with_edges
 from kancompress.options import (
     ClusterConfig,
     FinetuneOptions,
@@ -42,7 +43,8 @@ from kancompress.options import (
 )
 from kancompress.search import SweepPoint, choose_ks
 from kancompress.search import sweep as search_sweep
-from kancompress.train import EpochReport, History, Metrics, evaluate, fit
+from kancompress.tasks import Metrics
+from kancompress.train import EpochReport, History, evaluate, fit
 
 __all__ = [
     "ClusterConfig",
@@ -58,7 +60,9 @@ __all__ = [
     "evaluation",
     "export_checkpoint",
     "finetune",
+    "dataset_from_arrays",
     "import_checkpoint",
+    "load_data",
     "load_checkpoint",
     "parameter_groups",
     "save_checkpoint",
@@ -93,19 +97,56 @@ def parameter_groups(
     return [{"params": list(model.edges.parameters()), "lr": lr}, extras]
 
 
+def load_data(
+    dataset: str | None = None,
+    data_file: str | os.PathLike[str] | None = None,
+    target: str | None = None,
+    task: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+) -> Dataset:
+    """A built-in dataset by name (digits, mnist, fashion-mnist, cifar10, cifar100, diabetes, feynman:NAME), or the
+    user's data file (`kancompress.userdata`: npz, safetensors, pt, csv with `target`, pykan dataset dicts)."""
+    if data_file is not None:
+        if dataset is not None:
+            raise ConfigError("give either --dataset or --data, not both")
+        return load_data_file(data_file, target, task)
+    if dataset is None:
+        raise ConfigError("no data: pass --dataset or --data")
+    data = load_dataset(dataset, data_dir, download)
+    if task is not None and task != data.task:
+        raise ConfigError(f"{dataset} is a {data.task} dataset; --task {task} does not apply to it")
+    return data
+
+
+def data_provenance(data: Dataset, data_file: str | os.PathLike[str] | None, target: str | None,
+                    task: str | None) -> dict[str, Any]:
+    """What later commands need to load the same data again: the dataset name, and for a file its path."""
+    entry: dict[str, Any] = {"dataset": data.name, "task": data.task}
+    if data_file is not None:
+        entry["data"] = {"file": str(Path(data_file).resolve()), "target": target, "task": task}
+    return entry
+
+
 def _check_inputs(model: KANModel, dataset: Dataset) -> None:
+    if model.config.task != dataset.task:
+        raise DataError(f"the model is a {model.config.task} model but {dataset.name} holds {dataset.task} targets; "
+                        "use data of its task (or --task to read the targets as the other one)")
     if model.config.conv is not None:
         if model.config.widths[0] != dataset.input_shape[0]:
             raise DataError(f"the model takes {model.config.widths[0]}-channel images but {dataset.name} has "
                             f"{dataset.input_shape[0]} channels; use the dataset it was trained on")
     elif model.config.widths[0] != dataset.num_features:
         raise DataError(
-            f"the model takes {model.config.widths[0]} inputs but {dataset.name} images have "
-            f"{dataset.num_features} values; use the dataset it was trained on"
+            f"the model takes {model.config.widths[0]} inputs but {dataset.name} has {dataset.num_features} "
+            "features; use data of the model's input width"
         )
-    if model.config.num_outputs < dataset.num_classes:
+    if dataset.task == "classification" and model.config.num_outputs < dataset.num_classes:
+        raise DataError(f"the model has {model.config.num_outputs} outputs but {dataset.name} has labels up to "
+                        f"{dataset.num_classes - 1}; class labels must be below the number of outputs")
+    if dataset.task == "regression" and model.config.num_outputs != dataset.num_outputs:
         raise DataError(f"the model has {model.config.num_outputs} outputs but {dataset.name} has "
-                        f"{dataset.num_classes} classes")
+                        f"{dataset.num_outputs} targets per row")
 
 
 @contextmanager
@@ -138,17 +179,28 @@ def train(
 
     Fully-connected: layers (features, *hidden, classes). Conv: Drokin's design with `options.channels`.
     """
-    data = data if data is not None else load_dataset(options.dataset, options.data_dir, download)
+    if data is None:
+        data = load_data(None if options.data_file else options.dataset, options.data_file, options.target,
+                         options.task, options.data_dir, download)
+    task = data.task
+    input_affine, target_affine = not data.prescaled, task == "regression"
     if options.conv is not None:
-        config = default_conv_config(options.model, data.input_shape[0], data.num_classes, options.channels,
-                                     options.meta, options.conv)
+        if len(data.input_shape) != 3:
+            raise DataError(f"a conv model needs images (N, C, H, W) or (N, H, W); {data.name} has inputs "
+                            f"{list(data.input_shape)}")
+        config = default_conv_config(options.model, data.input_shape[0], data.num_outputs, options.channels,
+                                     options.meta, options.conv, task, input_affine, target_affine)
     else:
-        config = default_config(options.model, (data.num_features, *options.hidden, data.num_classes), options.meta)
+        config = default_config(options.model, (data.num_features, *options.hidden, data.num_outputs), options.meta,
+                                task, input_affine, target_affine)
     target = resolve_device(options.device)
     distributed.setup(target)
     seed = options.train.seed
     with _own_rng(seed, target):
-        model = build_model(config, "meta" if options.meta else "dense").to(target)
+        model = build_model(config, "meta" if options.meta else "dense")
+        if model.normalize is not None:  # the data transform, from the training data
+            model.normalize.fit(data.train_x, data.train_y if task == "regression" else None)
+        model = model.to(target)
         rates = default_learning_rates(options.model, options.conv is not None, options.meta is not None,
                                        options.lr, options.lr_meta, options.lr_embed)
         groups = parameter_groups(model, *rates)
@@ -156,7 +208,8 @@ def train(
         augment = random_crop_flip if options.conv is not None and needs_augmentation(data.name) else None
         history = fit(model, split, groups, options.train, on_batch, on_epoch, on_state, resume, augment)
     test = evaluate(model, data.test_x, data.test_y)
-    extra = {"lrs": [g["lr"] for g in groups], "processes": distributed.world_size(), "options": options.to_json()}
+    extra = {"lrs": [g["lr"] for g in groups], "processes": distributed.world_size(), "options": options.to_json(),
+             **data_provenance(data, options.data_file, options.target, options.task)}
     provenance = _provenance("train", data.name, history, test, options.train, target, extra)
     return TrainResult(model.cpu(), history, test, provenance)
 
@@ -210,12 +263,13 @@ def cluster(
             raise ConfigError("--max-drop needs a loaded checkpoint (its dataset and training seed)")
         data = data if data is not None else _recorded_dataset(checkpoint, None, None, download)
         _check_inputs(model, data)
-        ks, base, accuracy = choose_ks(clusterer, _source_split(checkpoint, data), options.max_drop)
+        ks, base, result = choose_ks(clusterer, _source_split(checkpoint, data), options.max_drop)
         clustered = clusterer.build(ks)  # reuses the K-means runs of the search
-        extra = {"source_val_accuracy": base, "val_accuracy": accuracy, "dataset": data.name}
+        extra = {"source_val": base.to_json(), "val": result.to_json(), "dataset": data.name}
     provenance = {
         "stage": "cluster",
         "dataset": parent.get("dataset"),
+        **({"data": parent["data"]} if "data" in parent else {}),
         "clustered_from": source_kind,
         "k": [book.k for book in cast(CodebookEdges, clustered.edges).books()],
         "options": dataclasses.asdict(options),
@@ -247,7 +301,9 @@ def finetune(
     if checkpoint.kind != "clustered":
         raise FormatError(f"{checkpoint.header.path}: finetune needs a clustered checkpoint, this one is "
                           f"{checkpoint.kind}; run `kancompress cluster` first")
-    data = data if data is not None else _recorded_dataset(checkpoint, options.dataset, options.data_dir, download)
+    if data is None:
+        data = _recorded_dataset(checkpoint, options.dataset, options.data_dir, download, options.data_file,
+                                 options.target, options.task)
     target = resolve_device(options.device)
     distributed.setup(target)
     model = copy.deepcopy(checkpoint.model).to(target)
@@ -277,7 +333,8 @@ def finetune(
     edges.round_to_storage()
     test = evaluate(model, data.test_x, data.test_y)
     extra = {"lr": lr, "reassigned_per_epoch": moved if reassign_from is not None else None,
-             "options": options.to_json(), "parent": checkpoint.header.provenance}
+             "options": options.to_json(), "parent": checkpoint.header.provenance,
+             **_recorded_data_provenance(checkpoint, data, options.data_file, options.target, options.task)}
     provenance = _provenance("finetune", data.name, history, test, options.train, target, extra)
     return TrainResult(model.cpu(), history, test, provenance)
 
@@ -320,8 +377,7 @@ def evaluation(
                                    device=device, fc_forward=fc_forward)
     forward = checkpoint.model.codebook_forward
     paths = forward.chosen() if forward is not None else {}
-    return {"path": str(checkpoint.header.path), "kind": checkpoint.kind, "dataset": name,
-            "accuracy": metrics.accuracy, "loss": metrics.loss, "n": metrics.n,
+    return {"path": str(checkpoint.header.path), "kind": checkpoint.kind, "dataset": name, **metrics.to_json(),
             "fc_forward": {str(layer): methods for layer, methods in paths.items()}}
 
 
@@ -380,9 +436,16 @@ def import_checkpoint(
     dataset: str | None = None,
     config_file: str | os.PathLike[str] | None = None,
     conv_options: Any = None,
+    *,
+    task: str | None = None,
+    data_file: str | os.PathLike[str] | None = None,
+    target: str | None = None,
 ) -> tuple[KANModel, dict[str, Any]]:
-    """A dense model from an upstream library's state_dict file (pykan: with its `_config.yml`), and provenance."""
-    from kancompress.data import DATASETS
+    """A dense model from an upstream library's state_dict file (pykan: with its `_config.yml`), and provenance.
+
+    Upstream files do not say what the model was trained for: `task` (or the task of `data_file`, the user's data
+    that later commands then use by default) makes it a regression model; the default is classification.
+    The model takes inputs as the upstream model did (no data transform is added)."""
     from kancompress.importers import (
         ConvImportOptions,
         detect_library,
@@ -391,22 +454,32 @@ def import_checkpoint(
         read_state_dict,
     )
 
-    if dataset is not None and dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; choose from: {', '.join(DATASETS)}")
+    if task is not None and task not in ("classification", "regression"):
+        raise ConfigError(f"unknown task {task!r}; choose from: classification, regression")
+    data = load_data(dataset, data_file, target, task) if dataset is not None or data_file is not None else None
     state = read_state_dict(source)
     library = library or detect_library(state)
     sidecar = read_pykan_config(config_file) if config_file else None
     model = import_state_dict(state, library, denominator, sidecar, conv_options or ConvImportOptions())
-    provenance = {"stage": "import", "source_library": library, "source_file": os.path.basename(source),
-                  "dataset": dataset, "kancompress_version": __version__}
+    task = task or (data.task if data is not None else "classification")
+    if task != model.config.task:
+        model = with_edges(model, model.edges, dataclasses.replace(model.config, task=task))
+    if data is not None:
+        _check_inputs(model, data)
+    provenance: dict[str, Any] = {"stage": "import", "source_library": library,
+                                  "source_file": os.path.basename(source), "dataset": dataset,
+                                  "kancompress_version": __version__}
+    if data is not None:
+        provenance.update(data_provenance(data, data_file, target, task))
     return model, provenance
 
 
-LEAN_PROVENANCE_KEYS: tuple[str, ...] = ("stage", "dataset")
+LEAN_PROVENANCE_KEYS: tuple[str, ...] = ("stage", "dataset", "data")
 
 
 def lean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
-    """Only what later commands need (stage, dataset): for the smallest file, at the cost of the history."""
+    """Only what later commands need (stage, dataset, a data file's path): for the smallest file, at the cost of
+    the history."""
     return {key: provenance[key] for key in LEAN_PROVENANCE_KEYS if key in provenance}
 
 
@@ -418,12 +491,34 @@ def export_checkpoint(checkpoint: Checkpoint, library: str) -> dict[str, torch.T
 
 
 def _recorded_dataset(
-    checkpoint: Checkpoint, dataset: str | None, data_dir: str | os.PathLike[str] | None, download: bool
+    checkpoint: Checkpoint, dataset: str | None, data_dir: str | os.PathLike[str] | None, download: bool,
+    data_file: str | None = None, target: str | None = None, task: str | None = None,
 ) -> Dataset:
-    name = dataset or checkpoint.header.provenance.get("dataset")
-    if not name:
-        raise ConfigError(f"{checkpoint.header.path}: no dataset recorded in the checkpoint; pass --dataset")
-    return load_dataset(name, data_dir, download)
+    """The data given, else the data the checkpoint records (a built-in dataset, or the file it was trained on)."""
+    if dataset is not None or data_file is not None:
+        return load_data(dataset, data_file, target, task, data_dir, download)
+    provenance = checkpoint.header.provenance
+    recorded = provenance.get("data")
+    if isinstance(recorded, dict) and isinstance(recorded.get("file"), str):
+        if not Path(recorded["file"]).is_file():
+            raise ConfigError(f"{checkpoint.header.path} was trained on {recorded['file']}, which is gone; pass --data")
+        return load_data(None, recorded["file"], recorded.get("target"), recorded.get("task"))
+    name = provenance.get("dataset")
+    if not isinstance(name, str) or not name or name.startswith("file:") or name == "arrays":
+        raise ConfigError(f"{checkpoint.header.path}: no dataset recorded in the checkpoint; pass --dataset or --data")
+    return load_data(name, None, None, None, data_dir, download)
+
+
+def _recorded_data_provenance(checkpoint: Checkpoint, data: Dataset, data_file: str | None, target: str | None,
+                              task: str | None) -> dict[str, Any]:
+    """The data entry of a derived checkpoint: the data given now, else the parent's."""
+    if data_file is not None:
+        return data_provenance(data, data_file, target, task)
+    entry: dict[str, Any] = {"dataset": data.name, "task": data.task}
+    recorded = checkpoint.header.provenance.get("data")
+    if isinstance(recorded, dict) and data.name.startswith("file:"):
+        entry["data"] = recorded
+    return entry
 
 
 def _git_commit() -> str | None:
@@ -450,14 +545,16 @@ def _provenance(
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     best = history.best_val
+    metrics: dict[str, Any] = {"val": best.to_json() if best else None, "test": test.to_json()}
+    if test.task == "classification":  # the names earlier versions wrote, still read by scripts
+        metrics.update(val_accuracy=best.accuracy if best else None, test_accuracy=test.accuracy,
+                       test_loss=test.loss)
     return {
         "stage": stage,
         "dataset": dataset,
         "epochs": len(history.epochs),
         "best_epoch": history.best_epoch,
-        "val_accuracy": best.accuracy if best else None,
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
+        **metrics,
         "train_config": dataclasses.asdict(config),
         **_environment(device, config.seed),
         **extra,

@@ -42,7 +42,14 @@ Output = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output f
                                                   show_default="beside the input, named after the command")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]
 DatasetOpt = Annotated[Optional[str], typer.Option(
-    "--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100.", show_default="the checkpoint's")]
+    "--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | diabetes | feynman:NAME (e.g. feynman:I.6.20a).", show_default="the checkpoint's")]
+DataFile = Annotated[Optional[Path], typer.Option(
+    "--data", help="Your data instead: .npz / .safetensors / .pt (train_x, train_y, test_x, test_y; or x, y; or "
+    "pykan's train_input, ...) or .csv with --target.", show_default="the checkpoint's")]
+Target = Annotated[Optional[str], typer.Option("--target", help="CSV target column(s), comma-separated.",
+                                               show_default=False)]
+TaskOpt = Annotated[Optional[str], typer.Option(
+    "--task", help="classification | regression.", show_default="inferred: integer targets are class labels")]
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding the dataset files.",
                                                  show_default="the dataset's usual place")]
 Download = Annotated[bool, typer.Option("--download", help="Fetch the dataset with torchvision if missing.")]
@@ -99,7 +106,7 @@ def _progress(label: str) -> Iterator[tuple[Any, Any]]:
             mark = " [green]*[/green]" if report.improved else ""
             progress.console.print(
                 f"epoch {report.epoch:>3}/{report.epochs}  loss {report.train_loss:.4f}  "
-                f"val_loss {report.val.loss:.4f}  val_acc {report.val.accuracy:.4f}{mark}",
+                f"val {report.val.describe()}{mark}",
                 highlight=False,
             )
             epoch_box[0] = report.epoch + 1
@@ -154,8 +161,11 @@ def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help=describe())] = "kan",
     meta: Annotated[bool, typer.Option("--meta", help="Generate edge vectors with a meta-learner (MetaKAN).")] = False,
-    dataset: Annotated[str, typer.Option("--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100.")] = "digits",
+    dataset: Annotated[str, typer.Option("--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | diabetes | feynman:NAME (e.g. feynman:I.6.20a).")] = "digits",
     data_dir: DataDir = None,
+    data_file: Annotated[Optional[Path], typer.Option("--data", help="Your data instead of --dataset: .npz / .safetensors / .pt (train_x, train_y, test_x, test_y; or x, y; or pykan's dataset dict) or .csv with --target.", show_default=False)] = None,
+    target: Target = None,
+    task: TaskOpt = None,
     download: Download = False,
     hidden: Annotated[list[int], typer.Option("--hidden", help="Hidden width; repeat for more layers.")] = [32],  # noqa: B006
     conv: Annotated[bool, typer.Option("--conv", help="The paper's 4-layer convolutional KAN instead.")] = False,
@@ -185,7 +195,8 @@ def train(
     with _errors():
         from kancompress import api, runs
 
-        path = output or Path(f"{'meta' if meta else ''}{model}-{dataset}.safetensors")
+        source_name = data_file.stem if data_file else dataset.replace(":", "-")
+        path = output or Path(f"{'meta' if meta else ''}{model}-{source_name}.safetensors")
 
         def fresh() -> Any:
             if meta_sharing not in META_SHARING:
@@ -194,7 +205,8 @@ def train(
                            if meta else False)
             conv_config = ConvConfig(strides=api.conv_strides(len(channels)), groups=groups) if conv else False
             options = api.TrainOptions.build(
-                model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, meta=meta_config,
+                model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None,
+                data_file=str(data_file) if data_file else None, target=target, task=task, meta=meta_config,
                 hidden=tuple(hidden), conv=conv_config, channels=tuple(channels), lr=lr, lr_meta=lr_meta,
                 lr_embed=lr_embed, device=device,
                 train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed))
@@ -208,6 +220,7 @@ def train(
                 return lambda job: getattr(job.options.train, name)
 
             compare = {"model": option("model"), "dataset": option("dataset"), "hidden": option("hidden"),
+                       "data_file": option("data_file"), "target": option("target"), "task": option("task"),
                        "channels": option("channels"), "lr": option("lr"), "lr_meta": option("lr_meta"),
                        "lr_embed": option("lr_embed"), "device": option("device"),
                        "meta": lambda job: job.options.meta is not None, "conv": lambda job: job.options.conv is not None,
@@ -240,8 +253,8 @@ def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path
         return
     save_checkpoint(result.model, path, result.provenance, force=force, inputs=inputs)
     runs.finish(path)
-    out.print(f"test accuracy {result.test.accuracy:.4f}  loss {result.test.loss:.4f}  "
-              f"({len(result.history.epochs)} epochs) -> {path} ({result.model.kind})", highlight=False, markup=False)
+    out.print(f"test {result.test.describe()}  ({len(result.history.epochs)} epochs) -> {path} "
+              f"({result.model.kind})", highlight=False, markup=False)
 
 
 @app.command()
@@ -256,9 +269,12 @@ def cluster(
     kmeans: KMeans = "auto",
     device: Device = "auto",
     lean: Lean = False,
-    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer instead: the smallest file within this many validation accuracy points of the source.", show_default="off")] = None,
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer instead: the smallest file whose validation metric stays within this budget of the source: accuracy points (classification), or a relative MSE increase, e.g. 0.05 (regression).", show_default="off")] = None,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
+    data_file: DataFile = None,
+    target: Target = None,
+    task: TaskOpt = None,
     download: Download = False,
     output: Output = None,
     force: Force = False,
@@ -266,7 +282,6 @@ def cluster(
     """K-means each layer's edge vectors into a codebook and bit-packed (or rANS-coded) indices."""
     with _errors():
         from kancompress import api
-        from kancompress.data import load_dataset
         from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 
         options = api.ClusterConfig(k, tuple(sorted(_parse_layer_ks(layer_k).items())), seed, n_init, codebook_dtype,
@@ -277,11 +292,13 @@ def cluster(
         if max_drop is None:
             model, provenance = api.cluster(source, options)
         else:
-            data = load_dataset(dataset, data_dir, download) if dataset else None
+            given = dataset is not None or data_file is not None
+            data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
             with err.status("choosing k per layer on the validation split"):
                 model, provenance = api.cluster(source, options, data, download=download)
-            out.print(f"per-layer k {provenance['k']}: validation accuracy {provenance['val_accuracy']:.4f} "
-                      f"(source {provenance['source_val_accuracy']:.4f})", highlight=False, markup=False)
+            metric = "accuracy" if provenance["val"]["task"] == "classification" else "mse"
+            out.print(f"per-layer k {provenance['k']}: validation {metric} {provenance['val'][metric]:.4g} "
+                      f"(source {provenance['source_val'][metric]:.4g})", highlight=False, markup=False)
         save_checkpoint(model, path, api.lean_provenance(provenance) if lean else provenance, force=force,
                         inputs=(checkpoint,))
         out.print(f"clustered {source.kind} -> {path}", highlight=False, markup=False)
@@ -298,6 +315,9 @@ def finetune(
     batch_size: BatchSize = TrainConfig.batch_size,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
+    data_file: DataFile = None,
+    target: Target = None,
+    task: TaskOpt = None,
     download: Download = False,
     seed: Seed = 0,
     output: Output = None,
@@ -320,7 +340,8 @@ def finetune(
             if checkpoint is None:
                 raise ConfigError(f"no saved state for {path}; give the clustered checkpoint to start afresh")
             options = api.FinetuneOptions(dataset, str(data_dir) if data_dir else None, lr, TrainConfig(
-                epochs=epochs, batch_size=batch_size, patience=patience, seed=seed), device)
+                epochs=epochs, batch_size=batch_size, patience=patience, seed=seed), device,
+                str(data_file) if data_file else None, target, task)
             return runs.Job("finetune", options, str(checkpoint), str(reassign) if reassign else None)
 
         if resume:
@@ -357,6 +378,9 @@ def sweep(
     kmeans: KMeans = "auto",
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
+    data_file: DataFile = None,
+    target: Target = None,
+    task: TaskOpt = None,
     download: Download = False,
     seed: Seed = 0,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file.", show_default="CKPT-sweep.csv")] = None,
@@ -382,22 +406,19 @@ def sweep(
         tune = (api.FinetuneOptions(lr=lr, train=TrainConfig(epochs=finetune_epochs, patience=3, seed=seed),
                                     device=device) if finetune_epochs > 0 else None)
         source = load_checkpoint(checkpoint)
+        metric = "accuracy" if source.header.config.task == "classification" else "MSE"
         table = Table(title=escape(f"{checkpoint} sweep"), title_justify="left")
-        for column in ("k", "KB", "val acc", "test acc", "fine-tuned test acc"):
+        for column in ("k", "KB", f"val {metric}", f"test {metric}", f"fine-tuned test {metric}"):
             table.add_column(column, justify="right", overflow="fold")
 
         def on_point(point: SweepPoint) -> None:
-            tuned = f"{point.finetuned_test_accuracy:.4f}" if point.finetuned_test_accuracy is not None else "-"
-            table.add_row(str(point.k), _kb(point.bytes), f"{point.val_accuracy:.4f}", f"{point.test_accuracy:.4f}",
-                          tuned)
-            err.print(f"k={point.k}: {_kb(point.bytes)} KB, test accuracy {point.test_accuracy:.4f} "
+            tuned = f"{point.finetuned_test:.4g}" if point.finetuned_test is not None else "-"
+            table.add_row(str(point.k), _kb(point.bytes), f"{point.val:.4g}", f"{point.test:.4g}", tuned)
+            err.print(f"k={point.k}: {_kb(point.bytes)} KB, test {metric} {point.test:.4g} "
                       f"({len(table.rows)} of {len(sizes)})", highlight=False, markup=False)
 
-        data = None
-        if dataset:
-            from kancompress.data import load_dataset
-
-            data = load_dataset(dataset, data_dir, download)
+        given = dataset is not None or data_file is not None
+        data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
         points = api.sweep(source, sizes, options, data, finetune=tune, download=download, on_point=on_point)
         out.print(table)
         write_atomic(csv_path, sweep_csv(points).encode())
@@ -422,6 +443,9 @@ def eval_(
     checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint.")],
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
+    data_file: DataFile = None,
+    target: Target = None,
+    task: TaskOpt = None,
     download: Download = False,
     as_json: JsonOut = False,
     device: Device = "auto",
@@ -436,13 +460,14 @@ def eval_(
         from kancompress.format.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(checkpoint)
-        result = api.evaluation(loaded, dataset=dataset, data_dir=data_dir, download=download, device=device,
-                                fc_forward=fc_forward)
+        given = dataset is not None or data_file is not None
+        data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
+        result = api.evaluation(loaded, data, download=download, device=device, fc_forward=fc_forward)
         if as_json:
             out.print_json(json.dumps(result))
         else:
-            out.print(f"{checkpoint} ({loaded.kind}) on {result['dataset']} test ({result['n']} images): "
-                      f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}", highlight=False, markup=False)
+            out.print(f"{checkpoint} ({loaded.kind}) on {result['dataset']} test ({result['n']} examples): "
+                      f"{_metrics_text(result)}", highlight=False, markup=False)
             paths = result["fc_forward"]
             if any(methods != ["decode"] for methods in paths.values()):
                 used = ", ".join(f"layer {layer}: {'/'.join(methods)}" for layer, methods in paths.items())
@@ -472,7 +497,10 @@ def import_(
     library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan | torch-conv-kan [default: detect].")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="pykan: the model's _config.yml sidecar.")] = None,
     denominator: Annotated[Optional[float], typer.Option("--rbf-denominator", help="FastKAN RBF width if not the default.")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset to record for eval and finetune.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset to record for eval and finetune.", show_default="none")] = None,
+    data_file: Annotated[Optional[Path], typer.Option("--data", help="Your data file to record for eval and finetune (its task and widths are checked).", show_default="none")] = None,
+    target: Target = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="classification | regression: what the upstream model was trained for.", show_default="the data's, else classification")] = None,
     strides: Annotated[str, typer.Option("--strides", help="torch-conv-kan: stride of each conv layer.")] = "1,2,2,1",
     grid_size: Annotated[int, typer.Option("--grid-size", help="torch-conv-kan KANConv grid size.")] = 5,
     spline_order: Annotated[int, typer.Option("--spline-order", help="torch-conv-kan KANConv spline order.")] = 3,
@@ -494,7 +522,8 @@ def import_(
             raise ConfigError("--grid-range needs LO,HI and --strides comma-separated integers") from None
         options = ConvImportOptions(strides=stride_list, grid_size=grid_size, spline_order=spline_order,
                                     grid_range=(lo, hi), base_activation=base_activation)
-        model, provenance = api.import_checkpoint(source, library, denominator, dataset, config_file, options)
+        model, provenance = api.import_checkpoint(source, library, denominator, dataset, config_file, options,
+                                                  task=task, data_file=data_file, target=target)
         save_checkpoint(model, path, provenance, force=force, inputs=(source,))
         out.print(f"imported {provenance['source_library']} {model.config.model} {list(model.config.widths)} -> {path}",
                   highlight=False, markup=False)
@@ -516,6 +545,12 @@ def export(
         state = api.export_checkpoint(load_checkpoint(checkpoint), to)
         save_state_dict(state, output, force=force, inputs=(checkpoint,))
         out.print(f"exported {len(state)} tensors in {to} layout -> {output}", highlight=False, markup=False)
+
+
+def _metrics_text(result: dict[str, Any]) -> str:
+    if result["task"] == "classification":
+        return f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}"
+    return f"MSE {result['mse']:.4g}  RMSE {result['rmse']:.4g}  R² {result['r2']:.4f}"
 
 
 def _kb(n: float) -> str:

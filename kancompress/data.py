@@ -1,4 +1,7 @@
-"""Datasets as in-memory tensors scaled to [-1, 1] (the B-spline grid range), with a seeded 90/10 split.
+"""Datasets as in-memory tensors, with a seeded 90/10 train/validation split.
+
+Built-in image datasets come scaled to [-1, 1] (the B-spline grid range). Regression and user data come raw: the
+model stores the transform it trains with (`models.Normalization`), so later commands take raw inputs too.
 
 - digits: scikit-learn's bundled 8x8 digits (offline), split 75/25 like the upstream fixtures
   (`train_test_split(test_size=0.25, random_state=0, stratify=y)`).
@@ -6,6 +9,10 @@
   `dataset-fashion-mnist` installs them at /usr/share/datasets/fashion-mnist); `download` fetches them with
   torchvision where a network exists.
 - cifar10, cifar100: torchvision's python-version batches (`download` fetches them).
+- diabetes: scikit-learn's bundled diabetes regression (442 patients, 10 features, 1 target), split 80/20 seeded.
+- feynman:NAME: an equation of pykan's Feynman list, generated (`kancompress.feynman`): 1,000 train and 1,000 test
+  samples, seeded.
+- user files: `kancompress.userdata` (npz, safetensors, pt, csv, pykan dataset dicts).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 
 from kancompress.errors import DataError
 
-DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "diabetes", "feynman:NAME")
 DEFAULT_DIRS: dict[str, str] = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 _IDX_FILES = {
     "train_x": "train-images-idx3-ubyte",
@@ -35,11 +42,18 @@ _TORCHVISION_SUBDIRS = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    train_x: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
-    train_y: torch.Tensor  # (N,) int64
+    train_x: torch.Tensor  # (N, features) or (N, C, H, W) float32
+    train_y: torch.Tensor  # classification: (N,) int64; regression: (N, T) float32
     test_x: torch.Tensor
     test_y: torch.Tensor
-    num_classes: int
+    num_classes: int  # classification; 0 for regression
+    task: str = "classification"
+    prescaled: bool = True  # inputs already in the grid range (built-in images); else the model learns a transform
+
+    @property
+    def num_outputs(self) -> int:
+        """Classes, or regression targets."""
+        return self.num_classes if self.task == "classification" else int(self.train_y.shape[1])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -60,12 +74,18 @@ class Split:
     val_y: torch.Tensor
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, download: bool = False) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | os.PathLike[str] | None = None, download: bool = False, seed: int = 0
+) -> Dataset:
     """Load a dataset by name; raises `DataError` with what to do when it cannot be found."""
+    if name.startswith("feynman:"):
+        return _feynman(name.partition(":")[2], seed)
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}")
     if name == "digits":
         return _digits()
+    if name == "diabetes":
+        return _diabetes(seed)
     if name in ("mnist", "fashion-mnist"):
         return _idx_dataset(name, data_dir, download)
     return _cifar(name, data_dir, download)
@@ -78,6 +98,28 @@ def split_validation(dataset: Dataset, val_fraction: float = 0.1, seed: int = 0)
     n_val = max(1, int(round(n * val_fraction)))
     val, train = order[:n_val], order[n_val:]
     return Split(dataset.train_x[train], dataset.train_y[train], dataset.train_x[val], dataset.train_y[val])
+
+
+def _feynman(equation: str, seed: int) -> Dataset:
+    from kancompress.feynman import feynman_dataset
+
+    train_x, train_y, test_x, test_y = feynman_dataset(equation, seed=seed)
+    return Dataset(f"feynman:{equation}", torch.from_numpy(train_x), torch.from_numpy(train_y),
+                   torch.from_numpy(test_x), torch.from_numpy(test_y), 0, "regression", prescaled=False)
+
+
+def _diabetes(seed: int) -> Dataset:
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    bundle = load_diabetes(scaled=False)
+    x_train, x_test, y_train, y_test = train_test_split(bundle.data, bundle.target, test_size=0.2, random_state=seed)
+
+    def tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(values, dtype=np.float32))
+
+    return Dataset("diabetes", tensor(x_train), tensor(y_train)[:, None], tensor(x_test), tensor(y_test)[:, None], 0,
+                   "regression", prescaled=False)
 
 
 def _scaled(images: np.ndarray, maximum: float) -> torch.Tensor:

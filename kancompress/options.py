@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kancompress.bases import get_spec
-from kancompress.config import ConvConfig, MetaConfig, TrainConfig
+from kancompress.config import TASKS, ConvConfig, MetaConfig, TrainConfig
 from kancompress.errors import ConfigError
 from kancompress.format.schema import CODEBOOK_DTYPES, INDEX_CODINGS
 
@@ -32,6 +32,13 @@ def _check_lr(name: str, value: float | None) -> None:
         raise ConfigError(f"{name} {value} must be a positive number (leave it out for the paper's default)")
 
 
+def _check_data(data_file: str | None, target: str | None, task: str | None) -> None:
+    if task is not None:
+        _check_choice("task", task, TASKS)
+    if target is not None and data_file is None:
+        raise ConfigError("--target names CSV columns of --data; give --data too")
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose from: {', '.join(choices)}")
@@ -49,6 +56,9 @@ class TrainOptions:
     model: str = "kan"
     dataset: str = "digits"
     data_dir: str | None = None
+    data_file: str | None = None  # the user's data (`kancompress.userdata`) instead of a built-in dataset
+    target: str | None = None  # CSV target column(s)
+    task: str | None = None  # force classification or regression (default: inferred from the targets)
     meta: MetaConfig | None = None
     hidden: tuple[int, ...] = (32,)
     conv: ConvConfig | None = None
@@ -62,6 +72,7 @@ class TrainOptions:
     def __post_init__(self) -> None:
         get_spec(self.model)
         _check_choice("device", self.device, DEVICES)
+        _check_data(self.data_file, self.target, self.task)
         for name in ("lr", "lr_meta", "lr_embed"):
             _check_lr("--" + name.replace("_", "-"), getattr(self, name))
         if (self.lr_meta is not None or self.lr_embed is not None) and self.meta is None:
@@ -113,10 +124,14 @@ class FinetuneOptions:
     lr: float | None = None
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, patience=3))
     device: str = "auto"
+    data_file: str | None = None  # the user's data instead of the recorded dataset
+    target: str | None = None
+    task: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("device", self.device, DEVICES)
         _check_lr("--lr", self.lr)
+        _check_data(self.data_file, self.target, self.task)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

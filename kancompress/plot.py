@@ -18,27 +18,32 @@ def require_matplotlib() -> None:
 
 
 def sweep_png(series: dict[str, Sequence[SweepPoint]], title: str, dense_bytes: int | None = None) -> bytes:
-    """PNG bytes: test accuracy (%) against checkpoint size (KB, log scale), one line per series, k labelled."""
+    """PNG bytes: the test metric (accuracy in %, or MSE on a log scale) against checkpoint size (KB, log scale),
+    one line per series, k labelled."""
     require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(7, 4.5))
+    metric = next((p.metric for points in series.values() for p in points), "accuracy")
+    factor = 100.0 if metric == "accuracy" else 1.0
     for label, points in series.items():
         sizes = [p.bytes / 1000 for p in points]
-        axes.plot(sizes, [100 * p.test_accuracy for p in points], "o-", label=f"{label} (clustered)")
-        if any(p.finetuned_test_accuracy is not None for p in points):
-            axes.plot(sizes, [100 * (p.finetuned_test_accuracy or 0) for p in points], "s--",
-                      label=f"{label} + fine-tune")
+        axes.plot(sizes, [factor * p.test for p in points], "o-", label=f"{label} (clustered)")
+        tuned = [(size, p.finetuned_test) for size, p in zip(sizes, points) if p.finetuned_test is not None]
+        if tuned:
+            axes.plot([s for s, _ in tuned], [factor * v for _, v in tuned], "s--", label=f"{label} + fine-tune")
         for p, size in zip(points, sizes):
-            axes.annotate(f"k={p.k}", (size, 100 * p.test_accuracy), textcoords="offset points", xytext=(3, -10),
+            axes.annotate(f"k={p.k}", (size, factor * p.test), textcoords="offset points", xytext=(3, -10),
                           fontsize=7)
     if dense_bytes:
         axes.axvline(dense_bytes / 1000, color="grey", linestyle=":", label="dense KAN size")
     axes.set_xscale("log")
     axes.set_xlabel("checkpoint tensors (KB, 1 KB = 1000 bytes)")
-    axes.set_ylabel("test accuracy (%)")
+    axes.set_ylabel("test accuracy (%)" if metric == "accuracy" else "test MSE")
+    if metric != "accuracy":
+        axes.set_yscale("log")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)

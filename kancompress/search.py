@@ -1,4 +1,4 @@
-"""Size-accuracy search: sweep the codebook size, and pick k per layer under an accuracy budget."""
+"""Size-metric search: sweep the codebook size, and pick k per layer under a budget of the task's metric."""
 
 from __future__ import annotations
 
@@ -13,28 +13,36 @@ from kancompress.format.checkpoint import payload_bytes
 from kancompress.data import Split
 from kancompress.errors import ConfigError
 from kancompress.models import KANModel
+from kancompress.tasks import Metrics, metric_name, within_budget
 from kancompress.train import evaluate
 
 
 @dataclass(frozen=True)
 class SweepPoint:
+    """One codebook size of a sweep. The metric is the task's headline one: accuracy (a fraction) for
+    classification, MSE for regression (`metric` names it)."""
+
     k: int
     bytes: int  # tensor bytes of the clustered checkpoint
-    val_accuracy: float
-    test_accuracy: float
-    finetuned_val_accuracy: float | None = None
-    finetuned_test_accuracy: float | None = None
+    val: float
+    test: float
+    finetuned_val: float | None = None
+    finetuned_test: float | None = None
+    metric: str = "accuracy"
 
 
-SWEEP_COLUMNS: tuple[str, ...] = ("k", "bytes", "val_accuracy", "test_accuracy", "finetuned_val_accuracy",
-                                   "finetuned_test_accuracy")
+def sweep_columns(metric: str) -> tuple[str, ...]:
+    return ("k", "bytes", f"val_{metric}", f"test_{metric}", f"finetuned_val_{metric}", f"finetuned_test_{metric}")
 
 
 def sweep_csv(points: list[SweepPoint]) -> str:
-    """The sweep as CSV: a header row (`SWEEP_COLUMNS`; accuracies as fractions, bytes = tensor bytes of the
-    clustered file), one row per k, empty cells where a point was not fine-tuned."""
-    rows = [",".join(SWEEP_COLUMNS)]
-    rows += [",".join("" if value is None else str(value) for value in dataclasses.astuple(point)) for point in points]
+    """The sweep as CSV: a header row naming the metric (`k, bytes, val_accuracy, test_accuracy,
+    finetuned_val_accuracy, finetuned_test_accuracy`, or `..._mse` for regression; accuracies as fractions, bytes =
+    tensor bytes of the clustered file), one row per k, empty cells where a point was not fine-tuned."""
+    metric = points[0].metric if points else "accuracy"
+    rows = [",".join(sweep_columns(metric))]
+    rows += [",".join("" if value is None else str(value) for value in dataclasses.astuple(point)[:6])
+             for point in points]
     return "\n".join(rows) + "\n"
 
 
@@ -46,18 +54,20 @@ def sweep(
     finetune: Callable[[KANModel], KANModel] | None = None,
     on_point: Callable[[SweepPoint], None] | None = None,
 ) -> list[SweepPoint]:
-    """Cluster every layer at each k (capped at the layer's edge count); accuracy and size, optionally fine-tuned."""
+    """Cluster every layer at each k (capped at the layer's edge count); the metric and size, optionally
+    fine-tuned."""
     points = []
     counts = clusterer.model.config.num_edges
+    metric = metric_name(clusterer.model.config.task)
     for k in ks:
         model = clusterer.build([min(k, n) for n in counts])
-        val, tested = evaluate(model, split.val_x, split.val_y), evaluate(model, *test)
+        val, tested = evaluate(model, split.val_x, split.val_y).headline, evaluate(model, *test).headline
         tuned_val = tuned_test = None
         if finetune is not None:
             model = finetune(model)
-            tuned_val = evaluate(model, split.val_x, split.val_y).accuracy
-            tuned_test = evaluate(model, *test).accuracy
-        point = SweepPoint(k, payload_bytes(model), val.accuracy, tested.accuracy, tuned_val, tuned_test)
+            tuned_val = evaluate(model, split.val_x, split.val_y).headline
+            tuned_test = evaluate(model, *test).headline
+        point = SweepPoint(k, payload_bytes(model), val, tested, tuned_val, tuned_test, metric)
         points.append(point)
         if on_point is not None:
             on_point(point)
@@ -69,31 +79,31 @@ def choose_ks(
     split: Split,
     max_drop: float,
     candidates: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256),
-    on_trial: Callable[[list[int], float], None] | None = None,
-) -> tuple[list[int], float, float]:
-    """Per-layer k minimising size with validation accuracy within `max_drop` points of the source model.
+    on_trial: Callable[[list[int], Metrics], None] | None = None,
+) -> tuple[list[int], Metrics, Metrics]:
+    """Per-layer k minimising size with the validation metric within budget of the source model (`max_drop`:
+    accuracy points for classification, a relative MSE increase for regression; `tasks.within_budget`).
 
     Greedy, largest layers first (their indices dominate the size): each layer takes the smallest candidate k
     that keeps the whole model within budget, the layers not yet visited staying at their largest candidate.
-    Returns (ks, source validation accuracy, clustered validation accuracy).
+    Returns (ks, source validation metrics, clustered validation metrics).
     """
     if max_drop < 0:
-        raise ConfigError("--max-drop must be >= 0 (accuracy points)")
-    base = evaluate(clusterer.model, split.val_x, split.val_y).accuracy
-    floor = base - max_drop / 100.0
+        raise ConfigError("--max-drop must be >= 0")
+    base = evaluate(clusterer.model, split.val_x, split.val_y)
     counts = clusterer.model.config.num_edges
     options = [[k for k in candidates if k <= n] or [n] for n in counts]
     ks = [opts[-1] for opts in options]
-    accuracy = evaluate(clusterer.build(ks), split.val_x, split.val_y).accuracy
+    result = evaluate(clusterer.build(ks), split.val_x, split.val_y)
     for layer in sorted(range(len(counts)), key=lambda l: -counts[l]):
         for k in options[layer]:
             if k >= ks[layer]:
                 break
             trial = ks[:layer] + [k] + ks[layer + 1 :]
-            trial_accuracy = evaluate(clusterer.build(trial), split.val_x, split.val_y).accuracy
+            trial_result = evaluate(clusterer.build(trial), split.val_x, split.val_y)
             if on_trial is not None:
-                on_trial(trial, trial_accuracy)
-            if trial_accuracy >= floor:
-                ks, accuracy = trial, trial_accuracy
+                on_trial(trial, trial_result)
+            if within_budget(trial_result, base, max_drop):
+                ks, result = trial, trial_result
                 break
-    return ks, base, accuracy
+    return ks, base, result

@@ -90,7 +90,7 @@ def fit(
     device = next(model.parameters()).device
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     parallel = distributed.active()
-    forward = model
+    forward: nn.Module = model
     if parallel:  # every rank holds the same weights; DDP averages the gradients of each rank's batch slice
         forward = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         part, parts = distributed.rank(), distributed.world_size()

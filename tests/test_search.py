@@ -29,9 +29,9 @@ def test_choose_ks_respects_the_budget_and_shrinks(meta_digits: Path) -> None:
     checkpoint = load_checkpoint(meta_digits)
     split = split_validation(load_dataset("digits"))
     clusterer = Clusterer(checkpoint.model)
-    ks, base, accuracy = choose_ks(clusterer, split, max_drop=1.0)
-    assert accuracy >= base - 0.01
-    assert evaluate(clusterer.build(ks), split.val_x, split.val_y).accuracy == accuracy
+    ks, base, result = choose_ks(clusterer, split, max_drop=1.0)
+    assert result.accuracy >= base.accuracy - 0.01
+    assert evaluate(clusterer.build(ks), split.val_x, split.val_y).accuracy == result.accuracy
     largest = [min(256, n) for n in checkpoint.model.config.num_edges]
     assert payload_bytes(clusterer.build(ks)) < payload_bytes(clusterer.build(largest))
 
@@ -56,5 +56,6 @@ def test_cluster_max_drop_cli(tmp_path: Path, meta_digits: Path) -> None:
                                  "-o", str(out)])
     assert result.exit_code == 0, result.output
     loaded = load_checkpoint(out)
-    assert loaded.header.provenance["val_accuracy"] >= loaded.header.provenance["source_val_accuracy"] - 0.005
+    provenance = loaded.header.provenance
+    assert provenance["val"]["accuracy"] >= provenance["source_val"]["accuracy"] - 0.005
     assert torch.isfinite(loaded.model(torch.zeros(1, 64))).all()

@@ -8,7 +8,6 @@ from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras,
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 
 @register
