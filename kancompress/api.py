@@ -281,7 +281,7 @@ def cluster(
 
 
 def finetune(
-    checkpoint: Checkpoint,
+    checkpoint: Checkpoint | KANModel,
     options: FinetuneOptions = FinetuneOptions(),
     data: Dataset | None = None,
     *,
@@ -298,15 +298,19 @@ def finetune(
     each edge is re-assigned to the centroid nearest its original vector (clustering-aware fine-tuning). The
     checkpoint's own model is left as it was; the result holds a trained copy.
     """
-    if checkpoint.kind != "clustered":
-        raise FormatError(f"{checkpoint.header.path}: finetune needs a clustered checkpoint, this one is "
-                          f"{checkpoint.kind}; run `kancompress cluster` first")
+    source = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
+    where = checkpoint.header.path if isinstance(checkpoint, Checkpoint) else "the model"
+    if source.kind != "clustered":
+        raise FormatError(f"{where}: finetune needs a clustered checkpoint, this one is {source.kind}; run "
+                          "`kancompress cluster` first")
     if data is None:
+        if not isinstance(checkpoint, Checkpoint):
+            raise ConfigError("finetune of an in-memory model needs its data (the `data` argument)")
         data = _recorded_dataset(checkpoint, options.dataset, options.data_dir, download, options.data_file,
                                  options.target, options.task)
     target = resolve_device(options.device)
     distributed.setup(target)
-    model = copy.deepcopy(checkpoint.model).to(target)
+    model = copy.deepcopy(source).to(target)
     assert isinstance(model.edges, CodebookEdges)
     edges = model.edges
     _check_inputs(model, data)
@@ -332,9 +336,10 @@ def finetune(
                       resume, augment)
     edges.round_to_storage()
     test = evaluate(model, data.test_x, data.test_y)
+    parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
     extra = {"lr": lr, "reassigned_per_epoch": moved if reassign_from is not None else None,
-             "options": options.to_json(), "parent": checkpoint.header.provenance,
-             **_recorded_data_provenance(checkpoint, data, options.data_file, options.target, options.task)}
+             "options": options.to_json(), "parent": parent,
+             **_recorded_data_provenance(parent, data, options.data_file, options.target, options.task)}
     provenance = _provenance("finetune", data.name, history, test, options.train, target, extra)
     return TrainResult(model.cpu(), history, test, provenance)
 
@@ -509,13 +514,13 @@ def _recorded_dataset(
     return load_data(name, None, None, None, data_dir, download)
 
 
-def _recorded_data_provenance(checkpoint: Checkpoint, data: Dataset, data_file: str | None, target: str | None,
+def _recorded_data_provenance(parent: dict[str, Any], data: Dataset, data_file: str | None, target: str | None,
                               task: str | None) -> dict[str, Any]:
     """The data entry of a derived checkpoint: the data given now, else the parent's."""
     if data_file is not None:
         return data_provenance(data, data_file, target, task)
     entry: dict[str, Any] = {"dataset": data.name, "task": data.task}
-    recorded = checkpoint.header.provenance.get("data")
+    recorded = parent.get("data")
     if isinstance(recorded, dict) and data.name.startswith("file:"):
         entry["data"] = recorded
     return entry

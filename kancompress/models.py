@@ -34,8 +34,10 @@ class Normalization(nn.Module):
             self.register_buffer("target_shift", torch.zeros(config.num_outputs))
 
     def fit(self, inputs: torch.Tensor | None, targets: torch.Tensor | None) -> None:
-        """Set the transforms from training data: inputs (N, in) or (N, C, H, W) to [-1, 1] by their range per
-        feature or channel (constant ones to 0); targets (N, T) standardised (mean 0, std 1) per output."""
+        """Set the transforms from training data: inputs to [-1, 1] by their range (constant ones to 0) — per feature
+        for tabular inputs (N, in), per channel for images (N, C, H, W) (for a fully-connected model each pixel
+        takes its channel's transform, so 0..255 images map as x/255·2 - 1); targets (N, T) standardised (mean 0,
+        std 1) per output."""
         with torch.no_grad():
             if inputs is not None and hasattr(self, "input_scale"):
                 per_feature = inputs.transpose(0, 1).reshape(inputs.shape[1], -1).double()  # (in or C, N·H·W)
@@ -43,8 +45,9 @@ class Normalization(nn.Module):
                 span = high - low
                 scale = torch.where(span > 0, 2.0 / span.clamp_min(1e-300), torch.ones_like(span))
                 shift = torch.where(span > 0, -1.0 - low * scale, -low)
-                self.input_scale.copy_(scale)
-                self.input_shift.copy_(shift)
+                pixels = self.input_scale.numel() // scale.numel()  # 1, or H·W for images into an FC model
+                self.input_scale.copy_(scale.repeat_interleave(pixels))
+                self.input_shift.copy_(shift.repeat_interleave(pixels))
             if targets is not None and hasattr(self, "target_scale"):
                 values = targets.reshape(targets.shape[0], -1).double()
                 std = values.std(dim=0, unbiased=False)

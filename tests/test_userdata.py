@@ -228,3 +228,16 @@ def test_pykan_round_trip_on_a_feynman_equation(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     tuned = json.loads(runner.invoke(app, ["eval", str(paths["f"]), "--json"]).output)
     assert tuned["mse"] < clustered["mse"]
+
+
+def test_image_arrays_map_per_channel_like_the_built_in_scaling() -> None:
+    """0..255 images into an FC model: each pixel takes its channel's transform, x/255·2 - 1, as built-in data."""
+    from kancompress.config import default_config
+    from kancompress.models import build_model
+
+    x = torch.tensor([[[[0.0, 255.0], [51.0, 102.0]]], [[[255.0, 0.0], [204.0, 153.0]]]])  # (2, 1, 2, 2)
+    model = build_model(default_config("kan", (4, 3, 2), input_affine=True))
+    assert model.normalize is not None
+    model.normalize.fit(x, None)
+    mapped = model.normalize.inputs(x.flatten(1))
+    assert torch.allclose(mapped, x.flatten(1) / 255 * 2 - 1, atol=1e-6)
