@@ -156,12 +156,15 @@ class CodebookEdges(EdgeStore):
     def forward(self, layer: int) -> torch.Tensor:
         book = self.book(layer)
         if torch.is_grad_enabled():
-            return book.codebook[book.indices]  # (n, |w|): edge e takes centroid I_e
+            # (n, |w|): edge e takes centroid I_e. index_select, not codebook[indices]: the backward of advanced
+            # indexing accumulates in a thread-dependent order on the CPU (fine-tuning gave different bytes run to
+            # run); index_select's backward (index_add) does not.
+            return torch.index_select(book.codebook, 0, book.indices)
         # Inference decodes once: the gathered vectors are cached until the codebook or the indices change.
         key = (book.codebook._version, book.indices._version, book.codebook.data_ptr(), book.indices.data_ptr())
         cached = self._decoded.get(layer)
         if cached is None or cached[0] != key:
-            cached = (key, book.codebook[book.indices])
+            cached = (key, torch.index_select(book.codebook, 0, book.indices))
             self._decoded[layer] = cached
         return cached[1]
 

@@ -91,6 +91,33 @@ def _decode_indices(path: Path, name: str, entry: IndexEntry, stream: torch.Tens
     return indices
 
 
+_SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
+    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.int64: "I64",
+    torch.int32: "I32", torch.uint8: "U8", torch.int8: "I8", torch.bool: "BOOL",
+}
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file in one canonical layout: metadata first with sorted keys, tensors in name order, the
+    header padded with spaces to 8 bytes. (The safetensors library writes its header in hash-map order, so equal
+    inputs gave different bytes.) Readable by any safetensors reader."""
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = dict(sorted(metadata.items()))
+    chunks: list[bytes] = []
+    offset = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""  # little-endian
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces: equal values give equal bytes."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
@@ -102,8 +129,6 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
     A clustered model is stored as its edge store says: codebooks at `codebook_dtype`, and each layer's indices
     bit-packed, or rANS-coded when its `index_coding` is "rans" and that is smaller.
     """
-    from safetensors.torch import save as save_bytes
-
     state, table = file_tensors(model)
     metadata = {
         "format": FORMAT,
@@ -114,7 +139,7 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
     }
     if table:
         metadata["indices"] = canonical_json([entry.to_json() for entry in table])
-    return save_bytes(state, metadata=metadata)
+    return safetensors_bytes(state, metadata)
 
 
 def payload_bytes(model: KANModel) -> int:
@@ -174,10 +199,8 @@ def save_state_dict(
     metadata: dict[str, str] | None = None,
 ) -> Path:
     """Save a plain state_dict (another library's layout) as safetensors, atomically."""
-    from safetensors.torch import save as save_bytes
-
     out = check_output(path, force, inputs)
-    write_atomic(out, save_bytes({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata=metadata))
+    write_atomic(out, safetensors_bytes(tensors, metadata))
     return out
 
 
