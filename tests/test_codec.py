@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import all_models_and_kinds, tiny_model
+from conftest import all_models_and_kinds, rewrite_checkpoint, tiny_model
 from kancompress.format.bits import index_bits, pack_bits, packed_length, unpack_bits
 from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 from kancompress.format.header import read_header
@@ -78,7 +78,7 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
 
 
 def _rewrite(path: Path, tensors: dict, metadata: dict) -> None:
-    save_file(tensors, str(path), metadata=metadata)
+    rewrite_checkpoint(path, tensors, metadata)
 
 
 def _parts(path: Path) -> tuple[dict, dict]:

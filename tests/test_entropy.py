@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.torch import save_file
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from safetensors.torch import save_file
 
 from conftest import tiny_model
 from kancompress.format.bits import pack_bits
@@ -98,14 +98,14 @@ def test_version_1_files_stay_readable(tmp_path: Path) -> None:
     metadata = {"format": "kancompress", "format_version": "1", "kind": "clustered",
                 "model": json.dumps(model.config.to_dict()), "provenance": "{}", "indices": json.dumps(table)}
     path = tmp_path / "v1.safetensors"
-    save_file(state, str(path), metadata=metadata)
+    save_file(state, str(path), metadata=metadata)  # as version-1 writers did: no checksums
     loaded = load_checkpoint(path)
     assert loaded.header.version == 1
     assert all(torch.equal(a.indices, b.indices) for a, b in zip(loaded.model.edges.layers, model.edges.layers))
     assert storage_report(loaded.header).layers[0].entropy is None
     table[0]["coding"] = "rans"  # not a v1 coding
     metadata["indices"] = json.dumps(table)
-    save_file(state, str(path), metadata=metadata)
+    save_file(state, str(path), metadata=metadata)  # as version-1 writers did: no checksums
     with pytest.raises(FormatError, match="unknown index coding 'rans'"):
         read_header(path)
 

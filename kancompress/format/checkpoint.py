@@ -4,6 +4,7 @@ back, with every value checked (finite floats, valid index streams, positive int
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,14 @@ from kancompress.errors import FormatError
 from kancompress.format.bits import index_bits, pack_bits, packed_length, unpack_bits
 from kancompress.format.files import PathLike, check_output, write_atomic
 from kancompress.format.header import Header, read_header
-from kancompress.format.schema import FORMAT, IndexEntry, declared_tensors, edge_tensor_names, required_version
+from kancompress.format.schema import (
+    FORMAT,
+    IndexEntry,
+    declared_tensors,
+    edge_tensor_names,
+    metadata_checksum,
+    required_version,
+)
 from kancompress.quant import from_storage, to_storage
 
 if TYPE_CHECKING:
@@ -44,8 +52,17 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
 
     header = read_header(path)
     try:
-        tensors = load_bytes(Path(path).read_bytes())
-    except (SafetensorError, OSError, ValueError) as exc:
+        content = Path(path).read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+    if header.tensor_checksums is not None:  # before any tensor is built from the bytes
+        for name, info in sorted(header.tensors.items()):
+            begin, end = (header.data_start + offset for offset in info.offsets)
+            if f"{zlib.crc32(content[begin:end]):08x}" != header.tensor_checksums[name]:
+                raise FormatError(f"{path}: tensor {name!r} does not match its checksum; the file is damaged")
+    try:
+        tensors = load_bytes(content)
+    except (SafetensorError, ValueError) as exc:
         raise FormatError(f"{path}: cannot read tensors ({exc})") from None
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -108,7 +125,7 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     offset = 0
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
-        raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""  # little-endian
+        raw = tensor_bytes(tensor)
         header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
                         "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)
@@ -116,6 +133,12 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     return len(text).to_bytes(8, "little") + text + b"".join(chunks)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """A tensor's bytes as safetensors stores them (row-major, little-endian)."""
+    tensor = tensor.detach().cpu().contiguous()
+    return tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
 
 
 def canonical_json(value: Any) -> str:
@@ -139,6 +162,8 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
     }
     if table:
         metadata["indices"] = canonical_json([entry.to_json() for entry in table])
+    crcs = {name: f"{zlib.crc32(tensor_bytes(tensor)):08x}" for name, tensor in sorted(state.items())}
+    metadata["checksums"] = canonical_json({"metadata": metadata_checksum(metadata), "tensors": crcs})
     return safetensors_bytes(state, metadata)
 
 

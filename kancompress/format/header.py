@@ -22,10 +22,13 @@ from kancompress.format.schema import (
     ITEM_BYTES,
     KINDS,
     MAX_HEADER_BYTES,
+    MAX_JSON_DEPTH,
     MAX_K,
+    METADATA_KEYS,
     IndexEntry,
     TensorInfo,
     declared_tensors,
+    metadata_checksum,
     required_version,
 )
 
@@ -42,6 +45,8 @@ class Header:
     indices: list[IndexEntry] = field(default_factory=list)  # clustered: the index table, one entry a layer
     file_size: int = 0
     version: int = FORMAT_VERSION
+    tensor_checksums: dict[str, str] | None = None  # CRC-32 per tensor (None: a file from before checksums)
+    data_start: int = 0  # byte offset of the data section in the file
 
     @property
     def ks(self) -> list[int] | None:
@@ -59,6 +64,11 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     if meta.get("format") != FORMAT:
         raise FormatError(f"{path}: not a kancompress checkpoint (no format={FORMAT!r} in its metadata); "
                           "use `kancompress import` for checkpoints of other libraries")
+    unknown = sorted(set(meta) - set(METADATA_KEYS))
+    if unknown:
+        raise FormatError(f"{path}: unknown metadata entry {unknown[0]!r}; the file is damaged or from a newer "
+                          "kancompress")
+    tensor_checksums = _checksums(path, meta, raw)
     text = meta.get("format_version", "")
     if not (text.isascii() and text.isdigit()) or len(text) > 6:
         raise FormatError(f"{path}: invalid format_version {text!r}")
@@ -86,8 +96,10 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     indices: list[IndexEntry] = []
     if kind == "clustered":
         indices = _index_table(path, _json_field(path, meta, "indices"), config, version)
-    tensors = {name: TensorInfo(e["dtype"], tuple(e["shape"])) for name, e in raw.items() if name != "__metadata__"}
-    header = Header(path, kind, config, provenance, tensors, indices, size, version)
+    tensors = {name: TensorInfo(e["dtype"], tuple(e["shape"]), (e["data_offsets"][0], e["data_offsets"][1]))
+               for name, e in raw.items() if not name.startswith("__")}
+    header = Header(path, kind, config, provenance, tensors, indices, size, version, tensor_checksums,
+                    8 + int(raw["__header_length__"]))
     if check_tensors:
         check_tensor_table(header)
     return header
@@ -130,17 +142,73 @@ def _raw_header(path: Path) -> tuple[dict[str, Any], int]:
             raw = handle.read(header_len)
     except OSError as exc:
         raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise FormatError(f"{path}: not a safetensors file (its header is not JSON)") from None
+    header = _strict_json(path, raw, "its header")
     if not isinstance(header, dict):
         raise FormatError(f"{path}: not a safetensors file (its header is not a JSON object)")
     data_size = size - 8 - header_len
     for name, entry in header.items():
         if name != "__metadata__":
             _check_entry(path, name, entry, data_size)
+    header["__header_length__"] = header_len
     return header, size
+
+
+def _strict_json(path: Path, text: bytes | str, what: str) -> Any:
+    """JSON with duplicate keys and deep nesting refused (either could hide or crash on a crafted file)."""
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            duplicate = next(key for key in keys if keys.count(key) > 1)
+            raise FormatError(f"{path}: {what} names {duplicate!r} twice; the file is damaged")
+        return dict(pairs)
+
+    try:
+        raw = text.decode("utf-8") if isinstance(text, bytes) else text
+        if _nesting(raw) > MAX_JSON_DEPTH:
+            raise FormatError(f"{path}: {what} is nested deeper than {MAX_JSON_DEPTH} levels; refused")
+        return json.loads(raw, object_pairs_hook=unique)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise FormatError(f"{path}: {what} is not valid JSON (not a safetensors file, or damaged)") from None
+
+
+def _nesting(text: str) -> int:
+    """Deepest bracket nesting of a JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _checksums(path: Path, meta: dict[str, str], raw: dict[str, Any]) -> dict[str, str] | None:
+    """Verify the metadata checksum now; return the tensors' checksums for `load_checkpoint` (None: no checksums)."""
+    if "checksums" not in meta:
+        return None
+    table = _strict_json(path, meta["checksums"], "metadata field 'checksums'")
+    if not isinstance(table, dict) or set(table) != {"metadata", "tensors"} or not isinstance(table["tensors"], dict):
+        raise FormatError(f"{path}: metadata field 'checksums' is malformed")
+    values = [table["metadata"], *table["tensors"].values()]
+    if not all(isinstance(v, str) and len(v) == 8 and all(c in "0123456789abcdef" for c in v) for v in values):
+        raise FormatError(f"{path}: metadata field 'checksums' is malformed")
+    if table["metadata"] != metadata_checksum(meta):
+        raise FormatError(f"{path}: the metadata do not match their checksum; the file is damaged")
+    names = {name for name in raw if not name.startswith("__")}
+    if set(table["tensors"]) != names:
+        raise FormatError(f"{path}: the checksums do not list the file's tensors; the file is damaged")
+    return dict(table["tensors"])
 
 
 def _check_entry(path: Path, name: str, entry: Any, data_size: int) -> None:
@@ -165,10 +233,7 @@ def _is_int(value: Any) -> bool:
 def _json_field(path: Path, meta: dict[str, str], key: str) -> Any:
     if key not in meta:
         raise FormatError(f"{path}: metadata field {key!r} is missing")
-    try:
-        return json.loads(meta[key])
-    except (TypeError, json.JSONDecodeError, RecursionError):
-        raise FormatError(f"{path}: metadata field {key!r} is not valid JSON") from None
+    return _strict_json(path, meta[key], f"metadata field {key!r}")
 
 
 def _index_table(path: Path, table: Any, config: ModelConfig, version: int) -> list[IndexEntry]:

@@ -9,6 +9,9 @@ Layout (safetensors)
     kind            "dense" | "meta" | "clustered"
     model           JSON of `ModelConfig`
     provenance      JSON object (dataset, epochs, accuracy, kancompress version, source, ...)
+    checksums       JSON {"metadata": CRC-32 of the other metadata entries (their canonical JSON), "tensors":
+                    {name: CRC-32 of its bytes}}, as 8 hex digits: any flipped bit or byte is refused, naming
+                    what it hit. Files written before checksums existed have none and stay readable.
     indices         clustered only: JSON list, one `IndexEntry` per layer:
                     v1: {"n", "k", "bits", "coding": "packed"}
                     v2: {"n", "k", "bits", "coding": "packed" | "rans", "counts": [k symbol counts],
@@ -57,6 +60,8 @@ CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16
 CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}  # b of paper Eq. 10
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
 MAX_K = 1 << 16  # largest codebook: indices of at most 16 bits
+METADATA_KEYS: tuple[str, ...] = ("format", "format_version", "kind", "model", "provenance", "indices", "checksums")
+MAX_JSON_DEPTH = 64  # deeper nesting in a header's JSON is refused (a crafted file could exhaust the stack)
 
 ITEM_BYTES: dict[str, int] = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1,
                               "BOOL": 1}
@@ -66,6 +71,7 @@ ITEM_BYTES: dict[str, int] = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8,
 class TensorInfo:
     dtype: str  # safetensors dtype name, e.g. "F32"
     shape: tuple[int, ...]
+    offsets: tuple[int, int] = (0, 0)  # byte range in the data section (as read from a file)
 
     @property
     def nbytes(self) -> int:
@@ -94,6 +100,15 @@ class IndexEntry:
         return {"n": self.n, "k": self.k, "bits": self.bits, "coding": self.coding,
                 "counts": list(self.counts) if self.counts is not None else None, "bytes": self.bytes,
                 "codebook_dtype": self.codebook_dtype}
+
+
+def metadata_checksum(metadata: dict[str, str]) -> str:
+    """CRC-32 (8 hex digits) of every metadata entry but the checksums themselves, in canonical JSON."""
+    import json
+    import zlib
+
+    covered = {key: value for key, value in sorted(metadata.items()) if key != "checksums"}
+    return f"{zlib.crc32(json.dumps(covered, separators=(',', ':')).encode()):08x}"
 
 
 def required_version(config: ModelConfig) -> int:
