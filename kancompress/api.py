@@ -461,6 +461,14 @@ def import_checkpoint(
 
     if task is not None and task not in ("classification", "regression"):
         raise ConfigError(f"unknown task {task!r}; choose from: classification, regression")
+    if dataset is None and data_file is None:  # a file `kancompress export` wrote records where it came from
+        from kancompress.importers import read_recorded_metadata
+
+        recorded = read_recorded_metadata(source)
+        name = recorded.get("kancompress_dataset", "")
+        if name and not name.startswith("file:") and name != "arrays":
+            dataset = name
+        task = task or recorded.get("kancompress_task")
     data = load_data(dataset, data_file, target, task) if dataset is not None or data_file is not None else None
     state = read_state_dict(source)
     library = library or detect_library(state)

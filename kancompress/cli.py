@@ -84,6 +84,16 @@ def _errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]: no output was written", highlight=False)
         raise typer.Exit(130) from None
+    except MemoryError:
+        err.print("[red]error:[/red] out of memory; use a smaller batch or model, or a machine with more memory",
+                  highlight=False)
+        raise typer.Exit(1) from None
+    except RuntimeError as exc:
+        if "alloc" not in str(exc).lower():
+            raise
+        err.print(f"[red]error:[/red] out of memory ({escape(str(exc).splitlines()[0])}); use a smaller batch or "
+                  "model, or a machine with more memory", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @contextmanager
@@ -533,7 +543,7 @@ def import_(
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Any fully-connected kancompress checkpoint.")],
     to: Annotated[str, typer.Option("--to", help="efficient-kan | fastkan.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output state_dict (.safetensors).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output state_dict: .safetensors, or .pt/.pth (torch.save of a plain state_dict).")],
     force: Force = False,
 ) -> None:
     """Write a dense state_dict in an upstream library's layout (clustered checkpoints are decoded)."""
@@ -541,9 +551,15 @@ def export(
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint, save_state_dict
 
+        if output.suffix not in (".safetensors", ".pt", ".pth"):
+            raise ConfigError(f"{output}: write .safetensors, .pt or .pth (the file's type follows its extension)")
         check_output(output, force, (checkpoint,))
-        state = api.export_checkpoint(load_checkpoint(checkpoint), to)
-        save_state_dict(state, output, force=force, inputs=(checkpoint,))
+        loaded = load_checkpoint(checkpoint)
+        state = api.export_checkpoint(loaded, to)
+        recorded = {key: str(loaded.header.provenance[key]) for key in ("dataset", "task")
+                    if loaded.header.provenance.get(key)}
+        save_state_dict(state, output, force=force, inputs=(checkpoint,), metadata={
+            "kancompress_" + key: value for key, value in recorded.items()})
         out.print(f"exported {len(state)} tensors in {to} layout -> {output}", highlight=False, markup=False)
 
 
@@ -611,6 +627,27 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    max_decoded_bytes: Annotated[Optional[float], typer.Option("--max-decoded-bytes", help="Refuse checkpoints whose decoded model would take more memory than this (bytes).", show_default="8e9")] = None,
 ) -> None:
     """kancompress: MetaCluster compression of Kolmogorov-Arnold Networks (arXiv 2510.19105)."""
+    if max_decoded_bytes is not None:  # for this command only (in-process callers keep their own limit)
+        import kancompress.format.checkpoint as checkpoint_format
+
+        previous = checkpoint_format.MAX_DECODED_BYTES
+        checkpoint_format.MAX_DECODED_BYTES = int(max_decoded_bytes)
+
+        def restore() -> None:
+            checkpoint_format.MAX_DECODED_BYTES = previous
+
+        ctx.call_on_close(restore)
+
+
+def run() -> None:
+    """The `kancompress` command: the Typer app, with Ctrl-C at any moment (even while importing) one line."""
+    try:
+        app(prog_name="kancompress")
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]: no output was written", highlight=False)
+        raise SystemExit(130) from None

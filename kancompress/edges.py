@@ -155,7 +155,7 @@ class CodebookEdges(EdgeStore):
 
     def forward(self, layer: int) -> torch.Tensor:
         book = self.book(layer)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch._C._get_tracing_state() is not None:  # a traced graph must hold the decode itself
             # (n, |w|): edge e takes centroid I_e. index_select, not codebook[indices]: the backward of advanced
             # indexing accumulates in a thread-dependent order on the CPU (fine-tuning gave different bytes run to
             # run); index_select's backward (index_add) does not.

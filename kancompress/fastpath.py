@@ -144,5 +144,5 @@ def _no_sync() -> None:
 
 def _size_bucket(n: int) -> int:
     """Batch sizes are tuned per power of two: sizes in (2^(b-1), 2^b] share one choice."""
-    return max(n - 1, 0).bit_length()
+    return max(int(n) - 1, 0).bit_length()  # int(): under torch.jit.trace a size may be a tensor
 

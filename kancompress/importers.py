@@ -78,6 +78,21 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             for name, tensor in state.items()}
 
 
+def read_recorded_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The `kancompress_*` metadata `kancompress export` writes into a .safetensors file (dataset, task), so an
+    export imported again keeps them; {} for other files."""
+    if Path(path).suffix != ".safetensors":
+        return {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return {}
+    return {key: value for key, value in metadata.items() if key.startswith("kancompress_")}
+
+
 def _strip_wrappers(name: str) -> str:
     """Drop DataParallel's `module.` prefix and torch-conv-kan's `.module.` infix."""
     name = name.removeprefix("module.")

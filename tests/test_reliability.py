@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from conftest import tiny_model
@@ -199,3 +200,97 @@ def test_resumed_finetune_is_bit_identical_with_and_without_reassign(tmp_path: P
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     if reassign:
         assert full.provenance["reassigned_per_epoch"][2:] == resumed.provenance["reassigned_per_epoch"]
+
+
+@pytest.mark.parametrize("coding,dtype", [("rans", "int8"), ("packed", "float32")])
+def test_every_flipped_byte_and_bit_is_refused(tmp_path: Path, coding: str, dtype: str) -> None:
+    """Checksums over the metadata and every tensor: a flipped byte or bit anywhere in a clustered file is refused
+    with one error, never loaded as a silently different model."""
+    from kancompress.errors import FormatError
+
+    model = tiny_model("kan", "clustered", (6, 5, 3))
+    model.edges.codebook_dtype, model.edges.index_coding = dtype, coding
+    data = checkpoint_format.checkpoint_bytes(model, {"dataset": "digits"})
+    path = tmp_path / "flip.safetensors"
+    rng = random.Random(0)
+    loaded_silently = []
+    for position in range(len(data)):
+        for mask in (0xFF, 1 << rng.randrange(8)):  # the whole byte, and one bit of it
+            flipped = bytearray(data)
+            flipped[position] ^= mask
+            path.write_bytes(bytes(flipped))
+            try:
+                load_checkpoint(path)
+            except FormatError:
+                continue
+            loaded_silently.append((position, mask))
+    assert loaded_silently == [], f"{len(loaded_silently)} of {2 * len(data)} flips loaded: {loaded_silently[:5]}"
+
+
+def test_files_others_can_use(tmp_path: Path) -> None:
+    """Outputs follow the umask, `.pt` exports load with torch.load, import -> export -> import keeps the dataset."""
+    import os
+    import stat
+
+    from kancompress.format.header import read_header
+
+    runner = CliRunner()
+    dense, exported, again = tmp_path / "d.safetensors", tmp_path / "e.safetensors", tmp_path / "i.safetensors"
+    old = os.umask(0o022)
+    try:
+        assert runner.invoke(app, ["train", "--epochs", "1", "--hidden", "4", "-o", str(dense)]).exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dense.stat().st_mode) == 0o644
+    assert runner.invoke(app, ["export", str(dense), "--to", "efficient-kan", "-o", str(exported)]).exit_code == 0
+    assert runner.invoke(app, ["import", str(exported), "-o", str(again)]).exit_code == 0
+    assert read_header(again).provenance["dataset"] == "digits"
+    assert runner.invoke(app, ["eval", str(again)]).exit_code == 0
+    pt = tmp_path / "e.pt"
+    assert runner.invoke(app, ["export", str(dense), "--to", "efficient-kan", "-o", str(pt)]).exit_code == 0
+    state = torch.load(pt, weights_only=True)
+    assert set(state) == set(load_file(str(exported)))
+    result = runner.invoke(app, ["export", str(dense), "--to", "efficient-kan", "-o", str(tmp_path / "e.bin")])
+    assert result.exit_code == 1 and "extension" in result.output
+
+
+def test_decoded_size_cap_refuses_before_allocating(tmp_path: Path) -> None:
+    """A small file declaring a huge model is refused from its header, before anything is allocated."""
+    from kancompress.config import default_config
+    from kancompress.errors import FormatError
+    from kancompress.format.checkpoint import load_checkpoint as load
+
+    path = tmp_path / "big.safetensors"
+    save_checkpoint(tiny_model("kan", "dense"), path)
+    with pytest.raises(FormatError, match="above the limit"):
+        load(path, max_decoded_bytes=100)
+    assert default_config("kan", (4, 3)).num_edges == [12]
+    result = CliRunner().invoke(app, ["--max-decoded-bytes", "100", "eval", str(path), "--dataset", "digits"])
+    assert result.exit_code == 1 and "--max-decoded-bytes" in result.output
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("kind", ["dense", "clustered"])
+def test_models_trace_with_torch_jit(kind: str) -> None:
+    """A loaded model traces (the codebook-space forward used `int.bit_length` on sizes, which are tensors while
+    tracing). check_trace is off: torch's re-trace check compares mangled module type names, not the graph."""
+    model = tiny_model("kan", kind, (6, 5, 3)).eval()
+    x = torch.rand(4, 6)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x, check_trace=False)
+        assert torch.allclose(traced(x), model(x))
+        assert torch.allclose(traced(x + 0.5), model(x + 0.5))
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.8])
+def test_ctrl_c_at_any_moment_is_one_line(tmp_path: Path, delay: float) -> None:
+    """SIGINT while the command is still importing torch or building the model: one line, exit 130, no file."""
+    out = tmp_path / "m.safetensors"
+    process = subprocess.Popen([sys.executable, "-m", "kancompress", "train", "--epochs", "50", "-o", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert not out.exists()

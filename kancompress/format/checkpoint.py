@@ -42,8 +42,21 @@ class Checkpoint:
         return self.header.kind
 
 
-def load_checkpoint(path: PathLike) -> Checkpoint:
-    """Read, validate and rebuild a checkpoint of any kind; raises `FormatError` naming what is wrong."""
+MAX_DECODED_BYTES = 8 << 30
+"""Default cap on the memory a checkpoint may ask for when decoded (its edge vectors as float32); a file declaring
+more is refused before anything is allocated (`load_checkpoint(max_decoded_bytes=...)`, `--max-decoded-bytes`)."""
+
+
+def decoded_bytes(header: Header) -> int:
+    """Bytes the decoded model takes at least: float32 edge vectors plus the int64 indices of a clustered model."""
+    config = header.config
+    edges = sum(config.num_edges)
+    return edges * config.edge_width * 4 + (edges * 8 if header.kind == "clustered" else 0)
+
+
+def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Checkpoint:
+    """Read, validate and rebuild a checkpoint of any kind; raises `FormatError` naming what is wrong. A file whose
+    decoded model would take more than `max_decoded_bytes` (default `MAX_DECODED_BYTES`) is refused first."""
     from safetensors import SafetensorError
     from safetensors.torch import load as load_bytes
 
@@ -51,6 +64,10 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     from kancompress.models import build_model
 
     header = read_header(path)
+    cap = MAX_DECODED_BYTES if max_decoded_bytes is None else max_decoded_bytes
+    if decoded_bytes(header) > cap:
+        raise FormatError(f"{path}: its model takes {decoded_bytes(header) / 1e9:.1f} GB decoded, above the limit of "
+                          f"{cap / 1e9:.1f} GB; raise it with --max-decoded-bytes if this is expected")
     try:
         content = Path(path).read_bytes()
     except OSError as exc:
@@ -223,9 +240,17 @@ def save_state_dict(
     tensors: dict[str, torch.Tensor], path: PathLike, force: bool = False, inputs: tuple[PathLike, ...] = (),
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Save a plain state_dict (another library's layout) as safetensors, atomically."""
+    """Save a plain state_dict (another library's layout) atomically: safetensors (with `metadata`), or for a .pt/.pth
+    path `torch.save` of the state_dict, which `torch.load` reads (metadata is not kept there)."""
     out = check_output(path, force, inputs)
-    write_atomic(out, safetensors_bytes(tensors, metadata))
+    if out.suffix in (".pt", ".pth"):
+        import io
+
+        buffer = io.BytesIO()
+        torch.save({name: tensor.detach().cpu().contiguous() for name, tensor in sorted(tensors.items())}, buffer)
+        write_atomic(out, buffer.getvalue())
+    else:
+        write_atomic(out, safetensors_bytes(tensors, metadata))
     return out
 
 

@@ -27,11 +27,18 @@ def check_output(path: PathLike, force: bool, inputs: tuple[PathLike, ...] = ())
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: PathLike, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, fsync it, then rename it into place."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode, like any other tool's
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
