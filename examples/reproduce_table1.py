@@ -8,7 +8,9 @@ storage of each checkpoint (tensor bytes from `inspect --json`, 1 KB = 1000 byte
     python examples/reproduce_table1.py --dataset digits --epochs 30       # quick
     python examples/reproduce_table1.py --conv --dataset digits --epochs 15   # Table 2 layout, reduced budget
 
-Writes examples/results/table1-<dataset>.{md,csv,json} (table2-<dataset>-reduced.* with --conv).
+Writes table1-<dataset>.{md,csv,json} (table2-<dataset>-reduced.* with --conv) into --out (default
+runs/reproduce), and into examples/results/ only with --write-results. Every file states the command, commit, torch
+version, cores and wall time. Needs the dataset (fashion-mnist: `apt-get install dataset-fashion-mnist`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-NAMES = {"kan": "KAN", "fastkan": "FastKAN", "gramkan": "GramKAN"}
+NAMES = {"kan": "KAN", "fastkan": "FastKAN", "gramkan": "GramKAN", "chebykan": "ChebyKAN", "legendrekan": "LegendreKAN"}
 
 
 def cli(*args: str) -> str:
@@ -70,7 +72,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--models", default="kan,fastkan,gramkan")
+    parser.add_argument("--models", default="kan,fastkan,gramkan,chebykan,legendrekan")
+    parser.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder for the results")
+    parser.add_argument("--write-results", action="store_true", help="also write them into examples/results/")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=5)
@@ -80,7 +84,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.k = args.k or (256 if args.conv else 16)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.dataset == "fashion-mnist" and not args.data_dir and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        raise SystemExit("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (or pass --data-dir)")
+    args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,25 +94,40 @@ def main() -> None:
             rows += run_basis(model, args, Path(tmp))
             print(f"{model} done after {time.time() - start:.0f} s", file=sys.stderr)
     wall = time.time() - start
-    stem = RESULTS / (f"table2-{args.dataset}-reduced" if args.conv else f"table1-{args.dataset}")
+    name = f"table2-{args.dataset}-reduced" if args.conv else f"table1-{args.dataset}"
+    folders = [args.out] + ([RESULTS] if args.write_results else [])
+    for folder in folders:
+        write(folder / name, rows, args, wall)
+    print((args.out / f"{name}.md").read_text())
+
+
+def write(stem: Path, rows: list[dict], args: argparse.Namespace, wall: float) -> None:
+    import os
+    import platform
+
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
     with open(f"{stem}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    command = "python examples/reproduce_table1.py " + " ".join(sys.argv[1:])
-    meta = {"command": command, "dataset": args.dataset, "seed": args.seed, "epochs": args.epochs,
+    command = "python examples/reproduce_table1.py " + " ".join(a for a in sys.argv[1:] if a != "--write-results")
+    meta = {"command": command, "commit": commit, "torch": torch.__version__, "python": platform.python_version(),
+            "cores": os.cpu_count(), "dataset": args.dataset, "seed": args.seed, "epochs": args.epochs,
             "patience": args.patience, "finetune_epochs": args.finetune_epochs, "k": args.k,
             "wall_time_s": round(wall, 1), "rows": rows}
     Path(f"{stem}.json").write_text(json.dumps(meta, indent=1) + "\n")
     title = f"Table 2 layout (conv KANs, reduced budget) on {args.dataset}" if args.conv else f"Table 1 layout on {args.dataset}"
     lines = [f"# {title}", "",
-             f"`{command}` — seed {args.seed}, at most {args.epochs} epochs (patience {args.patience}), "
-             f"k = {args.k}, batch size {args.batch_size}, {args.finetune_epochs} fine-tuning epochs; wall time {wall / 60:.1f} min on 2 CPU cores. "
+             f"`{command}` at commit {commit}, torch {torch.__version__}, {os.cpu_count()} cores — seed {args.seed}, "
+             f"at most {args.epochs} epochs (patience {args.patience}), k = {args.k}, batch size {args.batch_size}, "
+             f"{args.finetune_epochs} fine-tuning epochs; wall time {wall / 60:.1f} min. "
              "Memory: tensor bytes of each checkpoint, 1 KB = 1000 bytes.", "",
              "| model | memory (KB) | accuracy (%) |", "| --- | ---: | ---: |"]
     lines += [f"| {r['model']} | {r['memory_kb']:,.2f} | {r['accuracy']:.2f} |" for r in rows]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

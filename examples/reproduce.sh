@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Regenerate the published results under examples/results/ with the code at hand.
+#   bash examples/reproduce.sh --quick     # digits Table 1 layout, all five bases (about 6 minutes on 2 cores)
+#   bash examples/reproduce.sh             # everything: + Feynman table, round trips, Fashion-MNIST Table 1, CLI bench
+# Results are written into runs/reproduce and, with --write-results, into examples/results/ too.
+# The full run needs the dev extra (pykan, matplotlib) and Fashion-MNIST (apt-get install dataset-fashion-mnist).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0; write=()
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    --write-results) write=(--write-results) ;;
+    *) echo "usage: bash examples/reproduce.sh [--quick] [--write-results]" >&2; exit 2 ;;
+  esac
+done
+py=${PYTHON:-python}
+"$py" -c "import kancompress" 2>/dev/null || { echo "install first: pip install -e '.[dev]'" >&2; exit 1; }
+"$py" examples/reproduce_table1.py --dataset digits "${write[@]}"
+[ "$quick" = 1 ] && exit 0
+"$py" -c "import kan, matplotlib" 2>/dev/null || { echo "the full run needs: pip install -e '.[dev]'" >&2; exit 1; }
+[ -d /usr/share/datasets/fashion-mnist ] || { echo "the full run needs: apt-get install dataset-fashion-mnist" >&2; exit 1; }
+wflag=(); [ ${#write[@]} -gt 0 ] && wflag=(--write)
+"$py" examples/feynman_table.py "${wflag[@]}"
+"$py" examples/round_trips.py --workdir runs/round-trips "${wflag[@]}"
+"$py" examples/bench_cli.py "${wflag[@]}"
+"$py" examples/reproduce_table1.py --dataset fashion-mnist --epochs 15 --patience 5 "${write[@]}"
