@@ -25,7 +25,7 @@ import torch
 
 from kancompress import __version__, distributed
 from kancompress.cluster import Clusterer
-from kancompress.config import TrainConfig, default_config, default_conv_config
+from kancompress.config import ModelConfig, TrainConfig, default_config, default_conv_config
 from kancompress.data import Dataset, Split, load_dataset, needs_augmentation, random_crop_flip, split_validation
 from kancompress.distributed import resolve_device
 from kancompress.edges import CodebookEdges, MetaEdges
@@ -52,6 +52,7 @@ __all__ = [
     "TrainConfig",
     "TrainOptions",
     "TrainResult",
+    "check_data",
     "cluster",
     "conv_strides",
     "default_k",
@@ -129,23 +130,29 @@ def data_provenance(data: Dataset, data_file: str | os.PathLike[str] | None, tar
 
 
 def _check_inputs(model: KANModel, dataset: Dataset) -> None:
-    if model.config.task != dataset.task:
-        raise DataError(f"the model is a {model.config.task} model but {dataset.name} holds {dataset.task} targets; "
+    check_data(model.config, dataset)
+
+
+def check_data(config: ModelConfig, dataset: Dataset) -> None:
+    """Refuse data the model cannot take (task, input width or channels, outputs) with one line; needs only the
+    model's config, so a command can check it from the file's header before loading any tensor."""
+    if config.task != dataset.task:
+        raise DataError(f"the model is a {config.task} model but {dataset.name} holds {dataset.task} targets; "
                         "use data of its task (or --task to read the targets as the other one)")
-    if model.config.conv is not None:
-        if model.config.widths[0] != dataset.input_shape[0]:
-            raise DataError(f"the model takes {model.config.widths[0]}-channel images but {dataset.name} has "
+    if config.conv is not None:
+        if config.widths[0] != dataset.input_shape[0]:
+            raise DataError(f"the model takes {config.widths[0]}-channel images but {dataset.name} has "
                             f"{dataset.input_shape[0]} channels; use the dataset it was trained on")
-    elif model.config.widths[0] != dataset.num_features:
+    elif config.widths[0] != dataset.num_features:
         raise DataError(
-            f"the model takes {model.config.widths[0]} inputs but {dataset.name} has {dataset.num_features} "
+            f"the model takes {config.widths[0]} inputs but {dataset.name} has {dataset.num_features} "
             "features; use data of the model's input width"
         )
-    if dataset.task == "classification" and model.config.num_outputs < dataset.num_classes:
-        raise DataError(f"the model has {model.config.num_outputs} outputs but {dataset.name} has labels up to "
+    if dataset.task == "classification" and config.num_outputs < dataset.num_classes:
+        raise DataError(f"the model has {config.num_outputs} outputs but {dataset.name} has labels up to "
                         f"{dataset.num_classes - 1}; class labels must be below the number of outputs")
-    if dataset.task == "regression" and model.config.num_outputs != dataset.num_outputs:
-        raise DataError(f"the model has {model.config.num_outputs} outputs but {dataset.name} has "
+    if dataset.task == "regression" and config.num_outputs != dataset.num_outputs:
+        raise DataError(f"the model has {config.num_outputs} outputs but {dataset.name} has "
                         f"{dataset.num_outputs} targets per row")
 
 

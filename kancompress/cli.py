@@ -469,9 +469,11 @@ def eval_(
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint
 
-        loaded = load_checkpoint(checkpoint)
         given = dataset is not None or data_file is not None
         data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
+        if data is not None:  # a model that cannot take the data is refused from its header, before loading
+            api.check_data(read_header(checkpoint).config, data)
+        loaded = load_checkpoint(checkpoint)
         result = api.evaluation(loaded, data, download=download, device=device, fc_forward=fc_forward)
         if as_json:
             out.print_json(json.dumps(result))
@@ -629,7 +631,7 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
-    max_decoded_bytes: Annotated[Optional[float], typer.Option("--max-decoded-bytes", help="Refuse checkpoints whose decoded model would take more memory than this (bytes).", show_default="8e9")] = None,
+    max_decoded_bytes: Annotated[Optional[float], typer.Option("--max-decoded-bytes", help="Refuse checkpoints whose decoded model would take more memory than this (bytes).", show_default="8 GiB")] = None,
 ) -> None:
     """kancompress: MetaCluster compression of Kolmogorov-Arnold Networks (arXiv 2510.19105)."""
     if max_decoded_bytes is not None:  # for this command only (in-process callers keep their own limit)

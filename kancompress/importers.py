@@ -476,6 +476,10 @@ def export_state_dict(model: KANModel, library: str) -> dict[str, torch.Tensor]:
         raise FormatError(f"unknown export target {library!r}; choose from: {', '.join(EXPORT_LIBRARIES)}")
     wanted, layout = exporters[library]
     config = model.config
+    if model.normalize is not None:
+        raise FormatError(f"this model applies a stored data transform (it was trained with --data or on "
+                          f"{config.task} data); {library}'s layout has no place for it, so the export would "
+                          "silently change its outputs")
     if config.conv is not None or config.model != wanted or config.base_activation != "silu":
         raise FormatError(f"only fully-connected {wanted} models with SiLU export to {library}; this one is "
                           f"{config.arch} {config.model}")

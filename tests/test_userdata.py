@@ -241,3 +241,12 @@ def test_image_arrays_map_per_channel_like_the_built_in_scaling() -> None:
     model.normalize.fit(x, None)
     mapped = model.normalize.inputs(x.flatten(1))
     assert torch.allclose(mapped, x.flatten(1) / 255 * 2 - 1, atol=1e-6)
+
+
+def test_export_refuses_models_with_a_stored_data_transform(tmp_path: Path) -> None:
+    data_path = write(tmp_path / "r.npz", regression_arrays())
+    model = tmp_path / "m.safetensors"
+    assert runner.invoke(app, ["train", "--data", str(data_path), "--epochs", "1", "-o", str(model)]).exit_code == 0
+    result = runner.invoke(app, ["export", str(model), "--to", "efficient-kan", "-o", str(tmp_path / "e.safetensors")])
+    assert result.exit_code == 1 and "stored data transform" in result.output
+    assert not (tmp_path / "e.safetensors").exists()

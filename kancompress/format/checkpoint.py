@@ -66,8 +66,8 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
     header = read_header(path)
     cap = MAX_DECODED_BYTES if max_decoded_bytes is None else max_decoded_bytes
     if decoded_bytes(header) > cap:
-        raise FormatError(f"{path}: its model takes {decoded_bytes(header) / 1e9:.1f} GB decoded, above the limit of "
-                          f"{cap / 1e9:.1f} GB; raise it with --max-decoded-bytes if this is expected")
+        raise FormatError(f"{path}: its model takes {decoded_bytes(header) / 2**30:.1f} GiB decoded, above the limit of "
+                          f"{cap / 2**30:.1f} GiB; raise it with --max-decoded-bytes if this is expected")
     try:
         content = Path(path).read_bytes()
     except OSError as exc:
