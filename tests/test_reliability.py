@@ -261,7 +261,7 @@ def test_decoded_size_cap_refuses_before_allocating(tmp_path: Path) -> None:
     from kancompress.format.checkpoint import load_checkpoint as load
 
     path = tmp_path / "big.safetensors"
-    save_checkpoint(tiny_model("kan", "dense"), path)
+    save_checkpoint(tiny_model("kan", "dense", (64, 8, 10)), path)
     with pytest.raises(FormatError, match="above the limit"):
         load(path, max_decoded_bytes=100)
     assert default_config("kan", (4, 3)).num_edges == [12]
