@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Callable, Iterator
@@ -38,9 +40,14 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+def flag(*names: str, **options: Any) -> Any:
+    """An on/off option; its help shows no `<bool>` placeholder (a flag takes no value)."""
+    return typer.Option(*names, metavar=" ", **options)
+
+
 Output = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (.safetensors).",
                                                   show_default="beside the input, named after the command")]
-Force = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]
+Force = Annotated[bool, flag("--force", help="Overwrite the output if it exists.")]
 DatasetOpt = Annotated[Optional[str], typer.Option(
     "--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | diabetes | feynman:NAME (e.g. feynman:I.6.20a).", show_default="the checkpoint's")]
 DataFile = Annotated[Optional[Path], typer.Option(
@@ -52,16 +59,16 @@ TaskOpt = Annotated[Optional[str], typer.Option(
     "--task", help="classification | regression.", show_default="inferred: integer targets are class labels")]
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding the dataset files.",
                                                  show_default="the dataset's usual place")]
-Download = Annotated[bool, typer.Option("--download", help="Fetch the dataset with torchvision if missing.")]
+Download = Annotated[bool, flag("--download", help="Fetch the dataset with torchvision if missing.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (initialisation, split, shuffling, K-means).")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+JsonOut = Annotated[bool, flag("--json", help="Print machine-readable JSON instead of a table.")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available) | cpu | cuda.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run writing --output.")]
+Resume = Annotated[bool, flag("--resume", help="Continue the interrupted run writing --output.")]
 Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Most epochs to run (early stopping may end sooner).")]
 Patience = Annotated[int, typer.Option("--patience", min=0,
                                        help="Stop after this many epochs without a better validation accuracy (0: never).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Training batch size.")]
-Lean = Annotated[bool, typer.Option("--lean-metadata",
+Lean = Annotated[bool, flag("--lean-metadata",
                                     help="Keep only stage and dataset in the provenance (smallest file).")]
 Clusters = Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codebook size per layer.",
                                                  show_default="16; conv 256")]
@@ -170,7 +177,7 @@ def _resumed(ctx: typer.Context, path: Path, command: str, force: bool, fresh: C
 def train(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", help=describe())] = "kan",
-    meta: Annotated[bool, typer.Option("--meta", help="Generate edge vectors with a meta-learner (MetaKAN).")] = False,
+    meta: Annotated[bool, flag("--meta", help="Generate edge vectors with a meta-learner (MetaKAN).")] = False,
     dataset: Annotated[str, typer.Option("--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | diabetes | feynman:NAME (e.g. feynman:I.6.20a).")] = "digits",
     data_dir: DataDir = None,
     data_file: Annotated[Optional[Path], typer.Option("--data", help="Your data instead of --dataset: .npz / .safetensors / .pt (train_x, train_y, test_x, test_y; or x, y; or pykan's dataset dict) or .csv with --target.", show_default=False)] = None,
@@ -178,7 +185,7 @@ def train(
     task: TaskOpt = None,
     download: Download = False,
     hidden: Annotated[list[int], typer.Option("--hidden", help="Hidden width; repeat for more layers.")] = [32],  # noqa: B006
-    conv: Annotated[bool, typer.Option("--conv", help="The paper's 4-layer convolutional KAN instead.")] = False,
+    conv: Annotated[bool, flag("--conv", help="The paper's 4-layer convolutional KAN instead.")] = False,
     channels: Annotated[list[int], typer.Option("--channels", help="Conv channels; repeat per layer (strides 1, 2, 2, 1, then 1).")] = [32, 64, 128, 256],  # noqa: B006
     groups: Annotated[int, typer.Option("--groups", min=1, help="Conv groups of layers 2+.")] = ConvConfig.groups,
     epochs: Epochs = TrainConfig.epochs,
@@ -192,6 +199,7 @@ def train(
     patience: Patience = TrainConfig.patience,
     seed: Seed = TrainConfig.seed,
     output: Output = None,
+    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
     force: Force = False,
     resume: Resume = False,
     device: Device = "auto",
@@ -244,7 +252,7 @@ def train(
         with _progress("train") as (on_batch, on_epoch):
             result = api.train(job.options, download=download, on_batch=on_batch, on_epoch=on_epoch,
                                on_state=_state_writer(path, job), resume=state)
-        _finish(result, path, force)
+        _finish(result, path, force, as_json=as_json)
 
 
 def _state_writer(path: Path, job: Any) -> Any:
@@ -253,7 +261,8 @@ def _state_writer(path: Path, job: Any) -> Any:
     return runs.state_writer(path, job) if distributed.is_main() else None
 
 
-def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = (), as_json: bool = False
+            ) -> None:
     """Rank 0 writes the checkpoint and removes the resumable state; the others only leave the process group."""
     from kancompress import distributed, runs
     from kancompress.format.checkpoint import save_checkpoint
@@ -263,6 +272,10 @@ def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path
         return
     save_checkpoint(result.model, path, result.provenance, force=force, inputs=inputs)
     runs.finish(path)
+    if as_json:
+        out.print_json(json.dumps({"output": str(path), "kind": result.model.kind, "epochs": len(result.history.epochs),
+                                   "best_epoch": result.history.best_epoch, "test": result.test.to_json()}))
+        return
     out.print(f"test {result.test.describe()}  ({len(result.history.epochs)} epochs) -> {path} "
               f"({result.model.kind})", highlight=False, markup=False)
 
@@ -287,6 +300,7 @@ def cluster(
     task: TaskOpt = None,
     download: Download = False,
     output: Output = None,
+    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
     force: Force = False,
 ) -> None:
     """K-means each layer's edge vectors into a codebook and bit-packed (or rANS-coded) indices."""
@@ -307,10 +321,14 @@ def cluster(
             with err.status("choosing k per layer on the validation split"):
                 model, provenance = api.cluster(source, options, data, download=download)
             metric = "accuracy" if provenance["val"]["task"] == "classification" else "mse"
-            out.print(f"per-layer k {provenance['k']}: validation {metric} {provenance['val'][metric]:.4g} "
+            if not as_json:
+                out.print(f"per-layer k {provenance['k']}: validation {metric} {provenance['val'][metric]:.4g} "
                       f"(source {provenance['source_val'][metric]:.4g})", highlight=False, markup=False)
         save_checkpoint(model, path, api.lean_provenance(provenance) if lean else provenance, force=force,
                         inputs=(checkpoint,))
+        if as_json:
+            out.print_json(json.dumps({"output": str(path), "k": provenance["k"], "report": inspect_json(read_header(path))}))
+            return
         out.print(f"clustered {source.kind} -> {path}", highlight=False, markup=False)
         _render_report(path, 16)
 
@@ -331,6 +349,7 @@ def finetune(
     download: Download = False,
     seed: Seed = 0,
     output: Output = None,
+    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
     force: Force = False,
     resume: Resume = False,
     device: Device = "auto",
@@ -373,7 +392,7 @@ def finetune(
                                   reassign_from=reference)
         if lean:
             result.provenance = api.lean_provenance(result.provenance)
-        _finish(result, path, force, (source,))
+        _finish(result, path, force, (source,), as_json)
 
 
 @app.command()
@@ -396,16 +415,30 @@ def sweep(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file.", show_default="CKPT-sweep.csv")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot of size vs accuracy (needs matplotlib).", show_default="off")] = None,
     device: Device = "auto",
+    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
+    resume: Annotated[bool, flag("--resume", help="Keep the points an interrupted sweep finished (OUTPUT.partial) and run the rest.")] = False,
     force: Force = False,
 ) -> None:
-    """Cluster at each k and report size against accuracy (CSV, optional PNG plot)."""
+    """Cluster at each k and report size against accuracy (CSV, optional PNG plot).
+
+    Each finished point is kept in OUTPUT.partial at once, so an interrupted sweep loses nothing: `--resume` with
+    the same options runs only the remaining k."""
     with _errors():
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint
-        from kancompress.search import sweep_csv
+        from kancompress.search import read_sweep_csv, sweep_csv
 
         sizes = _parse_ks(ks)
         csv_path = check_output(output or checkpoint.with_name(f"{checkpoint.stem}-sweep.csv"), force, (checkpoint,))
+        partial = csv_path.with_name(csv_path.name + ".partial")
+        done: list[SweepPoint] = []
+        if resume and partial.exists():
+            done = [point for point in read_sweep_csv(partial.read_text()) if point.k in sizes]
+            err.print(f"resuming: {len(done)} of {len(sizes)} points kept from {partial}", highlight=False,
+                      markup=False)
+        elif partial.exists() and not force:
+            raise ConfigError(f"{partial}: an interrupted sweep kept its finished points; pass --resume to continue "
+                              "it or --force to start over")
         if plot is not None:
             check_output(plot, force, (checkpoint,))
             from kancompress.plot import require_matplotlib
@@ -421,24 +454,51 @@ def sweep(
         for column in ("k", "KB", f"val {metric}", f"test {metric}", f"fine-tuned test {metric}"):
             table.add_column(column, justify="right", overflow="fold")
 
-        def on_point(point: SweepPoint) -> None:
+        finished = list(done)
+        started = time.monotonic()
+
+        def add_row(point: SweepPoint) -> None:
             tuned = f"{point.finetuned_test:.4g}" if point.finetuned_test is not None else "-"
             table.add_row(str(point.k), _kb(point.bytes), f"{point.val:.4g}", f"{point.test:.4g}", tuned)
-            err.print(f"k={point.k}: {_kb(point.bytes)} KB, test {metric} {point.test:.4g} "
-                      f"({len(table.rows)} of {len(sizes)})", highlight=False, markup=False)
 
+        def on_point(point: SweepPoint) -> None:
+            finished.append(point)
+            write_atomic(partial, sweep_csv(finished).encode())  # kept at once: an interruption loses nothing
+            add_row(point)
+            left = len(sizes) - len(finished)
+            eta = (time.monotonic() - started) / (len(finished) - len(done)) * left
+            err.print(f"k={point.k}: {_kb(point.bytes)} KB, test {metric} {point.test:.4g} "
+                      f"({len(finished)} of {len(sizes)}; about {eta:.0f} s left)", highlight=False, markup=False)
+
+        for point in done:
+            add_row(point)
         given = dataset is not None or data_file is not None
         data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
-        points = api.sweep(source, sizes, options, data, finetune=tune, download=download, on_point=on_point)
-        out.print(table)
+        remaining = [k for k in sizes if k not in {point.k for point in done}]
+        try:
+            if remaining:
+                api.sweep(source, remaining, options, data, finetune=tune, download=download, on_point=on_point)
+        except KeyboardInterrupt:
+            if finished:
+                err.print(f"interrupted: {len(finished)} finished points kept in {partial}; continue with --resume",
+                          highlight=False, markup=False)
+                raise typer.Exit(130) from None
+            raise
+        points = sorted(finished, key=lambda point: sizes.index(point.k))
         write_atomic(csv_path, sweep_csv(points).encode())
-        out.print(f"wrote {csv_path}", highlight=False, markup=False)
+        partial.unlink(missing_ok=True)
+        if as_json:
+            out.print_json(json.dumps({"output": str(csv_path), "points": [dataclasses.asdict(p) for p in points]}))
+        else:
+            out.print(table)
+            out.print(f"wrote {csv_path}", highlight=False, markup=False)
         if plot is not None:
             from kancompress.plot import sweep_png
 
             dense = storage_report(source.header).dense_bytes
             write_atomic(plot, sweep_png({source.kind: points}, f"{checkpoint.name}: size vs accuracy", dense))
-            out.print(f"wrote {plot}", highlight=False, markup=False)
+            if not as_json:
+                out.print(f"wrote {plot}", highlight=False, markup=False)
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -630,7 +690,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[bool, flag("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
     max_decoded_bytes: Annotated[Optional[float], typer.Option("--max-decoded-bytes", help="Refuse checkpoints whose decoded model would take more memory than this (bytes).", show_default="8 GiB")] = None,
 ) -> None:
     """kancompress: MetaCluster compression of Kolmogorov-Arnold Networks (arXiv 2510.19105)."""

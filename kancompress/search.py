@@ -46,6 +46,26 @@ def sweep_csv(points: list[SweepPoint]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def read_sweep_csv(text: str) -> list[SweepPoint]:
+    """The points of a sweep CSV written by `sweep_csv` (e.g. the kept rows of an interrupted sweep)."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or len(rows[0]) != 6 or rows[0][0] != "k":
+        return []
+    metric = rows[0][2].removeprefix("val_")
+    points = []
+    for row in rows[1:]:
+        if len(row) != 6:
+            continue
+        k, size, val, test, tuned_val, tuned_test = row
+        points.append(SweepPoint(int(k), int(size), float(val), float(test),
+                                 float(tuned_val) if tuned_val else None, float(tuned_test) if tuned_test else None,
+                                 metric))
+    return points
+
+
 def sweep(
     clusterer: Clusterer,
     split: Split,

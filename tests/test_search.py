@@ -59,3 +59,35 @@ def test_cluster_max_drop_cli(tmp_path: Path, meta_digits: Path) -> None:
     provenance = loaded.header.provenance
     assert provenance["val"]["accuracy"] >= provenance["source_val"]["accuracy"] - 0.005
     assert torch.isfinite(loaded.model(torch.zeros(1, 64))).all()
+
+
+def test_interrupted_sweep_keeps_its_points_and_resumes(tmp_path: Path, meta_digits: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "s.csv"
+    original = api.sweep
+    computed: list[int] = []
+
+    def interrupted(*args, on_point=None, **kwargs):  # type: ignore[no-untyped-def]
+        def stop_after_first(point):  # type: ignore[no-untyped-def]
+            on_point(point)
+            raise KeyboardInterrupt
+
+        return original(*args, on_point=stop_after_first, **kwargs)
+
+    monkeypatch.setattr(api, "sweep", interrupted)
+    result = runner.invoke(app, ["sweep", str(meta_digits), "--ks", "2,4,8", "-o", str(out)])
+    assert result.exit_code == 130 and "continue with --resume" in result.output
+    assert not out.exists() and [r["k"] for r in csv.DictReader(out.with_name("s.csv.partial").open())] == ["2"]
+    refused = runner.invoke(app, ["sweep", str(meta_digits), "--ks", "2,4,8", "-o", str(out)])
+    assert refused.exit_code == 1 and "--resume" in refused.output
+
+    def counting(clusterer, ks, *args, **kwargs):  # type: ignore[no-untyped-def]
+        computed.extend(ks)
+        return original(clusterer, ks, *args, **kwargs)
+
+    monkeypatch.setattr(api, "sweep", counting)
+    result = runner.invoke(app, ["sweep", str(meta_digits), "--ks", "2,4,8", "-o", str(out), "--resume", "--json"])
+    assert result.exit_code == 0, result.output
+    assert computed == [4, 8]
+    assert [int(r["k"]) for r in csv.DictReader(out.open())] == [2, 4, 8]
+    assert not out.with_name("s.csv.partial").exists()
