@@ -321,9 +321,11 @@ def cluster(
             with err.status("choosing k per layer on the validation split"):
                 model, provenance = api.cluster(source, options, data, download=download)
             metric = "accuracy" if provenance["val"]["task"] == "classification" else "mse"
+            scale, unit = (100, " %") if metric == "accuracy" else (1, "")
             if not as_json:
-                out.print(f"per-layer k {provenance['k']}: validation {metric} {provenance['val'][metric]:.4g} "
-                      f"(source {provenance['source_val'][metric]:.4g})", highlight=False, markup=False)
+                out.print(f"per-layer k {provenance['k']}: validation {metric} "
+                          f"{scale * provenance['val'][metric]:.4g}{unit} (source "
+                          f"{scale * provenance['source_val'][metric]:.4g}{unit})", highlight=False, markup=False)
         save_checkpoint(model, path, api.lean_provenance(provenance) if lean else provenance, force=force,
                         inputs=(checkpoint,))
         if as_json:
@@ -449,7 +451,11 @@ def sweep(
         tune = (api.FinetuneOptions(lr=lr, train=TrainConfig(epochs=finetune_epochs, patience=3, seed=seed),
                                     device=device) if finetune_epochs > 0 else None)
         source = load_checkpoint(checkpoint)
-        metric = "accuracy" if source.header.config.task == "classification" else "MSE"
+        classification = source.header.config.task == "classification"
+        metric = "accuracy %" if classification else "MSE"
+
+        def shown(value: float) -> str:  # accuracy in percent as everywhere in the CLI; the CSV keeps fractions
+            return f"{100 * value:.2f}" if classification else f"{value:.4g}"
         table = Table(title=escape(f"{checkpoint} sweep"), title_justify="left")
         for column in ("k", "KB", f"val {metric}", f"test {metric}", f"fine-tuned test {metric}"):
             table.add_column(column, justify="right", overflow="fold")
@@ -458,8 +464,8 @@ def sweep(
         started = time.monotonic()
 
         def add_row(point: SweepPoint) -> None:
-            tuned = f"{point.finetuned_test:.4g}" if point.finetuned_test is not None else "-"
-            table.add_row(str(point.k), _kb(point.bytes), f"{point.val:.4g}", f"{point.test:.4g}", tuned)
+            tuned = shown(point.finetuned_test) if point.finetuned_test is not None else "-"
+            table.add_row(str(point.k), _kb(point.bytes), shown(point.val), shown(point.test), tuned)
 
         def on_point(point: SweepPoint) -> None:
             finished.append(point)
@@ -467,7 +473,7 @@ def sweep(
             add_row(point)
             left = len(sizes) - len(finished)
             eta = (time.monotonic() - started) / (len(finished) - len(done)) * left
-            err.print(f"k={point.k}: {_kb(point.bytes)} KB, test {metric} {point.test:.4g} "
+            err.print(f"k={point.k}: {_kb(point.bytes)} KB, test {metric} {shown(point.test)} "
                       f"({len(finished)} of {len(sizes)}; about {eta:.0f} s left)", highlight=False, markup=False)
 
         for point in done:
@@ -627,7 +633,7 @@ def export(
 
 def _metrics_text(result: dict[str, Any]) -> str:
     if result["task"] == "classification":
-        return f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}"
+        return f"accuracy {100 * result['accuracy']:.2f} %  loss {result['loss']:.4f}"
     return f"MSE {result['mse']:.4g}  RMSE {result['rmse']:.4g}  R² {result['r2']:.4f}"
 
 

@@ -47,9 +47,11 @@ class Metrics:
         return {"task": self.task, "mse": self.mse, "rmse": self.rmse, "r2": self.r2, "loss": self.loss, "n": self.n}
 
     def describe(self) -> str:
-        """One line for people."""
+        """One line for people: accuracy in percent (JSON and the API keep fractions; `--max-drop` is in points of
+        this percent)."""
         if self.task == "classification":
-            return f"accuracy {self.accuracy:.4f}  loss {self.loss:.4f}"
+            assert self.accuracy is not None
+            return f"accuracy {100 * self.accuracy:.2f} %  loss {self.loss:.4f}"
         return f"MSE {self.mse:.4g}  RMSE {self.rmse:.4g}  R² {self.r2:.4f}"
 
 
