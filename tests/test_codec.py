@@ -176,3 +176,39 @@ def test_header_claiming_huge_size_is_refused_before_reading(tmp_path: Path) -> 
     path.write_bytes(struct.pack("<Q", 1 << 40) + b"{}")
     with pytest.raises(FormatError, match="truncated"):
         load_checkpoint(path)
+
+
+def test_header_values_are_parsed_strictly(tmp_path: Path, clustered_file: Path) -> None:
+    """Values that used to crash (TypeError, ValueError, RecursionError) or pass though wrong are one-line refusals."""
+    tensors, metadata = _parts(clustered_file)
+    table = json.loads(metadata["indices"])
+    cases: list[tuple[dict, str]] = []
+    floats = [dict(entry) for entry in table]
+    floats[0]["bits"] = float(floats[0]["bits"])
+    cases.append(({**metadata, "indices": json.dumps(floats)}, "bits="))
+    for version in ("²", "-7", "٢", "2.0", " 2"):
+        cases.append(({**metadata, "format_version": version}, "format_version"))
+    deep = {"stage": "x"}
+    for _ in range(200):
+        deep = {"parent": deep}
+    cases.append(({**metadata, "provenance": json.dumps(deep)}, "nested deeper"))
+    cases.append(({**metadata, "provenance": '{"a": 1, "a": 2}'}, "names 'a' twice"))
+    cases.append(({**metadata, "surprise": "1"}, "unknown metadata entry 'surprise'"))
+    for changed, message in cases:
+        _rewrite(clustered_file, tensors, changed)
+        with pytest.raises(FormatError, match=message):
+            load_checkpoint(clustered_file)
+
+
+def test_duplicate_tensor_entries_are_refused(tmp_path: Path, clustered_file: Path) -> None:
+    data = clustered_file.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = data[8 : 8 + length].decode()
+    name = '"edges.layers.0.codebook":'
+    start = header.index(name)
+    entry = header[start : header.index("}", start) + 1]
+    doubled = header.replace(entry, entry + "," + entry, 1).encode()
+    doubled += b" " * (-len(doubled) % 8)
+    clustered_file.write_bytes(struct.pack("<Q", len(doubled)) + doubled + data[8 + length :])
+    with pytest.raises(FormatError, match="twice"):
+        load_checkpoint(clustered_file)
