@@ -54,7 +54,7 @@ DataFile = Annotated[Optional[Path], typer.Option(
     "--data", help="Your data instead: .npz / .safetensors / .pt (train_x, train_y, test_x, test_y; or x, y; or "
     "pykan's train_input, ...) or .csv with --target.", show_default="the checkpoint's")]
 Target = Annotated[Optional[str], typer.Option("--target", help="CSV target column(s), comma-separated.",
-                                               show_default=False)]
+                                               show_default="none")]
 TaskOpt = Annotated[Optional[str], typer.Option(
     "--task", help="classification | regression.", show_default="inferred: integer targets are class labels")]
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding the dataset files.",
@@ -180,7 +180,7 @@ def train(
     meta: Annotated[bool, flag("--meta", help="Generate edge vectors with a meta-learner (MetaKAN).")] = False,
     dataset: Annotated[str, typer.Option("--dataset", help="digits | mnist | fashion-mnist | cifar10 | cifar100 | diabetes | feynman:NAME (e.g. feynman:I.6.20a).")] = "digits",
     data_dir: DataDir = None,
-    data_file: Annotated[Optional[Path], typer.Option("--data", help="Your data instead of --dataset: .npz / .safetensors / .pt (train_x, train_y, test_x, test_y; or x, y; or pykan's dataset dict) or .csv with --target.", show_default=False)] = None,
+    data_file: Annotated[Optional[Path], typer.Option("--data", help="Your data instead of --dataset: .npz / .safetensors / .pt (train_x, train_y, test_x, test_y; or x, y; or pykan's dataset dict) or .csv with --target.", show_default="none: --dataset")] = None,
     target: Target = None,
     task: TaskOpt = None,
     download: Download = False,
@@ -284,7 +284,7 @@ def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path
 def cluster(
     checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint.")],
     k: Clusters = None,
-    layer_k: Annotated[list[str], typer.Option("--layer-k", help="Per-layer override LAYER=K, repeatable.", show_default=False)] = [],  # noqa: B006
+    layer_k: Annotated[list[str], typer.Option("--layer-k", help="Per-layer override LAYER=K, repeatable.", show_default="none")] = [],  # noqa: B006
     seed: Seed = 0,
     n_init: NInit = 4,
     codebook_dtype: CodebookDtype = "float32",
@@ -572,9 +572,9 @@ def inspect(
 def import_(
     source: Annotated[Path, typer.Argument(help="state_dict saved by an upstream library (.safetensors, .pt, .pth).")],
     output: Output = None,
-    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan | torch-conv-kan [default: detect].")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="pykan: the model's _config.yml sidecar.")] = None,
-    denominator: Annotated[Optional[float], typer.Option("--rbf-denominator", help="FastKAN RBF width if not the default.")] = None,
+    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan | torch-conv-kan | chebykan.", show_default="detected from the keys")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="pykan: the model's _config.yml sidecar.", show_default="none")] = None,
+    denominator: Annotated[Optional[float], typer.Option("--rbf-denominator", help="FastKAN RBF width.", show_default="(max - min)/(G - 1), as FastKAN")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset to record for eval and finetune.", show_default="none")] = None,
     data_file: Annotated[Optional[Path], typer.Option("--data", help="Your data file to record for eval and finetune (its task and widths are checked).", show_default="none")] = None,
     target: Target = None,

@@ -189,3 +189,38 @@ def test_inspect_shows_every_number_whole_in_80_columns(name: str) -> None:
     assert code == 0, output
     assert "…" not in output and max(len(line) for line in output.splitlines()) <= 80
     assert "r Eq.10" in output and "vs fp32" in output
+
+
+@pytest.mark.parametrize("command", ["train", "cluster", "finetune", "sweep", "eval", "inspect", "import", "export"])
+def test_help_shows_defaults_and_no_value_placeholder_for_flags(command: str) -> None:
+    """Every option with a value shows its default (or is required); flags show no `<bool>`."""
+    import os
+
+    result = CliRunner(env={**os.environ, "COLUMNS": "200"}).invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    options: list[str] = []  # one text per option, its wrapped continuation lines joined
+    for line in result.output.splitlines():
+        if line.startswith(("│ -", "│ *")):
+            options.append(line)
+        elif options and line.startswith("│ "):
+            options[-1] += " " + line.strip("│ ")
+    assert options
+    for line in options:
+        if "--help" in line:
+            continue
+        assert "<bool>" not in line, line
+        if "<" in line and "[required]" not in line:
+            assert "[default:" in line or "default" in line, line
+
+
+def test_json_output_of_train_and_finetune(tmp_path: Path) -> None:
+    def last_json(output: str) -> dict:  # progress lines go to stderr, which the test runner mixes in first
+        return json.loads(output[output.index("\n{") + 1 :] if not output.startswith("{") else output)
+
+    trained, clustered, tuned = (tmp_path / f"{n}.safetensors" for n in ("t", "c", "f"))
+    code, output = run("train", "--epochs", "1", "--hidden", "4", "-o", trained, "--json")
+    assert code == 0 and last_json(output)["test"]["task"] == "classification"
+    code, output = run("cluster", trained, "-k", "4", "-o", clustered, "--json")
+    assert code == 0 and last_json(output)["k"] == [4, 4]
+    code, output = run("finetune", clustered, "--epochs", "1", "-o", tuned, "--json")
+    assert code == 0 and last_json(output)["kind"] == "clustered"

@@ -202,14 +202,18 @@ def test_resumed_finetune_is_bit_identical_with_and_without_reassign(tmp_path: P
         assert full.provenance["reassigned_per_epoch"][2:] == resumed.provenance["reassigned_per_epoch"]
 
 
-@pytest.mark.parametrize("coding,dtype", [("rans", "int8"), ("packed", "float32")])
-def test_every_flipped_byte_and_bit_is_refused(tmp_path: Path, coding: str, dtype: str) -> None:
-    """Checksums over the metadata and every tensor: a flipped byte or bit anywhere in a clustered file is refused
-    with one error, never loaded as a silently different model."""
+@pytest.mark.parametrize("kind,coding,dtype", [
+    ("clustered", "rans", "int8"), ("clustered", "packed", "float32"), ("clustered", "packed", "float16"),
+    ("clustered", "packed", "bfloat16"), ("dense", "", ""), ("meta", "", ""),
+])
+def test_every_flipped_byte_and_bit_is_refused(tmp_path: Path, kind: str, coding: str, dtype: str) -> None:
+    """Checksums over the metadata and every tensor: a flipped byte or bit anywhere in a file of any storage form is
+    refused with one error, never loaded as a silently different model."""
     from kancompress.errors import FormatError
 
-    model = tiny_model("kan", "clustered", (6, 5, 3))
-    model.edges.codebook_dtype, model.edges.index_coding = dtype, coding
+    model = tiny_model("gramkan", kind, (6, 5, 3))  # gram: extras (norms, β) in the file too
+    if kind == "clustered":
+        model.edges.codebook_dtype, model.edges.index_coding = dtype, coding
     data = checkpoint_format.checkpoint_bytes(model, {"dataset": "digits"})
     path = tmp_path / "flip.safetensors"
     rng = random.Random(0)
