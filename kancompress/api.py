@@ -51,6 +51,7 @@ __all__ = [
     "FinetuneOptions",
     "TrainConfig",
     "TrainOptions",
+    "SweepPoint",
     "TrainResult",
     "check_data",
     "cluster",
@@ -361,16 +362,13 @@ def evaluate_model(
     device: str = "auto",
     fc_forward: str = "decode",
 ) -> tuple[str, Metrics]:
-    """Test accuracy and loss of a checkpoint on `data` (default: its recorded dataset, or `dataset`).
+    """Test metrics of a checkpoint on `data` (default: its recorded dataset, or `dataset`).
 
     `fc_forward` says how clustered fully-connected layers run (`kancompress.fastpath`): "decode" (the default:
     the same arithmetic every run, so the same numbers), "auto" (whichever is fastest on this machine, measured:
     results may differ from decode in the last float bits), "gather" or "onehot"."""
-    data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
-    _check_inputs(checkpoint.model, data)
-    model = _on_device(checkpoint.model, resolve_device(device))
-    model.set_fc_forward(fc_forward)
-    return data.name, evaluate(model, data.test_x, data.test_y)
+    name, metrics, _ = _evaluated(checkpoint, data, dataset, data_dir, download, device, fc_forward)
+    return name, metrics
 
 
 def evaluation(
@@ -383,14 +381,24 @@ def evaluation(
     device: str = "auto",
     fc_forward: str = "decode",
 ) -> dict[str, Any]:
-    """`eval --json`: path, kind, dataset, accuracy, loss, n (test examples) and the forward each clustered FC layer
-    ran ({layer: [methods]}; empty for other models)."""
-    name, metrics = evaluate_model(checkpoint, data, dataset=dataset, data_dir=data_dir, download=download,
-                                   device=device, fc_forward=fc_forward)
-    forward = checkpoint.model.codebook_forward
+    """`eval --json`: path, kind, dataset, the task's metrics (`Metrics.to_json`) and the forward each clustered FC
+    layer ran ({layer: [methods]}; empty for other models)."""
+    name, metrics, model = _evaluated(checkpoint, data, dataset, data_dir, download, device, fc_forward)
+    forward = model.codebook_forward
     paths = forward.chosen() if forward is not None else {}
     return {"path": str(checkpoint.header.path), "kind": checkpoint.kind, "dataset": name, **metrics.to_json(),
             "fc_forward": {str(layer): methods for layer, methods in paths.items()}}
+
+
+def _evaluated(
+    checkpoint: Checkpoint, data: Dataset | None, dataset: str | None, data_dir: str | os.PathLike[str] | None,
+    download: bool, device: str, fc_forward: str,
+) -> tuple[str, Metrics, KANModel]:
+    data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
+    _check_inputs(checkpoint.model, data)
+    model = _on_device(checkpoint.model, resolve_device(device))
+    model.set_fc_forward(fc_forward)
+    return data.name, evaluate(model, data.test_x, data.test_y), model
 
 
 def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
