@@ -116,3 +116,15 @@ def test_cluster_json_provenance_records_the_real_options(tmp_path: Path) -> Non
     result = runner.invoke(app, ["cluster", str(dense), "--max-drop", "1", "-k", "8", "-o", str(tmp_path / "x.st")])
     assert result.exit_code == 1 and "drop -k" in result.output
     assert json.loads(runner.invoke(app, ["inspect", str(out), "--json"]).output)["format_version"] == 2
+
+
+def test_load_gives_a_ready_module(tmp_path: Path) -> None:
+    import kancompress
+
+    model = tiny_model("kan", "clustered", (64, 8, 10))
+    path = save_checkpoint(model, tmp_path / "c.safetensors")
+    loaded = kancompress.load(path)
+    assert isinstance(loaded, torch.nn.Module) and not loaded.training
+    x = torch.rand(3, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model.eval()(x))
