@@ -609,16 +609,29 @@ def import_(
 
 @app.command("export")
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Any fully-connected kancompress checkpoint.")],
-    to: Annotated[str, typer.Option("--to", help="efficient-kan | fastkan.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output state_dict: .safetensors, or .pt/.pth (torch.save of a plain state_dict).")],
+    checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint.")],
+    to: Annotated[str, typer.Option("--to", help="efficient-kan | fastkan (dense state_dicts) | onnx (the model as an ONNX graph; compressed checkpoints stay compressed).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output: .safetensors or .pt/.pth (torch.save of a plain state_dict) for a state_dict; .onnx for onnx.")],
+    image_size: Annotated[int, typer.Option("--image-size", min=1, help="onnx, conv models: image size to trace with (the graph takes any size).")] = 32,
     force: Force = False,
 ) -> None:
-    """Write a dense state_dict in an upstream library's layout (clustered checkpoints are decoded)."""
+    """Write a dense state_dict in an upstream library's layout (clustered checkpoints are decoded), or an ONNX graph
+    that keeps a clustered checkpoint's codebooks and packed indices."""
     with _errors():
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint, save_state_dict
 
+        if to == "onnx":
+            from kancompress.onnx_export import export_onnx, require_onnx
+
+            if output.suffix != ".onnx":
+                raise ConfigError(f"{output}: an ONNX export is written to a .onnx file")
+            require_onnx()
+            check_output(output, force, (checkpoint,))
+            data = export_onnx(load_checkpoint(checkpoint).model, image_size)
+            write_atomic(output, data)
+            out.print(f"exported ONNX ({len(data):,} bytes) -> {output}", highlight=False, markup=False)
+            return
         if output.suffix not in (".safetensors", ".pt", ".pth"):
             raise ConfigError(f"{output}: write .safetensors, .pt or .pth (the file's type follows its extension)")
         check_output(output, force, (checkpoint,))
