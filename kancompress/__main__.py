@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 
-TORCH_COMMANDS = ("train", "cluster", "finetune", "sweep", "eval", "import", "export")
+TORCH_COMMANDS = ("train", "cluster", "finetune", "sweep", "eval", "import", "export", "predict")
 
 
 def _import_torch_deferring_ctrl_c() -> None:

@@ -644,6 +644,46 @@ def export(
         out.print(f"exported {len(state)} tensors in {to} layout -> {output}", highlight=False, markup=False)
 
 
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A kancompress checkpoint (.safetensors) or an exported .onnx.")],
+    data_file: Annotated[Path, typer.Option("--data", help="Inputs: .npy, .npz (array x), or .csv (header row; numeric columns).")],
+    target: Annotated[Optional[str], typer.Option("--target", help="CSV columns to leave out (e.g. a label column).", show_default="none")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the outputs: .npy (the output array) or .csv (outputs, and the class for classification).", show_default="print them")] = None,
+    force: Force = False,
+) -> None:
+    """Run a model on your inputs: logits and classes, or regression outputs in your units."""
+    with _errors():
+        from kancompress.predict import predict as run_model
+        from kancompress.predict import read_inputs
+
+        if output is not None:
+            if output.suffix not in (".npy", ".csv"):
+                raise ConfigError(f"{output}: write .npy or .csv")
+            check_output(output, force, (model, data_file))
+        result = run_model(model, read_inputs(data_file, target))
+        columns = [f"output_{j}" for j in range(result.outputs.shape[1])] + (["class"] if result.classes is not None
+                                                                              else [])
+        rows = [[*(f"{v:.6g}" for v in values), *([str(int(c))] if result.classes is not None else [])]
+                for values, c in zip(result.outputs.tolist(), (result.classes if result.classes is not None
+                                                               else [None] * len(result.outputs)))]
+        text = "\n".join([",".join(columns), *(",".join(row) for row in rows)]) + "\n"
+        if output is None:
+            out.print(text, end="", highlight=False, markup=False, soft_wrap=True)
+        elif output.suffix == ".npy":
+            import io
+
+            import numpy as np
+
+            buffer = io.BytesIO()
+            np.save(buffer, result.outputs)
+            write_atomic(output, buffer.getvalue())
+            out.print(f"wrote {len(rows)} rows of outputs -> {output}", highlight=False, markup=False)
+        else:
+            write_atomic(output, text.encode())
+            out.print(f"wrote {len(rows)} rows -> {output}", highlight=False, markup=False)
+
+
 def _metrics_text(result: dict[str, Any]) -> str:
     if result["task"] == "classification":
         return f"accuracy {100 * result['accuracy']:.2f} %  loss {result['loss']:.4f}"

@@ -95,10 +95,10 @@ def export_onnx(model: KANModel, image_size: int = 32) -> bytes:
         torch.onnx.export(model, (example,), buffer,  # type: ignore[arg-type]  # a file object works, as documented
                           dynamo=False, opset_version=OPSET, input_names=["input"], output_names=["output"],
                           dynamic_axes=axes, do_constant_folding=False)
-    return _compact(buffer.getvalue())
+    return _compact(buffer.getvalue(), config.task)
 
 
-def _compact(data: bytes) -> bytes:
+def _compact(data: bytes, task: str) -> bytes:
     """Short names for the graph's nodes and intermediate values (the exporter's source-path names took ~70 % of
     a small clustered model's file), documentation strings dropped; the graph itself is unchanged."""
     import onnx
@@ -121,5 +121,7 @@ def _compact(data: bytes) -> bytes:
             node.output[position] = short(name)
     del graph.value_info[:]
     model.doc_string = ""
+    entry = model.metadata_props.add()  # so `kancompress predict` knows what the outputs are
+    entry.key, entry.value = "kancompress_task", task
     serialized: bytes = model.SerializeToString()
     return serialized

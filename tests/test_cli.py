@@ -36,7 +36,7 @@ def test_help_lists_commands() -> None:
     code, output = run("--help")
     assert code == 0
     names = {command.name or (command.callback.__name__ if command.callback else "") for command in app.registered_commands}
-    assert names == {"train", "cluster", "finetune", "sweep", "eval", "inspect", "import", "export"}
+    assert names == {"train", "cluster", "finetune", "sweep", "eval", "inspect", "import", "export", "predict"}
     panel = output[output.index("Commands"):]
     listed = {line.strip("│ ").split()[0] for line in panel.splitlines()[1:] if line.strip("│ ╰─")}
     assert names <= listed, (names - listed, output)
@@ -191,7 +191,7 @@ def test_inspect_shows_every_number_whole_in_80_columns(name: str) -> None:
     assert "r Eq.10" in output and "vs fp32" in output
 
 
-@pytest.mark.parametrize("command", ["train", "cluster", "finetune", "sweep", "eval", "inspect", "import", "export"])
+@pytest.mark.parametrize("command", ["train", "cluster", "finetune", "sweep", "eval", "inspect", "import", "export", "predict"])
 def test_help_shows_defaults_and_no_value_placeholder_for_flags(command: str) -> None:
     """Every option with a value shows its default (or is required); flags show no `<bool>`."""
     import os

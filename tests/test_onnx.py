@@ -88,3 +88,44 @@ def test_export_cli_to_onnx_and_bad_input(tmp_path: Path) -> None:
     assert wrong.exit_code == 1 and ".onnx" in wrong.output
     again = runner.invoke(app, ["export", str(path), "--to", "onnx", "-o", str(out)])
     assert again.exit_code == 1 and "--force" in again.output
+
+
+def test_predict_with_a_checkpoint_and_its_onnx_gives_the_same_classes(tmp_path: Path) -> None:
+    """predict on .npy/.npz/.csv inputs, from the .safetensors and from its .onnx: same outputs (1e-4), same
+    classes on the whole digits test set; wrong widths and foreign .onnx files are one line."""
+    import csv
+
+    from kancompress import api
+    from kancompress.config import TrainConfig
+    from kancompress.data import load_dataset
+
+    runner = CliRunner()
+    result = api.train(api.TrainOptions.build(model="kan", meta=True, hidden=(8,), train=TrainConfig(epochs=3)))
+    clustered, provenance = api.cluster(result.model, api.ClusterConfig(k=8))
+    ckpt = save_checkpoint(clustered, tmp_path / "c.safetensors", provenance)
+    graph = tmp_path / "c.onnx"
+    assert runner.invoke(app, ["export", str(ckpt), "--to", "onnx", "-o", str(graph)]).exit_code == 0
+    test_x = load_dataset("digits").test_x.numpy()
+    np.save(tmp_path / "x.npy", test_x)
+    np.savez(tmp_path / "x.npz", x=test_x)
+    outputs = {}
+    for name, model_path, inputs in (("st", ckpt, "x.npy"), ("onnx", graph, "x.npz")):
+        out = tmp_path / f"{name}.csv"
+        done = runner.invoke(app, ["predict", str(model_path), "--data", str(tmp_path / inputs), "-o", str(out)])
+        assert done.exit_code == 0, done.output
+        outputs[name] = list(csv.DictReader(out.open()))
+    assert [r["class"] for r in outputs["st"]] == [r["class"] for r in outputs["onnx"]]
+    assert len(outputs["st"]) == 450
+    first = [float(v) for k, v in outputs["st"][0].items() if k.startswith("output")]
+    second = [float(v) for k, v in outputs["onnx"][0].items() if k.startswith("output")]
+    assert np.allclose(first, second, atol=1e-4)
+    npy = tmp_path / "o.npy"
+    assert runner.invoke(app, ["predict", str(graph), "--data", str(tmp_path / "x.npy"), "-o", str(npy)]).exit_code == 0
+    assert np.load(npy).shape == (450, 10)
+    np.save(tmp_path / "wide.npy", np.zeros((2, 65), dtype=np.float32))
+    wrong = runner.invoke(app, ["predict", str(graph), "--data", str(tmp_path / "wide.npy")])
+    assert wrong.exit_code == 1 and "takes 64 inputs" in wrong.output
+    foreign = tmp_path / "foreign.onnx"
+    foreign.write_bytes(b"not onnx")
+    bad = runner.invoke(app, ["predict", str(foreign), "--data", str(tmp_path / "x.npy")])
+    assert bad.exit_code == 1 and "not a readable ONNX model" in bad.output
