@@ -4,7 +4,8 @@ implementation vs a plain MLP, at batch 1 and 1024, dense and clustered (k = 16)
     python examples/bench_deploy.py            # prints the table; --write also writes examples/results/bench_deploy.md
 
 Needs the onnx extra. Timings are medians of interleaved rounds (every variant timed in turn, round by round), on
-the threads torch and onnxruntime pick by default (2 cores here). File sizes are the bytes on disk.
+the threads torch and onnxruntime pick by default (2 cores here; onnxruntime's thread spinning off, see the code).
+File sizes are the bytes on disk.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             graphs = {kind: export_onnx(model) for kind, model in (("dense", dense), ("k=16", clustered))}
-        sessions = {kind: onnxruntime.InferenceSession(data) for kind, data in graphs.items()}
+        options = onnxruntime.SessionOptions()
+        # onnxruntime's threads spin after each call by default, which steals the cores from whatever is timed next
+        # in an interleaved run; without spinning each variant gets the machine to itself.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sessions = {kind: onnxruntime.InferenceSession(data, options) for kind, data in graphs.items()}
         for batch in (1, 1024):
             x = torch.rand(batch, 784) * 2 - 1
             feed = {"input": x.numpy()}
