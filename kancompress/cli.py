@@ -18,7 +18,7 @@ from rich.table import Table
 
 from kancompress import __version__
 from kancompress.bases import describe
-from kancompress.config import META_SHARING, ConvConfig, MetaConfig, TrainConfig
+from kancompress.config import ConvConfig, MetaConfig, TrainConfig
 from kancompress.errors import ConfigError, KanCompressError
 from kancompress.format.files import check_output, write_atomic
 from kancompress.format.header import read_header
@@ -195,7 +195,7 @@ def train(
     lr_embed: Annotated[Optional[float], typer.Option("--lr-embed", help="Embedding learning rate (paper lr_e).", show_default="the basis's, paper Table 5")] = None,
     d_emb: Annotated[Optional[int], typer.Option("--d-emb", min=1, help="Embedding dimension per edge.", show_default="1; conv kan/fastkan 2")] = None,
     meta_hidden: Annotated[int, typer.Option("--meta-hidden", min=1, help="Hidden width of the meta-learner.")] = MetaConfig.hidden,
-    meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner | layer: one per layer.")] = MetaConfig.sharing,
+    meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner | layer: one per layer | groups:C: C meta-learners, layers grouped by K-means on their output widths (MetaKAN).")] = MetaConfig.sharing,
     patience: Patience = TrainConfig.patience,
     seed: Seed = TrainConfig.seed,
     output: Output = None,
@@ -217,8 +217,6 @@ def train(
         path = output or Path(f"{'meta' if meta else ''}{model}-{source_name}.safetensors")
 
         def fresh() -> Any:
-            if meta_sharing not in META_SHARING:
-                raise ConfigError(f"unknown --meta-sharing {meta_sharing!r}; choose from: {', '.join(META_SHARING)}")
             meta_config = (MetaConfig(d_emb or api.default_meta(model, conv).d_emb, meta_hidden, meta_sharing)
                            if meta else False)
             conv_config = ConvConfig(strides=api.conv_strides(len(channels)), groups=groups) if conv else False

@@ -22,7 +22,7 @@ MODEL_NAMES: tuple[str, ...] = model_names()
 
 TASKS: tuple[str, ...] = ("classification", "regression")
 ACTIVATIONS: tuple[str, ...] = ("silu", "gelu")
-META_SHARING: tuple[str, ...] = ("model", "layer")
+META_SHARING: tuple[str, ...] = ("model", "layer", "groups:C")
 ARCHS: tuple[str, ...] = ("mlp", "conv")
 
 # A guard against configs (from a hostile or corrupted header) that would allocate absurd amounts of memory.
@@ -51,7 +51,16 @@ class MetaConfig:
 
     d_emb: int = 1  # embedding dimension per edge
     hidden: int = 32  # hidden width of the meta-learner
-    sharing: str = "model"  # "model": one meta-learner for all layers (paper default); "layer": one per layer
+    sharing: str = "model"  # "model": one meta-learner (paper default); "layer": one per layer; "groups:C": C
+    # meta-learners, layers grouped by K-means on their output widths (MetaKAN's rule for deep KANs)
+
+    def learner_count(self, layers: int) -> int:
+        """How many meta-learners a model of `layers` layers has under this sharing."""
+        if self.sharing == "model":
+            return 1
+        if self.sharing == "layer":
+            return layers
+        return int(self.sharing.partition(":")[2])
 
 
 @dataclass(frozen=True)
@@ -205,7 +214,12 @@ class ModelConfig:
             raise ConfigError(f"model has {sum(self.num_edges)} edges, more than the limit {MAX_EDGES}")
         spec.check(self.basis)
         if self.meta is not None:
-            _choice("meta.sharing", self.meta.sharing, META_SHARING)
+            sharing, _, count = self.meta.sharing.partition(":")
+            if self.meta.sharing not in ("model", "layer") and not (
+                    sharing == "groups" and count.isascii() and count.isdigit()
+                    and 1 <= int(count) <= len(self.layer_shapes)):
+                raise ConfigError(f"unknown meta sharing {self.meta.sharing!r}; choose model, layer or groups:C with "
+                                  f"1 <= C <= {len(self.layer_shapes)} (the number of layers)")
             if not 1 <= self.meta.d_emb <= 64 or not 1 <= self.meta.hidden <= 4096:
                 raise ConfigError("meta needs 1 <= d_emb <= 64 and 1 <= hidden <= 4096")
 

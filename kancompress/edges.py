@@ -69,10 +69,14 @@ class MetaLearner(nn.Module):
 class MetaEdges(EdgeStore):
     kind = "meta"
 
-    def __init__(self, num_edges: list[int], width: int, meta: MetaConfig):
+    def __init__(self, num_edges: list[int], width: int, meta: MetaConfig, out_widths: list[int] | None = None):
         super().__init__()
-        n_learners = 1 if meta.sharing == "model" else len(num_edges)
+        n_learners = meta.learner_count(len(num_edges))
         self.learners = nn.ModuleList([MetaLearner(meta.d_emb, meta.hidden, width) for _ in range(n_learners)])
+        if meta.sharing.startswith("groups:"):
+            self.groups = layer_groups(out_widths or [1] * len(num_edges), n_learners)
+        else:
+            self.groups = [0 if n_learners == 1 else layer for layer in range(len(num_edges))]
         self.embeddings = nn.ParameterList()
         for n in num_edges:
             z = torch.empty(n, meta.d_emb)  # row r = o·in + i belongs to edge (o, i), as in MetaKAN
@@ -83,11 +87,29 @@ class MetaEdges(EdgeStore):
         return len(self.embeddings)
 
     def learner(self, layer: int) -> MetaLearner:
-        return cast(MetaLearner, self.learners[0 if len(self.learners) == 1 else layer])
+        return cast(MetaLearner, self.learners[self.groups[layer]])
 
     def forward(self, layer: int) -> torch.Tensor:
         generated: torch.Tensor = self.learner(layer)(self.embeddings[layer])
         return generated
+
+
+def layer_groups(out_widths: list[int], groups: int) -> list[int]:
+    """MetaKAN's grouping of layers for `groups` meta-learners: 1-D K-means on the layers' output widths
+    (scikit-learn, random_state 42, as MetaKAN), groups numbered in order of their first layer. Deterministic."""
+    if groups == 1:
+        return [0] * len(out_widths)
+    if groups >= len(out_widths):
+        return list(range(len(out_widths)))
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(n_clusters=groups, n_init=10, random_state=42).fit(
+        np.asarray(out_widths, dtype=np.float64)[:, None]).labels_.tolist()
+    order: dict[int, int] = {}
+    for label in labels:
+        order.setdefault(label, len(order))
+    return [order[label] for label in labels]
 
 
 class Codebook(nn.Module):

@@ -162,7 +162,7 @@ def build_model(config: ModelConfig, kind: str = "dense", ks: list[int] | None =
     elif kind == "meta":
         if config.meta is None:
             raise ConfigError("a meta model needs a meta-learner config (train with --meta)")
-        edges = MetaEdges(config.num_edges, width, config.meta)
+        edges = MetaEdges(config.num_edges, width, config.meta, [o for o, _ in config.layer_shapes])
     elif kind == "clustered":
         if ks is None or len(ks) != len(config.layer_shapes):
             raise ConfigError(f"a clustered model needs one k per layer ({len(config.layer_shapes)})")

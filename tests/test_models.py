@@ -70,3 +70,33 @@ def test_meta_learner_generates_whole_edge_vectors(model_name: str) -> None:
     assert [tuple(v.shape) for v in vectors] == [(30, config.edge_width), (15, config.edge_width)]
     z = model.edges.embeddings[1][3]
     assert torch.allclose(vectors[1][3], model.edges.learners[1](z))
+
+
+def test_grouped_meta_learners_follow_metakans_rule(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`groups:C`: C meta-learners, layers grouped by 1-D K-means on their output widths; parameters, save/load and
+    clustering as for the other sharings."""
+    from kancompress import api
+    from kancompress.edges import layer_groups
+    from kancompress.errors import ConfigError
+    from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+
+    assert layer_groups([64, 64, 64, 10], 2) == [0, 0, 0, 1]
+    assert layer_groups([256, 32, 256, 32], 2) == [0, 1, 0, 1]
+    assert layer_groups([8, 8, 8], 1) == [0, 0, 0] and layer_groups([8, 4], 2) == [0, 1]
+    widths = (12, 16, 16, 16, 4)
+    config = default_config("kan", widths, MetaConfig(sharing="groups:2"))
+    model = build_model(config, "meta")
+    assert len(model.edges.learners) == 2 and model.edges.groups == [0, 0, 0, 1]
+    one = sum(p.numel() for p in model.edges.learners[0].parameters())
+    assert sum(p.numel() for p in model.edges.learners.parameters()) == 2 * one
+    vectors = model.edge_vectors()
+    assert torch.allclose(vectors[3][0], model.edges.learners[1](model.edges.embeddings[3][0]))
+    path = save_checkpoint(model, tmp_path / "g.safetensors")
+    loaded = load_checkpoint(path).model
+    x = torch.rand(5, 12)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    clustered, _ = api.cluster(loaded, api.ClusterConfig(k=4))
+    assert clustered.kind == "clustered"
+    with pytest.raises(ConfigError, match="groups:C"):
+        default_config("kan", widths, MetaConfig(sharing="groups:5"))

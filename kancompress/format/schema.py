@@ -136,7 +136,7 @@ def declared_tensors(config: ModelConfig, kind: str, table: list[IndexEntry] | N
     elif kind == "meta":
         assert config.meta is not None
         meta = config.meta
-        learners = 1 if meta.sharing == "model" else len(config.num_edges)
+        learners = meta.learner_count(len(config.num_edges))
         for j in range(learners):
             p = f"edges.learners.{j}."
             tensors[p + "hidden.weight"] = TensorInfo(f32, (meta.hidden, meta.d_emb))
