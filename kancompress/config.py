@@ -218,7 +218,7 @@ class ModelConfig:
             if self.meta.sharing not in ("model", "layer") and not (
                     sharing == "groups" and count.isascii() and count.isdigit()
                     and 1 <= int(count) <= len(self.layer_shapes)):
-                raise ConfigError(f"unknown meta sharing {self.meta.sharing!r}; choose model, layer or groups:C with "
+                raise ConfigError(f"unknown --meta-sharing {self.meta.sharing!r}; choose model, layer or groups:C with "
                                   f"1 <= C <= {len(self.layer_shapes)} (the number of layers)")
             if not 1 <= self.meta.d_emb <= 64 or not 1 <= self.meta.hidden <= 4096:
                 raise ConfigError("meta needs 1 <= d_emb <= 64 and 1 <= hidden <= 4096")
