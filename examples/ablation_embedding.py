@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("-k", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="folder for the results")
+    parser.add_argument("--write-results", action="store_true", help="also write them into examples/results/")
     args = parser.parse_args()
     start = time.time()
     rows = []
@@ -58,8 +60,9 @@ def main() -> None:
              "| d_emb | model acc (%) | clustered acc (%) | fine-tuned acc (%) | KB before | KB after |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {d} | {a:.2f} | {c:.2f} | {f:.2f} | {kb:.2f} | {kc:.2f} |" for d, a, c, f, kb, kc in rows]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"ablation-embedding-{args.dataset}.md").write_text("\n".join(lines) + "\n")
+    for folder in [args.out] + ([RESULTS] if args.write_results else []):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"ablation-embedding-{args.dataset}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -34,7 +34,15 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=5)
     parser.add_argument("--ks", default="2,4,8,16,32,64")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/figure2"), help="folder for the results")
+    parser.add_argument("--write-results", action="store_true", help="also write them into examples/results/")
     args = parser.parse_args()
+    try:
+        import matplotlib  # noqa: F401  (checked before the work, not after it)
+    except ImportError:
+        raise SystemExit("the figure needs matplotlib: pip install -e '.[plot]'") from None
+    if args.dataset == "fashion-mnist" and not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        raise SystemExit("Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
     start = time.time()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,8 +55,8 @@ def main() -> None:
             for row in csv.DictReader(table.open()):
                 rows.append({"meta": meta, **row})
     wall = time.time() - start
-    stem = RESULTS / f"figure2-{args.dataset}-{args.model}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"figure2-{args.dataset}-{args.model}"
     with open(f"{stem}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -74,7 +82,7 @@ def main() -> None:
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(f"{stem}.png", dpi=120)
-    command = "python examples/figure2_sweep.py " + " ".join(sys.argv[1:])
+    command = "python examples/figure2_sweep.py " + " ".join(a for a in sys.argv[1:] if a != "--write-results")
     lines = [f"# Figure 2 layout on {args.dataset} ({args.model})", "",
              f"`{command}` — seed {args.seed}, at most {args.epochs} training epochs (patience {args.patience}), "
              f"{args.finetune_epochs} fine-tuning epochs per point; wall time {wall / 60:.1f} min on 2 CPU cores.", "",
@@ -82,6 +90,9 @@ def main() -> None:
     lines += [f"| {r['meta']} | {r['k']} | {int(r['bytes']) / 1000:.2f} | {100 * float(r['test_accuracy']):.2f} | "
               f"{100 * float(r['finetuned_test_accuracy']):.2f} |" for r in rows]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
+    if args.write_results:
+        for suffix in (".csv", ".png", ".md"):
+            (RESULTS / f"{stem.name}{suffix}").write_bytes(Path(f"{stem}{suffix}").read_bytes())
     print("\n".join(lines))
 
 
