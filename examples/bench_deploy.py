@@ -11,21 +11,17 @@ File sizes are the bytes on disk.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_speed import EfficientKANFormula  # noqa: E402  (the efficient-kan forward, written from its formula)
+from bench_speed import EfficientKANFormula, interleaved_medians  # noqa: E402  (efficient-kan's formula; timing)
 
 from kancompress.config import default_config  # noqa: E402
 from kancompress.format.checkpoint import checkpoint_bytes  # noqa: E402
@@ -33,18 +29,6 @@ from kancompress.models import build_model  # noqa: E402
 from kancompress.onnx_export import export_onnx  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def medians(steps: dict, rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for name, step in steps.items():  # warm-up
-        step()
-    for _ in range(rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -86,7 +70,7 @@ def main() -> None:
                 steps["efficient-kan eager"] = lambda: efficient(x)
                 steps["MLP 784-32-10 eager"] = lambda: mlp(x)
             with torch.no_grad():
-                result = medians(steps, args.rounds if batch == 1 else max(20, args.rounds // 10))
+                result = interleaved_medians(steps, args.rounds if batch == 1 else max(20, args.rounds // 10))
             for variant, seconds in result.items():
                 rows.append({"basis": name, "batch": batch, "variant": variant, "ms": seconds * 1000})
         rows.append({"basis": name, "batch": "size", "variant": "bytes",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, LearningRates, register, require
+from kancompress.bases.spec import BasisConfig, PolynomialSpec, ConvExtras, LearningRates, register
 
 if TYPE_CHECKING:
     import torch
 
 
 @register
-class Chebyshev(BasisSpec):
+class Chebyshev(PolynomialSpec):
     """T_0..T_D of t = tanh(x), ChebyKAN's `ChebyKANLayer` (SynodicMonth/ChebyKAN):
     y[o] = Σ_i Σ_d c[i,o,d]·T_d(tanh x_i), there written cos(d·acos(t)). Here the three-term recurrence
     T_0 = 1, T_1 = t, T_{d+1} = 2t·T_d - T_{d-1} gives the same values without acos's infinite gradient at
@@ -28,15 +28,6 @@ class Chebyshev(BasisSpec):
     lr = LearningRates(plain=1e-3, meta=(1e-3, 1e-2))
     conv = ConvExtras(dropout_prepared=True, output="silu")
     norm_between = True
-
-    def num_basis(self, basis: BasisConfig) -> int:
-        return basis.degree + 1
-
-    def check(self, basis: BasisConfig) -> None:
-        require(0 <= basis.degree <= 32, "chebyshev needs 0 <= degree <= 32")
-
-    def setup(self, module: Any, basis: BasisConfig, in_features: int) -> None:
-        module.degree, module.num_basis = basis.degree, basis.degree + 1
 
     def prepare(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         import torch

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
+from kancompress.bases.spec import BasisConfig, PolynomialSpec, ConvExtras, FCExtras, LearningRates, register
 
 if TYPE_CHECKING:
     import torch
 
 
 @register
-class Gram(BasisSpec):
+class Gram(PolynomialSpec):
     """P0 = 1, P1 = t, P_m = t·P_{m-1} - β(m-1, m)·P_{m-2} with t = tanh(x), each passed through SiLU, and
     β(n, m) = ((m+n)(m-n)n² / (m²/(4n²-1)))·beta_weights[n], as written in KAGN's `GRAMLayer.beta`.
     FC layers end in SiLU(LayerNorm(y)); conv layers drop out tanh(x) and end in SiLU(BatchNorm(y))."""
@@ -25,12 +25,6 @@ class Gram(BasisSpec):
     fc = FCExtras(output_norm=True)
     conv = ConvExtras(dropout_prepared=True, output="silu")
 
-    def num_basis(self, basis: BasisConfig) -> int:
-        return basis.degree + 1
-
-    def check(self, basis: BasisConfig) -> None:
-        require(0 <= basis.degree <= 32, "gram needs 0 <= degree <= 32")
-
     def stored_tensors(self, basis: BasisConfig, in_features: int) -> dict[str, tuple[int, ...]]:
         return {"beta_weights": (basis.degree + 1,)}
 
@@ -38,7 +32,7 @@ class Gram(BasisSpec):
         import torch
         from torch import nn
 
-        module.degree, module.num_basis = basis.degree, basis.degree + 1
+        super().setup(module, basis, in_features)
         module.beta_weights = nn.Parameter(torch.empty(basis.degree + 1))  # (D+1,), shared by the layer's edges
         nn.init.normal_(module.beta_weights, mean=0.0, std=1.0 / (in_features * (basis.degree + 1.0)))
 

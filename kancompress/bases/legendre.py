@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
+from kancompress.bases.spec import BasisConfig, PolynomialSpec, ConvExtras, FCExtras, LearningRates, register
 
 if TYPE_CHECKING:
     import torch
 
 
 @register
-class Legendre(BasisSpec):
+class Legendre(PolynomialSpec):
     """KALN (torch-conv-kan `KALNLayer` / `KALNConv2DLayer`): x is mapped to [-1, 1] by its range,
     u = 2(x - min x)/(max x - min x) - 1, then P_0 = 1, P_1 = u, (n+1)P_{n+1} = (2n+1)·u·P_n - n·P_{n-1}.
     FC: y = W_base·act(x) + Σ c·P(u), out = SiLU(LayerNorm(y)). Conv: the base conv sees x itself (no
@@ -31,15 +31,6 @@ class Legendre(BasisSpec):
     lr = LearningRates(plain=1e-3, meta=(1e-3, 1e-2))
     fc = FCExtras(output_norm=True)
     conv = ConvExtras(dropout_prepared=True, output="silu", base_activation=False)
-
-    def num_basis(self, basis: BasisConfig) -> int:
-        return basis.degree + 1
-
-    def check(self, basis: BasisConfig) -> None:
-        require(0 <= basis.degree <= 32, "legendre needs 0 <= degree <= 32")
-
-    def setup(self, module: Any, basis: BasisConfig, in_features: int) -> None:
-        module.degree, module.num_basis = basis.degree, basis.degree + 1
 
     def prepare(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         """Per-sample range normalisation to [-1, 1]: x is (N, in) or (N, H, W, C) (channels last)."""

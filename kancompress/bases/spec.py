@@ -107,6 +107,19 @@ class BasisSpec:
         raise NotImplementedError
 
 
+class PolynomialSpec(BasisSpec):
+    """A basis of polynomials of degree 0..D (the config's `degree`): D + 1 functions per edge, 0 <= D <= 32."""
+
+    def num_basis(self, basis: BasisConfig) -> int:
+        return basis.degree + 1
+
+    def check(self, basis: BasisConfig) -> None:
+        require(0 <= basis.degree <= 32, f"{self.basis} needs 0 <= degree <= 32")
+
+    def setup(self, module: Any, basis: BasisConfig, in_features: int) -> None:
+        module.degree, module.num_basis = basis.degree, basis.degree + 1
+
+
 _REGISTRY: dict[str, BasisSpec] = {}
 
 
