@@ -45,12 +45,6 @@ def all_models_and_kinds() -> list[tuple[str, str]]:
 def rewrite_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write a hand-edited checkpoint with fresh checksums, as a crafted file would carry, so that the reader's
     deeper checks (not only the checksums) are what refuses it."""
-    import zlib
+    from kancompress.format.checkpoint import safetensors_bytes
 
-    from kancompress.format.checkpoint import canonical_json, safetensors_bytes, tensor_bytes
-    from kancompress.format.schema import metadata_checksum
-
-    metadata = {k: v for k, v in metadata.items() if k != "checksums"}
-    crcs = {name: f"{zlib.crc32(tensor_bytes(t)):08x}" for name, t in sorted(tensors.items())}
-    metadata["checksums"] = canonical_json({"metadata": metadata_checksum(metadata), "tensors": crcs})
-    path.write_bytes(safetensors_bytes(tensors, metadata))
+    path.write_bytes(safetensors_bytes(tensors, metadata, checksums=True))

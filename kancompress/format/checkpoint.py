@@ -131,25 +131,31 @@ _SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
 }
 
 
-def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+def safetensors_bytes(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None, checksums: bool = False
+) -> bytes:
     """A safetensors file in one canonical layout: metadata first with sorted keys, tensors in name order, the
     header padded with spaces to 8 bytes. (The safetensors library writes its header in hash-map order, so equal
-    inputs gave different bytes.) Readable by any safetensors reader."""
+    inputs gave different bytes.) Readable by any safetensors reader. With `checksums`, the metadata gains the
+    `checksums` entry (`schema`): CRC-32 of the other metadata and of each tensor's bytes, computed from the same
+    bytes the file holds."""
+    raws = {name: tensor_bytes(tensors[name]) for name in sorted(tensors)}
+    if checksums:
+        metadata = {key: value for key, value in (metadata or {}).items() if key != "checksums"}
+        crcs = {name: f"{zlib.crc32(raw):08x}" for name, raw in raws.items()}
+        metadata["checksums"] = canonical_json({"metadata": metadata_checksum(metadata), "tensors": crcs})
     header: dict[str, Any] = {}
     if metadata:
         header["__metadata__"] = dict(sorted(metadata.items()))
-    chunks: list[bytes] = []
     offset = 0
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        raw = tensor_bytes(tensor)
+    for name, raw in raws.items():
+        tensor = tensors[name]
         header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
                         "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
         offset += len(raw)
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
+    return len(text).to_bytes(8, "little") + text + b"".join(raws.values())
 
 
 def tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -179,9 +185,7 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
     }
     if table:
         metadata["indices"] = canonical_json([entry.to_json() for entry in table])
-    crcs = {name: f"{zlib.crc32(tensor_bytes(tensor)):08x}" for name, tensor in sorted(state.items())}
-    metadata["checksums"] = canonical_json({"metadata": metadata_checksum(metadata), "tensors": crcs})
-    return safetensors_bytes(state, metadata)
+    return safetensors_bytes(state, metadata, checksums=True)
 
 
 def payload_bytes(model: KANModel) -> int:

@@ -57,7 +57,7 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     """Read and validate a checkpoint's header (format, version, kind, config, index table and, unless
     `check_tensors` is False, every tensor's name, dtype and shape against the declared schema)."""
     path = Path(path)
-    raw, size = _raw_header(path)
+    raw, size, header_length = _raw_header(path)
     meta = raw.get("__metadata__")
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise FormatError(f"{path}: not a kancompress checkpoint (its metadata must map names to strings)")
@@ -97,9 +97,9 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     if kind == "clustered":
         indices = _index_table(path, _json_field(path, meta, "indices"), config, version)
     tensors = {name: TensorInfo(e["dtype"], tuple(e["shape"]), (e["data_offsets"][0], e["data_offsets"][1]))
-               for name, e in raw.items() if not name.startswith("__")}
+               for name, e in raw.items() if name != "__metadata__"}
     header = Header(path, kind, config, provenance, tensors, indices, size, version, tensor_checksums,
-                    8 + int(raw["__header_length__"]))
+                    8 + header_length)
     if check_tensors:
         check_tensor_table(header)
     return header
@@ -123,8 +123,8 @@ def check_tensor_table(header: Header) -> None:
             raise FormatError(f"{path}: tensor {name!r} has dtype {got.dtype}, expected {want.dtype}")
 
 
-def _raw_header(path: Path) -> tuple[dict[str, Any], int]:
-    """Parse the safetensors header with bounds checks; returns (header JSON, file size)."""
+def _raw_header(path: Path) -> tuple[dict[str, Any], int, int]:
+    """Parse the safetensors header with bounds checks; returns (header JSON, file size, header length)."""
     if not path.exists():
         raise FormatError(f"{path}: no such file; check the path")
     if path.is_dir():
@@ -149,8 +149,7 @@ def _raw_header(path: Path) -> tuple[dict[str, Any], int]:
     for name, entry in header.items():
         if name != "__metadata__":
             _check_entry(path, name, entry, data_size)
-    header["__header_length__"] = header_len
-    return header, size
+    return header, size, header_len
 
 
 def _strict_json(path: Path, text: bytes | str, what: str) -> Any:
@@ -205,7 +204,7 @@ def _checksums(path: Path, meta: dict[str, str], raw: dict[str, Any]) -> dict[st
         raise FormatError(f"{path}: metadata field 'checksums' is malformed")
     if table["metadata"] != metadata_checksum(meta):
         raise FormatError(f"{path}: the metadata do not match their checksum; the file is damaged")
-    names = {name for name in raw if not name.startswith("__")}
+    names = {name for name in raw if name != "__metadata__"}
     if set(table["tensors"]) != names:
         raise FormatError(f"{path}: the checksums do not list the file's tensors; the file is damaged")
     return dict(table["tensors"])
