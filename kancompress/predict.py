@@ -40,15 +40,11 @@ def read_inputs(path: str | os.PathLike[str], drop: str | None = None) -> np.nda
                     raise DataError(f"{path}: holds {', '.join(archive.files)}; name the inputs x")
                 values = archive[key]
         elif suffix == ".csv":
-            from kancompress.userdata import _read_csv
+            from kancompress.userdata import read_csv_table
 
-            columns = [name.strip() for name in drop.split(",")] if drop else []
-            if columns:
-                return _read_csv(path, columns)["x"]
-            header = path.read_text().splitlines()[0].split(",")
-            values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-            if values.shape[1] != len(header):
-                raise DataError(f"{path}: rows do not match the header's {len(header)} columns")
+            dropped = [name.strip() for name in drop.split(",") if name.strip()] if drop else []
+            header, table = read_csv_table(path, dropped)
+            values = table[:, [i for i, name in enumerate(header) if name not in dropped]]
         else:
             raise DataError(f"{path}: unsupported input type {suffix!r}; use .npy, .npz or .csv")
     except DataError:

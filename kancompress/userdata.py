@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,22 @@ def _splits(path: Path, arrays: dict[str, np.ndarray], seed: int
 
 
 def _read_csv(path: Path, targets: list[str]) -> dict[str, np.ndarray]:
+    header, values = read_csv_table(path, targets, targets_needed=True)
+    target_columns = [header.index(name) for name in targets]
+    feature_columns = [i for i in range(len(header)) if i not in target_columns]
+    if not feature_columns:
+        raise DataError(f"{path}: every column is a target; keep at least one feature column")
+    y = values[:, target_columns]
+    if len(target_columns) == 1 and np.all(y == np.round(y)):
+        y = y.astype(np.int64)  # integral values in one column: class labels (force with --task regression)
+    return {"x": values[:, feature_columns].astype(np.float32), "y": y[:, 0] if y.shape[1] == 1 else y}
+
+
+def read_csv_table(path: Path, columns: Sequence[str] = (), targets_needed: bool = False
+                   ) -> tuple[list[str], np.ndarray]:
+    """(column names, values (rows, columns) float64) of a CSV with a header row and numeric cells. The `columns`
+    the caller names must exist (checked before any cell is read; with `targets_needed`, at least one); a
+    non-numeric cell or a short row is a one-line `DataError` naming its line and column."""
     try:
         with path.open(newline="") as handle:
             rows = list(csv.reader(handle))
@@ -168,8 +185,8 @@ def _read_csv(path: Path, targets: list[str]) -> dict[str, np.ndarray]:
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
     header = [name.strip() for name in rows[0]]
-    missing = [name for name in targets if name not in header]
-    if missing or not targets:
+    missing = [name for name in columns if name not in header]
+    if missing or (targets_needed and not columns):
         raise DataError(f"{path}: no column {missing[0] if missing else ''!r}; columns are: {', '.join(header)}")
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
     for number, row in enumerate(rows[1:], start=2):
@@ -180,11 +197,4 @@ def _read_csv(path: Path, targets: list[str]) -> dict[str, np.ndarray]:
                 values[number - 2, column] = float(cell)
             except ValueError:
                 raise DataError(f"{path}: line {number}, column {header[column]!r}: {cell!r} is not a number") from None
-    target_columns = [header.index(name) for name in targets]
-    feature_columns = [i for i in range(len(header)) if i not in target_columns]
-    if not feature_columns:
-        raise DataError(f"{path}: every column is a target; keep at least one feature column")
-    y = values[:, target_columns]
-    if len(target_columns) == 1 and np.all(y == np.round(y)):
-        y = y.astype(np.int64)  # integral values in one column: class labels (force with --task regression)
-    return {"x": values[:, feature_columns].astype(np.float32), "y": y[:, 0] if y.shape[1] == 1 else y}
+    return header, values
