@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -128,10 +129,6 @@ def data_provenance(data: Dataset, data_file: str | os.PathLike[str] | None, tar
     if data_file is not None:
         entry["data"] = {"file": str(Path(data_file).resolve()), "target": target, "task": task}
     return entry
-
-
-def _check_inputs(model: KANModel, dataset: Dataset) -> None:
-    check_data(model.config, dataset)
 
 
 def check_data(config: ModelConfig, dataset: Dataset) -> None:
@@ -270,7 +267,7 @@ def cluster(
         if not isinstance(checkpoint, Checkpoint):
             raise ConfigError("--max-drop needs a loaded checkpoint (its dataset and training seed)")
         data = data if data is not None else _recorded_dataset(checkpoint, None, None, download)
-        _check_inputs(model, data)
+        check_data(model.config, data)
         ks, base, result = choose_ks(clusterer, _source_split(checkpoint, data), options.max_drop)
         clustered = clusterer.build(ks)  # reuses the K-means runs of the search
         extra = {"source_val": base.to_json(), "val": result.to_json(), "dataset": data.name}
@@ -321,7 +318,7 @@ def finetune(
     model = copy.deepcopy(source).to(target)
     assert isinstance(model.edges, CodebookEdges)
     edges = model.edges
-    _check_inputs(model, data)
+    check_data(model.config, data)
     lr = options.lr if options.lr is not None else default_finetune_lr(model)
     conv = model.config.conv is not None
     moved: list[int] = []
@@ -395,7 +392,7 @@ def _evaluated(
     download: bool, device: str, fc_forward: str,
 ) -> tuple[str, Metrics, KANModel]:
     data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
-    _check_inputs(checkpoint.model, data)
+    check_data(checkpoint.model.config, data)
     model = _on_device(checkpoint.model, resolve_device(device))
     model.set_fc_forward(fc_forward)
     return data.name, evaluate(model, data.test_x, data.test_y), model
@@ -440,7 +437,7 @@ def sweep(
     if options.k is not None or options.layer_ks or options.max_drop is not None:
         raise ConfigError("sweep sets k itself (--ks); -k, --layer-k and --max-drop do not apply")
     data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
-    _check_inputs(checkpoint.model, data)
+    check_data(checkpoint.model.config, data)
     split = _source_split(checkpoint, data)
     source = _on_device(checkpoint.model, resolve_device(options.device))
     clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
@@ -493,7 +490,7 @@ def import_checkpoint(
     if task != model.config.task:
         model = with_edges(model, model.edges, dataclasses.replace(model.config, task=task))
     if data is not None:
-        _check_inputs(model, data)
+        check_data(model.config, data)
     provenance: dict[str, Any] = {"stage": "import", "source_library": library,
                                   "source_file": os.path.basename(source), "dataset": dataset,
                                   "kancompress_version": __version__}
@@ -549,6 +546,7 @@ def _recorded_data_provenance(parent: dict[str, Any], data: Dataset, data_file: 
     return entry
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
     """The commit of the kancompress checkout this runs from, when it is one (for provenance)."""
     root = Path(__file__).resolve().parent.parent

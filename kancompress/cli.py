@@ -532,6 +532,7 @@ def eval_(
     with _errors():
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint
+        from kancompress.tasks import Metrics
 
         given = dataset is not None or data_file is not None
         data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
@@ -543,7 +544,7 @@ def eval_(
             out.print_json(json.dumps(result))
         else:
             out.print(f"{checkpoint} ({loaded.kind}) on {result['dataset']} test ({result['n']} examples): "
-                      f"{_metrics_text(result)}", highlight=False, markup=False)
+                      f"{Metrics.from_json(result).describe()}", highlight=False, markup=False)
             paths = result["fc_forward"]
             if any(methods != ["decode"] for methods in paths.values()):
                 used = ", ".join(f"layer {layer}: {'/'.join(methods)}" for layer, methods in paths.items())
@@ -680,12 +681,6 @@ def predict(
         else:
             write_atomic(output, text.encode())
             out.print(f"wrote {len(rows)} rows -> {output}", highlight=False, markup=False)
-
-
-def _metrics_text(result: dict[str, Any]) -> str:
-    if result["task"] == "classification":
-        return f"accuracy {100 * result['accuracy']:.2f} %  loss {result['loss']:.4f}"
-    return f"MSE {result['mse']:.4g}  RMSE {result['rmse']:.4g}  R² {result['r2']:.4f}"
 
 
 def _kb(n: float) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -45,6 +46,11 @@ class Metrics:
         if self.task == "classification":
             return {"task": self.task, "accuracy": self.accuracy, "loss": self.loss, "n": self.n}
         return {"task": self.task, "mse": self.mse, "rmse": self.rmse, "r2": self.r2, "loss": self.loss, "n": self.n}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Metrics:
+        """Inverse of `to_json` (the derived `rmse` is recomputed)."""
+        return cls(data["task"], data["loss"], data["n"], data.get("accuracy"), data.get("mse"), data.get("r2"))
 
     def describe(self) -> str:
         """One line for people: accuracy in percent (JSON and the API keep fractions; `--max-drop` is in points of
