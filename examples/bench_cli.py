@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "examples" / "results"
 GOLDEN = ROOT / "tests" / "golden" / "v2-fc-kan-rans-int8.safetensors"
@@ -44,8 +46,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     import torch
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = stamp.commit()
     lines = [
         "# CLI start-up time",
         "",

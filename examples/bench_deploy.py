@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import warnings
 from pathlib import Path
+
+import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
 
 import torch
 
@@ -76,8 +77,7 @@ def main() -> None:
         rows.append({"basis": name, "batch": "size", "variant": "bytes",
                      "ms": f"onnx dense {len(graphs['dense']):,} B, onnx k=16 {len(graphs['k=16']):,} B, "
                            f"safetensors k=16 {len(checkpoint_bytes(clustered, {})):,} B"})
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = stamp.commit()
     lines = ["# Deployment latency, 784-32-10 (ms per call, median of interleaved rounds)", "",
              f"`python examples/bench_deploy.py --write` at commit {commit}, torch {torch.__version__}, onnxruntime "
              f"{onnxruntime.__version__}, Python {platform.python_version()}, {os.cpu_count()} cores.", "",

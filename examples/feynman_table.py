@@ -20,9 +20,10 @@ import csv
 import io
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
+
+import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
 
 import torch
 
@@ -78,8 +79,7 @@ def main() -> None:
     writer = csv.DictWriter(buffer, columns)
     writer.writeheader()
     writer.writerows(rows)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = stamp.commit()
     lines = [
         "# Feynman equations: KAN, MetaKAN and their compressed forms (test MSE, bytes on disk)",
         "",

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
+
+import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
 
 import torch
 
@@ -55,8 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     data = load_dataset(args.dataset)
     rows = [run(data, conv, sharing) for conv in (False, True) for sharing in ("model", "layer", "groups:2")]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = stamp.commit()
     lines = ["# Meta-learner sharing: one, one per layer, MetaKAN's groups", "",
              f"`python examples/meta_sharing.py --write` at commit {commit}, torch {torch.__version__}, Python "
              f"{platform.python_version()}, {os.cpu_count()} cores, dataset {args.dataset}; "

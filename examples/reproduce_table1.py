@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
+
 RESULTS = Path(__file__).parent / "results"
 NAMES = {"kan": "KAN", "fastkan": "FastKAN", "gramkan": "GramKAN", "chebykan": "ChebyKAN", "legendrekan": "LegendreKAN"}
 
@@ -107,8 +109,7 @@ def write(stem: Path, rows: list[dict], args: argparse.Namespace, wall: float) -
 
     import torch
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = stamp.commit()
     with open(f"{stem}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
+
 import numpy as np
 import torch
 
@@ -172,8 +174,7 @@ def main() -> None:
     else:
         print("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist): image round trip skipped")
     results["pykan"] = pykan(args.workdir)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    commit = stamp.commit()
     text = report(results, commit)
     print(text)
     (args.workdir / "round-trips.json").write_text(json.dumps(results, indent=1))
