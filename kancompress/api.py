@@ -32,10 +32,11 @@ from kancompress.distributed import resolve_device
 from kancompress.edges import CodebookEdges, MetaEdges
 from kancompress.errors import ConfigError, DataError, FormatError
 from kancompress.userdata import dataset_from_arrays, load_data_file
-from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from kancompress.format.checkpoint import Checkpoint, load_checkpoint, payload_bytes, save_checkpoint
 from kancompress.models import KANModel, build_model, with_edges
 from kancompress.options import (
     ClusterConfig,
+    CompressOptions,
     FinetuneOptions,
     TrainOptions,
     conv_strides,
@@ -44,11 +45,13 @@ from kancompress.options import (
 )
 from kancompress.search import SweepPoint, choose_ks
 from kancompress.search import sweep as search_sweep
-from kancompress.tasks import Metrics
+from kancompress.tasks import Metrics, better, within_budget
 from kancompress.train import EpochReport, History, evaluate, fit
 
 __all__ = [
     "ClusterConfig",
+    "CompressOptions",
+    "CompressTrial",
     "FinetuneOptions",
     "TrainConfig",
     "TrainOptions",
@@ -56,6 +59,7 @@ __all__ = [
     "TrainResult",
     "check_data",
     "cluster",
+    "compress",
     "conv_strides",
     "default_k",
     "default_meta",
@@ -414,6 +418,102 @@ def _finetuner(options: FinetuneOptions, split: Split) -> Callable[[KANModel], K
         return model
 
     return tune
+
+
+@dataclass(frozen=True)
+class CompressTrial:
+    """One configuration `compress` tried: per-layer k, fine-tuning rate and epochs, tensor bytes, and the
+    validation metrics after that fine-tuning."""
+
+    ks: tuple[int, ...]
+    lr: float
+    epochs: int
+    bytes: int
+    val: Metrics
+    within: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"k": list(self.ks), "lr": self.lr, "epochs": self.epochs, "bytes": self.bytes,
+                "val": self.val.to_json(), "within_budget": self.within}
+
+
+def compress(
+    checkpoint: Checkpoint,
+    options: CompressOptions,
+    data: Dataset | None = None,
+    *,
+    download: bool = False,
+    on_trial: Callable[[CompressTrial], None] | None = None,
+) -> tuple[KANModel, dict[str, Any], list[CompressTrial]]:
+    """The smallest clustered model of a dense or meta checkpoint whose validation metric, after fine-tuning,
+    stays within `options.max_drop` of the source's; every choice is made on the validation split the source was
+    trained with, the test split is only reported.
+
+    1. Per-layer k: `search.choose_ks`, each trial clustered (int8/rANS storage as asked) and fine-tuned for
+       `search_epochs` at the first candidate rate before its validation metric counts.
+    2. The chosen ks fine-tuned for up to `epochs` (early stopping, best validation epoch kept) at each candidate
+       rate; the best validation metric wins. Runs are seeded, so the final run repeats the trial's first epochs
+       and ends at least as good on validation.
+    Returns the model, its provenance and every trial. Raises ConfigError when no configuration fits the budget.
+    """
+    model = checkpoint.model
+    if model.kind == "clustered":
+        raise FormatError(f"{checkpoint.header.path}: compress needs a dense or meta checkpoint, this one is "
+                          "already clustered; give the checkpoint it came from")
+    data = data if data is not None else _recorded_dataset(checkpoint, None, None, download)
+    check_data(model.config, data)
+    split = _source_split(checkpoint, data)
+    target = resolve_device(options.device)
+    clusterer = Clusterer(_on_device(model, target), options.seed, options.n_init, options.codebook_dtype,
+                          options.index_coding, options.kmeans)
+    lr_c = default_finetune_lr(model)
+    rates = options.lrs or (10 * lr_c, lr_c)
+    trials: list[CompressTrial] = []
+    base = evaluate(clusterer.model, split.val_x, split.val_y)
+
+    def tuned(ks: list[int], lr: float, epochs: int, patience: int) -> tuple[KANModel, CompressTrial]:
+        tuner = _finetuner(FinetuneOptions(lr=lr, train=options.train_config(epochs, patience)), split)
+        candidate = tuner(clusterer.build(ks))
+        val = evaluate(candidate, split.val_x, split.val_y)
+        trial = CompressTrial(tuple(ks), lr, epochs, payload_bytes(candidate), val,
+                              within_budget(val, base, options.max_drop))
+        trials.append(trial)
+        if on_trial is not None:
+            on_trial(trial)
+        return candidate, trial
+
+    def score(ks: list[int]) -> Metrics:
+        return tuned(ks, rates[0], options.search_epochs, 0)[1].val
+
+    ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score)
+    finals = [tuned(ks, lr, options.epochs, options.patience) for lr in rates]
+    best, chosen = finals[0]
+    for candidate, trial in finals[1:]:
+        if better(trial.val, chosen.val):
+            best, chosen = candidate, trial
+    if not chosen.within:
+        raise ConfigError(f"no codebook keeps the validation metric within --max-drop {options.max_drop:g} (best: "
+                          f"{chosen.val.describe()} at k = {list(ks)} against {base.describe()}); allow a larger "
+                          "drop or add larger --ks")
+    best = best.cpu()
+    test = evaluate(best, data.test_x, data.test_y)
+    parent = checkpoint.header.provenance
+    provenance = {
+        "stage": "compress",
+        "dataset": data.name,
+        **_recorded_data_provenance(parent, data, None, None, None),
+        "clustered_from": model.kind,
+        "k": list(ks),
+        "lr": chosen.lr,
+        "options": dataclasses.asdict(options),
+        "source_val": base.to_json(),
+        "val": chosen.val.to_json(),
+        "test": test.to_json(),
+        "trials": [trial.to_json() for trial in trials],
+        **_environment(target, options.seed),
+        "parent": parent,
+    }
+    return best, provenance, trials
 
 
 def sweep(

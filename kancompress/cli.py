@@ -334,6 +334,80 @@ def cluster(
 
 
 @app.command()
+def compress(
+    checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint (yours, or imported).")],
+    max_drop: Annotated[float, typer.Option("--max-drop", help="Largest allowed loss on the validation split: accuracy points (classification), or a relative MSE increase, e.g. 0.05 (regression).")],
+    ks: Annotated[str, typer.Option("--ks", help="Comma-separated codebook sizes tried per layer.")] = "2,4,8,16,32,64,128,256",
+    search_epochs: Annotated[int, typer.Option("--search-epochs", min=1, help="Fine-tuning epochs behind each trial's validation metric.")] = 2,
+    epochs: Epochs = 10,
+    patience: Patience = 3,
+    lr: Annotated[list[float], typer.Option("--lr", help="Final fine-tuning rate, repeatable; the best on the validation split is kept (the search uses the first).", show_default="10x and 1x the paper's lr_c")] = [],  # noqa: B006
+    batch_size: BatchSize = TrainConfig.batch_size,
+    codebook_dtype: CodebookDtype = "int8",
+    index_coding: IndexCoding = "rans",
+    seed: Seed = 0,
+    n_init: NInit = 4,
+    kmeans: KMeans = "auto",
+    device: Device = "auto",
+    full_metadata: Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (every trial, the parent's history) instead of only stage and dataset.")] = False,
+    dataset: DatasetOpt = None,
+    data_dir: DataDir = None,
+    data_file: DataFile = None,
+    target: Target = None,
+    task: TaskOpt = None,
+    download: Download = False,
+    output: Output = None,
+    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
+    force: Force = False,
+) -> None:
+    """The smallest clustered file within a validation budget: tries per-layer k, fine-tunes each trial, keeps the
+    smallest that stays within --max-drop of the source, fine-tunes it, writes it."""
+    with _errors():
+        from kancompress import api
+        from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+
+        options = api.CompressOptions(max_drop, tuple(_parse_ks(ks)), search_epochs, epochs, patience,
+                                      tuple(lr) or None, batch_size, codebook_dtype, index_coding, seed, n_init,
+                                      kmeans, device)
+        path = check_output(output or _default_output(checkpoint, f"drop{max_drop:g}"), force, (checkpoint,))
+        source = load_checkpoint(checkpoint)
+        given = dataset is not None or data_file is not None
+        data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
+        classification = source.header.config.task == "classification"
+
+        def shown(metrics: dict[str, Any]) -> str:
+            return f"{100 * metrics['accuracy']:.2f} %" if classification else f"MSE {metrics['mse']:.4g}"
+
+        table = Table(title=escape(f"{checkpoint}: what compress tried"), title_justify="left")
+        for column in ("k per layer", "lr", "epochs", "KB", "validation", "within"):
+            table.add_column(column, justify="right", overflow="fold")
+
+        def on_trial(trial: api.CompressTrial) -> None:
+            row = trial.to_json()
+            table.add_row(",".join(map(str, trial.ks)), f"{trial.lr:g}", str(trial.epochs), _kb(trial.bytes),
+                          shown(row["val"]), "yes" if trial.within else "no")
+            if not as_json:
+                err.print(f"k={list(trial.ks)} lr={trial.lr:g} {trial.epochs} epochs: {_kb(trial.bytes)} KB, "
+                          f"validation {shown(row['val'])}", highlight=False, markup=False)
+
+        model, provenance, _ = api.compress(source, options, data, download=download, on_trial=on_trial)
+        save_checkpoint(model, path, provenance if full_metadata else api.lean_provenance(provenance), force=force,
+                        inputs=(checkpoint,))
+        if as_json:
+            out.print_json(json.dumps({"output": str(path), "bytes": path.stat().st_size, "k": provenance["k"],
+                                       "lr": provenance["lr"], "source_val": provenance["source_val"],
+                                       "val": provenance["val"], "test": provenance["test"],
+                                       "trials": provenance["trials"]}))
+            return
+        out.print(table)
+        out.print(f"compressed {source.kind} -> {path}: {path.stat().st_size:,} bytes, k {provenance['k']}, "
+                  f"lr {provenance['lr']:g}; validation {shown(provenance['val'])} (source "
+                  f"{shown(provenance['source_val'])}); test {shown(provenance['test'])}", highlight=False,
+                  markup=False)
+        _render_report(path, 16)
+
+
+@app.command()
 def finetune(
     ctx: typer.Context,
     checkpoint: Annotated[Optional[Path], typer.Argument(help="Clustered checkpoint (not needed with --resume).", show_default=False)] = None,

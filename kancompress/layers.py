@@ -83,12 +83,14 @@ class KANLinear(nn.Module):
     def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """x: (..., in); edges: (out, in, num_basis + 1). Returns (..., out)."""
         lead = x.shape[:-1]
-        x = self.normalise(x.reshape(-1, self.in_features))  # (N, in)
+        flat = x.dim() != 2  # (a 2-D input needs no reshapes, which keeps the exported ONNX graph short)
+        x = self.normalise(x.reshape(-1, self.in_features) if flat else x)  # (N, in)
         bases = self._bases(x)  # (N, in, num_basis)
         coeffs = edges[..., : self.num_basis].reshape(self.out_features, -1)  # (out, in*num_basis)
-        y = F.linear(bases.reshape(x.shape[0], -1), coeffs)  # (N, out)
+        y = F.linear(bases.flatten(1), coeffs)  # (N, out)
         y = y + F.linear(self.activation(x), edges[..., self.num_basis])  # base branch, weight (out, in)
-        return self.finish(y).reshape(*lead, self.out_features)
+        y = self.finish(y)
+        return y.reshape(*lead, self.out_features) if flat else y
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's input as both branches see it: x, or LayerNorm(x) with `norm_between`."""

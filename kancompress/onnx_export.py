@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import copy
 import io
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 import torch
 from torch import nn
 
 from kancompress.edges import CodebookEdges, EdgeStore
 from kancompress.errors import ConfigError
-from kancompress.format.bits import index_bits
+from kancompress.format.bits import index_bits, pack_bits
 from kancompress.models import KANModel, with_edges
 
+if TYPE_CHECKING:
+    import onnx
+
 OPSET = 18
-PACKABLE_BITS = (1, 2, 4, 8)  # index widths the graph unpacks from whole bytes
 
 
 def require_onnx() -> None:
@@ -33,45 +38,38 @@ def require_onnx() -> None:
 
 
 class PackedCodebookEdges(EdgeStore):
-    """A clustered model's edges as the exported graph computes them: unpack indices, then gather centroids."""
+    """A clustered model's edges as the exported graph computes them: unpack the indices from the checkpoint's
+    own bit-packed bytes (`format.bits.pack_bits`), then gather centroids. Both steps read initializers only, so
+    onnxruntime folds them into a constant when the session loads: the file stays compressed, inference runs on
+    decoded vectors."""
 
     kind = "clustered"
 
     def __init__(self, edges: CodebookEdges):
         super().__init__()
         self.codebooks = nn.ParameterList()
-        self.widths: list[int] = []
+        self.bits: list[int] = []
         self.counts: list[int] = []
         for layer, book in enumerate(edges.books()):
             bits = index_bits(book.k)
-            width = next((b for b in PACKABLE_BITS if b >= bits), 16)
-            indices = book.indices.to(torch.int64)
-            if width <= 8:
-                per_byte = 8 // width
-                padded = torch.zeros(-(-indices.numel() // per_byte) * per_byte, dtype=torch.int64)
-                padded[: indices.numel()] = indices
-                shifts = torch.arange(per_byte, dtype=torch.int64) * width  # index j of a byte at bits j·width
-                packed = (padded.view(-1, per_byte) << shifts).sum(dim=1).to(torch.uint8)  # (bytes,)
-            else:
-                packed = indices.to(torch.int16)  # k > 256: two bytes per index
-            self.register_buffer(f"packed_{layer}", packed)
-            self.codebooks.append(nn.Parameter(book.codebook.detach().clone(), requires_grad=False))
-            self.widths.append(width)
-            self.counts.append(indices.numel())
+            self.register_buffer(f"packed_{layer}", pack_bits(book.indices, bits))  # (ceil(n·bits/8),) uint8
+            self.codebooks.append(nn.Parameter(book.codebook.detach().float().clone(), requires_grad=False))
+            self.bits.append(bits)
+            self.counts.append(book.indices.numel())
 
     def num_layers(self) -> int:
         return len(self.codebooks)
 
     def forward(self, layer: int) -> torch.Tensor:
         packed: torch.Tensor = getattr(self, f"packed_{layer}")
-        width, n = self.widths[layer], self.counts[layer]
-        if width <= 8:
-            shifts = torch.arange(0, 8, width, dtype=torch.uint8, device=packed.device)  # (per_byte,)
-            mask = torch.tensor((1 << width) - 1, dtype=torch.uint8, device=packed.device)
-            unpacked = torch.bitwise_and(torch.bitwise_right_shift(packed.unsqueeze(-1), shifts), mask)
-            indices = unpacked.reshape(-1)[:n].to(torch.int64)  # (n,)
-        else:
-            indices = packed.to(torch.int64)
+        bits, n = self.bits[layer], self.counts[layer]
+        positions = torch.arange(8, dtype=torch.uint8)  # bit p of a byte is stream bit 8·byte + p
+        stream = torch.bitwise_and(torch.bitwise_right_shift(packed.unsqueeze(-1), positions), 1)  # (bytes, 8)
+        stream = stream.reshape(-1)  # (8·bytes,)
+        if stream.shape[0] != n * bits:  # the last byte's padding bits
+            stream = stream[: n * bits]
+        digits = stream.reshape(n, bits).to(torch.int64)  # (n, bits), least significant first
+        indices = (digits * (1 << torch.arange(bits, dtype=torch.int64))).sum(dim=1)  # (n,)
         return torch.index_select(self.codebooks[layer], 0, indices)  # (n, |w|): a Gather in the graph
 
 
@@ -105,6 +103,7 @@ def _compact(data: bytes, task: str) -> bytes:
 
     model = onnx.load_from_string(data)
     graph = model.graph
+    _fold_small_constants(graph)
     keep = {value.name for value in (*graph.input, *graph.output)} | {init.name for init in graph.initializer}
     names: dict[str, str] = {}
 
@@ -113,8 +112,8 @@ def _compact(data: bytes, task: str) -> bytes:
             return name
         return names.setdefault(name, f"t{len(names)}")
 
-    for number, node in enumerate(graph.node):
-        node.name, node.doc_string = f"n{number}", ""
+    for node in graph.node:
+        node.name, node.doc_string = "", ""  # node names are optional
         for position, name in enumerate(node.input):
             node.input[position] = short(name)
         for position, name in enumerate(node.output):
@@ -125,3 +124,44 @@ def _compact(data: bytes, task: str) -> bytes:
     entry.key, entry.value = "kancompress_task", task
     serialized: bytes = model.SerializeToString()
     return serialized
+
+
+def _fold_small_constants(graph: onnx.GraphProto, limit: int = 256) -> None:
+    """Replace every node computed from `Constant` nodes alone (the exporter's Unsqueeze/Cast/Concat chains around
+    slices and shapes) by one `Constant` of at most `limit` elements, then drop the constants nothing reads.
+    Initializers are never folded, so the codebooks and packed indices stay as stored."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    known: dict[str, np.ndarray] = {}
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute[0].name == "value":
+            known[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.input and all(name in known for name in node.input) and len(node.output) == 1:
+            single = onnx.helper.make_graph(
+                [node], "fold", [], [onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.UNDEFINED,
+                                                                        None)],
+                [numpy_helper.from_array(known[name], name) for name in set(node.input)])
+            (value,) = ReferenceEvaluator(onnx.helper.make_model(single, opset_imports=[
+                onnx.helper.make_opsetid("", OPSET)])).run(None, {})
+            if np.asarray(value).size <= limit:
+                known[node.output[0]] = np.asarray(value)
+                node = onnx.helper.make_node("Constant", [], [node.output[0]],
+                                             value=numpy_helper.from_array(np.asarray(value)))
+        nodes.append(node)
+    # One Constant per distinct value: the exporter repeats the same small tensors (axes, shapes) many times.
+    first: dict[tuple[str, tuple[int, ...], bytes], str] = {}
+    alias: dict[str, str] = {}
+    for node in nodes:
+        if node.op_type == "Constant" and node.output[0] in known:
+            value = known[node.output[0]]
+            key = (value.dtype.str, value.shape, value.tobytes())
+            alias[node.output[0]] = first.setdefault(key, node.output[0])
+    for node in nodes:
+        for position, name in enumerate(node.input):
+            node.input[position] = alias.get(name, name)
+    used = {name for node in nodes for name in node.input} | {value.name for value in graph.output}
+    del graph.node[:]
+    graph.node.extend(node for node in nodes if node.op_type != "Constant" or node.output[0] in used)

@@ -185,6 +185,52 @@ class ClusterConfig:
         return resolve_ks(model, self.k if self.k is not None else default_k(model), dict(self.layer_ks))
 
 
+@dataclass(frozen=True)
+class CompressOptions:
+    """Every option of `compress` (`api.compress`): the smallest clustered file whose validation metric, after
+    fine-tuning, stays within `max_drop` of the source's (accuracy points, or a relative MSE increase).
+
+    ks: the codebook sizes tried per layer; search_epochs: the fine-tuning epochs behind each trial's validation
+    metric; epochs/patience: the final fine-tuning; lrs: the final fine-tuning's candidate rates, the best on the
+    validation split kept (None: 10× and 1× the basis's lr_c; the search uses the first); codebook_dtype and
+    index_coding: the storage of the written file (smallest by default).
+    """
+
+    max_drop: float
+    ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256)
+    search_epochs: int = 2
+    epochs: int = 10
+    patience: int = 3
+    lrs: tuple[float, ...] | None = None
+    batch_size: int = TrainConfig.batch_size
+    codebook_dtype: str = "int8"
+    index_coding: str = "rans"
+    seed: int = 0
+    n_init: int = 4
+    kmeans: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
+            raise ConfigError("--max-drop must be >= 0 (accuracy points, or a relative MSE increase)")
+        if not self.ks or min(self.ks) < 2:
+            raise ConfigError("--ks needs codebook sizes >= 2, e.g. 2,4,8,16")
+        if self.search_epochs < 1 or self.epochs < 1 or self.patience < 0:
+            raise ConfigError("compress needs --search-epochs >= 1, --epochs >= 1 and --patience >= 0")
+        for lr in self.lrs or ():
+            _check_lr("--lr", lr)
+        if self.lrs is not None and not self.lrs:
+            raise ConfigError("give at least one --lr")
+        object.__setattr__(self, "ks", tuple(sorted(set(self.ks))))
+        _check_choice("codebook dtype", self.codebook_dtype, tuple(CODEBOOK_DTYPES))
+        _check_choice("index coding", self.index_coding, INDEX_CODINGS)
+        _check_choice("K-means backend", self.kmeans, KMEANS_BACKENDS)
+        _check_choice("device", self.device, DEVICES)
+
+    def train_config(self, epochs: int, patience: int) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=self.batch_size, patience=patience, seed=self.seed)
+
+
 def default_k(model: KANModel) -> int:
     """The paper's codebook size: 16 for fully-connected KANs (Table 1), 256 for conv KANs (Table 2)."""
     return 256 if model.config.conv is not None else 16

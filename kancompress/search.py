@@ -100,27 +100,36 @@ def choose_ks(
     max_drop: float,
     candidates: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256),
     on_trial: Callable[[list[int], Metrics], None] | None = None,
+    score: Callable[[list[int]], Metrics] | None = None,
 ) -> tuple[list[int], Metrics, Metrics]:
     """Per-layer k minimising size with the validation metric within budget of the source model (`max_drop`:
     accuracy points for classification, a relative MSE increase for regression; `tasks.within_budget`).
 
     Greedy, largest layers first (their indices dominate the size): each layer takes the smallest candidate k
     that keeps the whole model within budget, the layers not yet visited staying at their largest candidate.
-    Returns (ks, source validation metrics, clustered validation metrics).
+    `score` gives a trial's validation metrics (default: the clustered model as K-means leaves it; `compress`
+    fine-tunes it first). Returns (ks, source validation metrics, the chosen ks' validation metrics).
     """
     if max_drop < 0:
         raise ConfigError("--max-drop must be >= 0")
+
+    def clustered_only(ks: list[int]) -> Metrics:
+        return evaluate(clusterer.build(ks), split.val_x, split.val_y)
+
+    score = score or clustered_only
     base = evaluate(clusterer.model, split.val_x, split.val_y)
     counts = clusterer.model.config.num_edges
     options = [[k for k in candidates if k <= n] or [n] for n in counts]
     ks = [opts[-1] for opts in options]
-    result = evaluate(clusterer.build(ks), split.val_x, split.val_y)
+    result = score(ks)
+    if on_trial is not None:
+        on_trial(ks, result)
     for layer in sorted(range(len(counts)), key=lambda l: -counts[l]):
         for k in options[layer]:
             if k >= ks[layer]:
                 break
             trial = ks[:layer] + [k] + ks[layer + 1 :]
-            trial_result = evaluate(clusterer.build(trial), split.val_x, split.val_y)
+            trial_result = score(trial)
             if on_trial is not None:
                 on_trial(trial, trial_result)
             if within_budget(trial_result, base, max_drop):

@@ -61,7 +61,13 @@ class BSpline(BasisSpec):
                                persistent=basis.stored_grid)
 
     def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
-        return uniform_bsplines(module, t) if module.uniform else cox_de_boor(module.grid, module.spline_order, t)
+        import torch
+
+        if not module.uniform or module.spline_order == 0:
+            return cox_de_boor(module.grid, module.spline_order, t)
+        if torch.onnx.is_in_onnx_export():
+            return cardinal_bsplines(module, t)
+        return uniform_bsplines(module, t)
 
 
 def cox_de_boor(grid: torch.Tensor, order: int, x: torch.Tensor) -> torch.Tensor:
@@ -106,3 +112,25 @@ def uniform_bsplines(module: Any, x: torch.Tensor) -> torch.Tensor:
     local = torch.where(keep, torch.stack(values, dim=-1), 0.0)  # (..., in, k+1)
     bases = torch.zeros(*x.shape, num_basis, dtype=local.dtype, device=x.device)  # (..., in, G+k)
     return bases.scatter_add_(-1, j.clamp_(0, num_basis - 1), local)
+
+
+def cardinal_bsplines(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """x: (..., in) -> (..., in, G+k) on the uniform grid, in closed form (the ONNX export's form: a dozen
+    element-wise operators, no search, scatter or data-dependent indexing). Order k >= 1.
+
+    Function j is the cardinal B-spline N_k(u) at u = (x - g_j)/h, supported on [0, k+1] and symmetric about its
+    middle; with v = min(u, k+1-u) only the truncated powers below the middle remain:
+        N_k(u) = (1/k!) Σ_{m=0}^{⌊k/2⌋} (-1)^m C(k+1, m) max(v - m, 0)^k.
+    Equal to Cox–de Boor to float rounding (every power is at most ((k+1)/2)^k).
+    """
+    import torch
+
+    order = module.spline_order
+    starts = module.first_knot / module.step + torch.arange(module.num_basis, dtype=x.dtype)  # (G+k,): g_j / h
+    u = x.unsqueeze(-1) / module.step - starts  # (..., in, G+k)
+    v = torch.minimum(u, (order + 1) - u)
+    shifts = torch.arange(order // 2 + 1, dtype=x.dtype)  # (⌊k/2⌋+1,)
+    weights = torch.tensor([(-1) ** m * math.comb(order + 1, m) / math.factorial(order) for m in range(len(shifts))],
+                           dtype=x.dtype)
+    powers = torch.relu(v.unsqueeze(-1) - shifts) ** order  # (..., in, G+k, ⌊k/2⌋+1)
+    return torch.matmul(powers, weights)  # (..., in, G+k)
