@@ -28,6 +28,7 @@ class Basis(nn.Module):
     buffers (a stored B-spline grid, Gram's β) registered on this module."""
 
     num_basis: int
+    in_features: int
     # Set by some specs' `setup` only (typed here for the code that reads them).
     grid: torch.Tensor  # B-spline knots (in, G+2k+1) / RBF centres (G,)
     beta_weights: nn.Parameter  # Gram β (D+1,)
@@ -35,6 +36,7 @@ class Basis(nn.Module):
     def __init__(self, spec: BasisSpec, config: BasisConfig, in_features: int):
         super().__init__()
         self.spec = spec
+        self.in_features = in_features
         spec.setup(self, config, in_features)
         self.num_basis = spec.num_basis(config)
 

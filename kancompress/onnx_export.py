@@ -1,11 +1,15 @@
 """ONNX export of any checkpoint, compressed checkpoints staying compressed in the graph.
 
-A clustered model's graph holds, per layer, its (k, |w|) codebook and its bit-packed index bytes as initializers;
-the graph unpacks the indices (BitShift, BitwiseAnd: for 1, 2, 4 or 8 bits per index; other widths are stored one
-byte per index) and forms the edge vectors with a Gather, so the .onnx file is about as small as the packed
-checkpoint. Dense and meta models export their (generated) vectors. The stored data transform is part of the
-graph, so it takes raw inputs and returns logits or regression outputs. Dynamic batch axis (and image size for
-conv models); opset 18. Needs the `onnx` extra (`pip install "kancompress[onnx]"`).
+A clustered model's graph holds, per layer, its (k, |w|) codebook and the checkpoint's own bit-packed index bytes
+(any width, `format.bits`) as initializers; a few operators unpack the indices and gather the edge vectors. Those
+operators read initializers only, so onnxruntime folds them into constants when a session loads: the file stays
+about as small as the packed checkpoint while inference runs the decoded product. Dense and meta models export
+their (generated) vectors. Uniform B-spline grids are evaluated in closed form (`bases.bspline.cardinal_bsplines`:
+about ten element-wise operators, no search or scatter), stored grids by the full Cox–de Boor recursion. After
+tracing, the small constant chains the exporter leaves around slices and shapes are folded and shared, so a
+fully-connected graph has a few dozen operators. The stored data transform is part of the graph, so it takes raw
+inputs and returns logits or regression outputs. Dynamic batch axis (and image size for conv models); opset 18.
+Needs the `onnx` extra (`pip install "kancompress[onnx]"`).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class PackedCodebookEdges(EdgeStore):
         positions = torch.arange(8, dtype=torch.uint8)  # bit p of a byte is stream bit 8·byte + p
         stream = torch.bitwise_and(torch.bitwise_right_shift(packed.unsqueeze(-1), positions), 1)  # (bytes, 8)
         stream = stream.reshape(-1)  # (8·bytes,)
-        if stream.shape[0] != n * bits:  # the last byte's padding bits
+        if n * bits % 8:  # the last byte's padding bits
             stream = stream[: n * bits]
         digits = stream.reshape(n, bits).to(torch.int64)  # (n, bits), least significant first
         indices = (digits * (1 << torch.arange(bits, dtype=torch.int64))).sum(dim=1)  # (n,)

@@ -51,6 +51,24 @@ def test_uniform_bspline_matches_naive_cox_de_boor(grid_size: int, order: int) -
             assert values[n, i].tolist() == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("grid_size,order", [(5, 3), (3, 2), (8, 1), (20, 3), (7, 5), (4, 10)])
+def test_closed_form_bsplines_of_the_onnx_export_match_naive_cox_de_boor(grid_size: int, order: int) -> None:
+    from kancompress.bases.bspline import cardinal_bsplines
+
+    basis = BSplineBasis(2, grid_size, order, -1.0, 1.0, stored=False).double()
+    h = 2.0 / grid_size
+    knots = [-1.0 + (j - order) * h for j in range(grid_size + 2 * order + 1)]
+    x = torch.rand(40, 2, dtype=torch.float64) * 3 - 1.5
+    x[:4, 0] = torch.tensor(knots[:4], dtype=torch.float64)
+    values = cardinal_bsplines(basis, x)  # (N, in, G+k)
+    for n in range(x.shape[0]):
+        for i in range(2):
+            expected = [naive_bspline(float(x[n, i]), knots, j, order) for j in range(grid_size + order)]
+            assert values[n, i].tolist() == pytest.approx(expected, abs=1e-11)
+    images = x.reshape(5, 4, 2, 2)  # (N, H, W, C) as conv layers pass it
+    assert torch.allclose(cardinal_bsplines(basis, images), basis(images), atol=1e-11)
+
+
 def test_stored_grid_runs_the_full_recursion_on_its_knots() -> None:
     basis = BSplineBasis(2, 5, 3, -1.0, 1.0, stored=True).double()
     basis.grid.add_(torch.rand_like(basis.grid) * 0.05).copy_(basis.grid.sort(dim=1).values)  # adapted, non-uniform

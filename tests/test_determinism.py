@@ -16,10 +16,10 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def twice(tmp_path: Path, name: str, *args: str | Path) -> tuple[str, str]:
+def twice(tmp_path: Path, name: str, *args: str | Path, suffix: str = ".safetensors") -> tuple[str, str]:
     digests = []
     for attempt in ("a", "b"):
-        out = tmp_path / f"{name}-{attempt}.safetensors"
+        out = tmp_path / f"{name}-{attempt}{suffix}"
         result = runner.invoke(app, [*map(str, args), "-o", str(out)])
         assert result.exit_code == 0, result.output
         digests.append(sha(out))
@@ -41,4 +41,9 @@ def test_train_cluster_finetune_export_give_the_same_bytes_twice(tmp_path: Path)
     dense = tmp_path / "d-a.safetensors"
     assert runner.invoke(app, ["train", "--epochs", "1", "--hidden", "4", "-o", str(dense)]).exit_code == 0
     first, second = twice(tmp_path, "e", "export", dense, "--to", "efficient-kan")
+    assert first == second
+    first, second = twice(tmp_path, "x", "compress", meta, "--max-drop", "100", "--ks", "2,4", "--search-epochs",
+                          "1", "--epochs", "1")
+    assert first == second
+    first, second = twice(tmp_path, "o", "export", clustered, "--to", "onnx", suffix=".onnx")
     assert first == second

@@ -115,22 +115,36 @@ def uniform_bsplines(module: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def cardinal_bsplines(module: Any, x: torch.Tensor) -> torch.Tensor:
-    """x: (..., in) -> (..., in, G+k) on the uniform grid, in closed form (the ONNX export's form: a dozen
-    element-wise operators, no search, scatter or data-dependent indexing). Order k >= 1.
+    """x: (..., in) -> (..., in, G+k) on the uniform grid, in closed form: the ONNX export's form (a dozen
+    element-wise operators and one small Gemm; no search, scatter, Pow or data-dependent indexing). Order k >= 1.
 
     Function j is the cardinal B-spline N_k(u) at u = (x - g_j)/h, supported on [0, k+1] and symmetric about its
     middle; with v = min(u, k+1-u) only the truncated powers below the middle remain:
         N_k(u) = (1/k!) Σ_{m=0}^{⌊k/2⌋} (-1)^m C(k+1, m) max(v - m, 0)^k.
-    Equal to Cox–de Boor to float rounding (every power is at most ((k+1)/2)^k).
+    The constants go inside the powers (c·max(v, 0)^k = max(c^(1/k)·v, 0)^k for c > 0), so each term is one
+    affine map, a ReLU and k-1 products. Equal to Cox–de Boor to float rounding (every power is at most
+    ((k+1)/2)^k / k!).
     """
     import torch
 
-    order = module.spline_order
-    starts = module.first_knot / module.step + torch.arange(module.num_basis, dtype=x.dtype)  # (G+k,): g_j / h
-    u = x.unsqueeze(-1) / module.step - starts  # (..., in, G+k)
-    v = torch.minimum(u, (order + 1) - u)
-    shifts = torch.arange(order // 2 + 1, dtype=x.dtype)  # (⌊k/2⌋+1,)
-    weights = torch.tensor([(-1) ** m * math.comb(order + 1, m) / math.factorial(order) for m in range(len(shifts))],
-                           dtype=x.dtype)
-    powers = torch.relu(v.unsqueeze(-1) - shifts) ** order  # (..., in, G+k, ⌊k/2⌋+1)
-    return torch.matmul(powers, weights)  # (..., in, G+k)
+    order, count = module.spline_order, module.num_basis
+    scale = math.factorial(order) ** (-1 / order)  # u is scaled by (1/k!)^(1/k)
+    starts = (module.first_knot / module.step + torch.arange(count, dtype=x.dtype)) * scale  # (G+k,): g_j / h
+    slope = torch.full((1, count), scale / module.step, dtype=x.dtype)
+    u = torch.addmm(-starts, x.reshape(-1, 1), slope)  # (N·in, G+k): one Gemm in the graph
+    v = torch.minimum(u, scale * (order + 1) - u)
+
+    def power(r: torch.Tensor) -> torch.Tensor:  # products, not Pow (onnxruntime's Pow is ~100x slower)
+        result = r
+        for _ in range(order - 1):
+            result = result * r
+        return result
+
+    total = power(torch.relu(v))
+    for m in range(1, order // 2 + 1):
+        weight = math.comb(order + 1, m) ** (1 / order)
+        term = power(torch.relu(v * weight - scale * m * weight))
+        total = total - term if m % 2 else total + term
+    if x.dim() == 2:  # constant sizes keep the graph free of shape arithmetic
+        return total.view(-1, module.in_features, count)  # (N, in, G+k)
+    return total.view(*x.shape, count)  # (..., in, G+k)

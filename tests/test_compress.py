@@ -1,0 +1,75 @@
+"""`compress`: the smallest clustered file whose validation metric, after fine-tuning, stays within budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kancompress import api
+from kancompress.cli import app
+from kancompress.config import TrainConfig
+from kancompress.errors import ConfigError
+from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+from kancompress.tasks import Metrics, within_budget
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def meta_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    result = api.train(api.TrainOptions.build(model="kan", meta=True, hidden=(8,), train=TrainConfig(epochs=3)))
+    return save_checkpoint(result.model, tmp_path_factory.mktemp("compress") / "meta.safetensors", result.provenance)
+
+
+def quick(max_drop: float, **fields: object) -> api.CompressOptions:
+    return api.CompressOptions(max_drop=max_drop, ks=(2, 4, 8), search_epochs=1, epochs=2, **fields)  # type: ignore[arg-type]
+
+
+def test_compress_keeps_the_smallest_trial_within_budget(meta_checkpoint: Path) -> None:
+    source = load_checkpoint(meta_checkpoint)
+    model, provenance, trials = api.compress(source, quick(3.0))
+    base = Metrics.from_json(provenance["source_val"])
+    assert within_budget(Metrics.from_json(provenance["val"]), base, 3.0)
+    search = [trial for trial in trials if trial.epochs == 1]
+    assert search[0].ks == (8, 8)  # the search starts from the largest candidates
+    chosen = tuple(provenance["k"])
+    # Nothing tried in the search was smaller and within budget.
+    smallest = min((trial for trial in search if trial.within), key=lambda trial: trial.bytes)
+    assert smallest.ks == chosen
+    finals = [trial for trial in trials if trial.epochs == 2]
+    assert [trial.lr for trial in finals] == [1e-3, 1e-4]  # 10x and 1x the B-spline lr_c
+    assert provenance["lr"] in (1e-3, 1e-4) and model.kind == "clustered"
+    assert [book.k for book in model.edges.books()] == list(chosen)
+    assert "test" in provenance and provenance["stage"] == "compress"
+
+
+def test_compress_refuses_what_it_cannot_do(meta_checkpoint: Path, tmp_path: Path) -> None:
+    source = load_checkpoint(meta_checkpoint)
+    with pytest.raises(ConfigError, match="no codebook keeps"):
+        api.compress(source, api.CompressOptions(max_drop=0.0, ks=(2,), search_epochs=1, epochs=1, lrs=(1e-9,)))
+    clustered, provenance = api.cluster(source.model, api.ClusterConfig(k=4))
+    path = save_checkpoint(clustered, tmp_path / "c.safetensors", provenance)
+    with pytest.raises(Exception, match="already clustered"):
+        api.compress(load_checkpoint(path), quick(1.0))
+    for bad in ({"max_drop": -1.0}, {"max_drop": 1.0, "ks": (1, 4)}, {"max_drop": 1.0, "lrs": ()}):
+        with pytest.raises(ConfigError):
+            api.CompressOptions(**bad)  # type: ignore[arg-type]
+
+
+def test_compress_cli_writes_once_and_reports(meta_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small.safetensors"
+    args = ["compress", str(meta_checkpoint), "--max-drop", "3", "--ks", "2,4,8", "--search-epochs", "1",
+            "--epochs", "2", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["bytes"] == out.stat().st_size and report["trials"]
+    assert load_checkpoint(out).header.provenance == {"stage": "compress", "dataset": "digits"}  # lean by default
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "--force" in again.output
+    table = runner.invoke(app, [*args, "--force", "--full-metadata"])
+    assert table.exit_code == 0 and "what compress tried" in table.output
+    assert load_checkpoint(out).header.provenance["trials"]
