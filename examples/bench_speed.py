@@ -1,6 +1,7 @@
-"""Speed and memory benchmarks, side by side in one run. Prints tables and writes examples/results/bench_speed.md/json.
+"""Speed and memory benchmarks, side by side in one run. Prints tables (and with --write-results writes
+examples/results/bench_speed.md/json).
 
-    python examples/bench_speed.py            # needs `pip install pykan pyyaml` for the pykan rows
+    python examples/bench_speed.py            # needs the dev extra (pykan, pyyaml) for the pykan rows
     python examples/bench_speed.py --quick    # fewer repetitions, no 1e6-edge scikit-learn run
 
 1. Training step (forward + backward + AdamW) of the paper's fully-connected shape 784-32-10 at batch 128:
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
 
 import torch
 from torch.nn import functional as F
@@ -246,7 +249,9 @@ def table(rows: list[dict], title: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--write-results", action="store_true", help="write examples/results/bench_speed.{md,json}")
     args = parser.parse_args()
+    started = time.monotonic()
     repeats = 10 if args.quick else 30
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     results = {
@@ -257,16 +262,21 @@ def main() -> None:
         "fc_forward": bench_fc_forward(repeats),
         "peak_memory": bench_peak_memory(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_speed.json").write_text(json.dumps(results, indent=1) + "\n")
-    text = ["# kancompress speed benchmark", "", f"Machine: {machine}. Medians of {repeats} repetitions.", "",
+    command = "python examples/bench_speed.py" + (" --quick" if args.quick else "") + " --write-results"
+    stamp = (f"`{command}` at commit {_stamp.commit()}; machine: {machine}; medians of {repeats} repetitions; "
+             f"{(time.monotonic() - started) / 60:.1f} min wall.")
+    results["stamp"] = stamp
+    text = ["# kancompress speed benchmark", "", stamp, "",
             table(results["training"], "Training step, 784-32-10, batch 128 (ms)"),
             table(results["kmeans"], "K-means of 9-dim edge vectors (seconds; scikit-learn n_init=1)"),
             table(results["inference"], "Inference throughput (samples/s)"),
             table(results["fc_forward"], "Clustered fully-connected layer: decode vs codebook space (ms per batch)"),
             table(results["peak_memory"], "Peak RSS training the 4-layer conv KAN, batch 128, 3x32x32 (MiB)")]
-    (RESULTS / "bench_speed.md").write_text("\n".join(text))
     print("\n".join(text))
+    if args.write_results:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "bench_speed.json").write_text(json.dumps(results, indent=1) + "\n")
+        (RESULTS / "bench_speed.md").write_text("\n".join(text))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the published results under examples/results/ with the code at hand.
 #   bash examples/reproduce.sh --quick     # digits Table 1 layout, all five bases (about 6 minutes on 2 cores)
-#   bash examples/reproduce.sh             # everything: + Feynman table, round trips, Fashion-MNIST Table 1, CLI bench
+#   bash examples/reproduce.sh             # everything under examples/results/ (about 3 hours on 2 cores)
 # Results are written into runs/reproduce and, with --write-results, into examples/results/ too.
 # The full run needs the dev extra (pykan, matplotlib) and Fashion-MNIST (apt-get install dataset-fashion-mnist).
 set -euo pipefail
@@ -24,4 +24,11 @@ wflag=(); [ ${#write[@]} -gt 0 ] && wflag=(--write)
 "$py" examples/feynman_table.py "${wflag[@]}"
 "$py" examples/round_trips.py --workdir runs/round-trips "${wflag[@]}"
 "$py" examples/bench_cli.py "${wflag[@]}"
+"$py" examples/bench_deploy.py "${wflag[@]}"
+"$py" examples/bench_speed.py "${write[@]}"
+"$py" examples/meta_sharing.py "${wflag[@]}"
+"$py" examples/ablation_embedding.py --dataset digits "${write[@]}"
+"$py" examples/reproduce_table1.py --conv --dataset digits --epochs 15 --patience 5 --batch-size 32 "${write[@]}"
+"$py" examples/smallest_fashion_mnist.py --workdir runs/smallest-fmnist "${write[@]}"
+"$py" examples/figure2_sweep.py --dataset fashion-mnist --model fastkan --epochs 15 --patience 5 --finetune-epochs 2 "${write[@]}"
 "$py" examples/reproduce_table1.py --dataset fashion-mnist --epochs 15 --patience 5 "${write[@]}"

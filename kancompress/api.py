@@ -422,9 +422,11 @@ def _finetuner(options: FinetuneOptions, split: Split) -> Callable[[KANModel], K
 
 @dataclass(frozen=True)
 class CompressTrial:
-    """One configuration `compress` tried: per-layer k, fine-tuning rate and epochs, tensor bytes, and the
-    validation metrics after that fine-tuning."""
+    """One configuration `compress` tried: the method ("cluster": the source's own vectors; "distill": those of a
+    MetaKAN distilled from it), per-layer k, fine-tuning rate and epochs, tensor bytes, and the validation metrics
+    after that fine-tuning. The distillation itself is a trial with no k."""
 
+    method: str
     ks: tuple[int, ...]
     lr: float
     epochs: int
@@ -433,8 +435,8 @@ class CompressTrial:
     within: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"k": list(self.ks), "lr": self.lr, "epochs": self.epochs, "bytes": self.bytes,
-                "val": self.val.to_json(), "within_budget": self.within}
+        return {"method": self.method, "k": list(self.ks), "lr": self.lr, "epochs": self.epochs,
+                "bytes": self.bytes, "val": self.val.to_json(), "within_budget": self.within}
 
 
 def compress(
@@ -447,14 +449,19 @@ def compress(
 ) -> tuple[KANModel, dict[str, Any], list[CompressTrial]]:
     """The smallest clustered model of a dense or meta checkpoint whose validation metric, after fine-tuning,
     stays within `options.max_drop` of the source's; every choice is made on the validation split the source was
-    trained with, the test split is only reported.
+    trained with, the test split is only reported. Every fine-tune distils from the source (`tasks.
+    distillation_loss`): the target is the source's behaviour, not only the labels.
 
+    For each method (`options.methods`; "distill" applies to dense sources only):
+    0. "distill": a MetaKAN fitted to the source's edge vectors (`distill.meta_from_dense`), then trained on the
+       task for up to `distill_epochs`, so that its vectors lie on a meta-learner's manifold and cluster well.
     1. Per-layer k: `search.choose_ks`, each trial clustered (int8/rANS storage as asked) and fine-tuned for
        `search_epochs` at the first candidate rate before its validation metric counts.
     2. The chosen ks fine-tuned for up to `epochs` (early stopping, best validation epoch kept) at each candidate
-       rate; the best validation metric wins. Runs are seeded, so the final run repeats the trial's first epochs
-       and ends at least as good on validation.
-    Returns the model, its provenance and every trial. Raises ConfigError when no configuration fits the budget.
+       rate; the best validation metric wins (its codebooks rounded to their storage precision, as the file
+       holds them), and only a result still within budget counts.
+    The smallest result within budget over the methods is returned, with its provenance and every trial. Raises
+    ConfigError when none fits the budget.
     """
     model = checkpoint.model
     if model.kind == "clustered":
@@ -464,37 +471,56 @@ def compress(
     check_data(model.config, data)
     split = _source_split(checkpoint, data)
     target = resolve_device(options.device)
-    clusterer = Clusterer(_on_device(model, target), options.seed, options.n_init, options.codebook_dtype,
-                          options.index_coding, options.kmeans)
+    teacher = copy.deepcopy(model).to(target).eval()
+    base = evaluate(teacher, split.val_x, split.val_y)
     lr_c = default_finetune_lr(model)
     rates = options.lrs or (10 * lr_c, lr_c)
     trials: list[CompressTrial] = []
-    base = evaluate(clusterer.model, split.val_x, split.val_y)
 
-    def tuned(ks: list[int], lr: float, epochs: int, patience: int) -> tuple[KANModel, CompressTrial]:
-        tuner = _finetuner(FinetuneOptions(lr=lr, train=options.train_config(epochs, patience)), split)
-        candidate = tuner(clusterer.build(ks))
-        val = evaluate(candidate, split.val_x, split.val_y)
-        trial = CompressTrial(tuple(ks), lr, epochs, payload_bytes(candidate), val,
-                              within_budget(val, base, options.max_drop))
+    def record(trial: CompressTrial) -> CompressTrial:
         trials.append(trial)
         if on_trial is not None:
             on_trial(trial)
-        return candidate, trial
+        return trial
 
-    def score(ks: list[int]) -> Metrics:
-        return tuned(ks, rates[0], options.search_epochs, 0)[1].val
+    def tuned(method: str, clusterer: Clusterer, ks: list[int], lr: float, epochs: int, patience: int
+              ) -> tuple[KANModel, CompressTrial]:
+        candidate = clusterer.build(ks).to(target)
+        with _own_rng(options.seed, target):
+            fit(candidate, split, parameter_groups(candidate, lr), options.train_config(epochs, patience),
+                teacher=teacher)
+        assert isinstance(candidate.edges, CodebookEdges)
+        candidate.edges.round_to_storage()
+        val = evaluate(candidate, split.val_x, split.val_y)
+        return candidate, record(CompressTrial(method, tuple(ks), lr, epochs, payload_bytes(candidate), val,
+                                               within_budget(val, base, options.max_drop)))
 
-    ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score)
-    finals = [tuned(ks, lr, options.epochs, options.patience) for lr in rates]
-    best, chosen = finals[0]
-    for candidate, trial in finals[1:]:
-        if better(trial.val, chosen.val):
-            best, chosen = candidate, trial
-    if not chosen.within:
+    results: list[tuple[KANModel, CompressTrial]] = []
+    for method in options.methods:
+        if method == "distill" and model.kind != "dense":
+            continue
+        source = _distilled(teacher, split, options, target, base, record) if method == "distill" else teacher
+        clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
+                              options.kmeans)
+
+        def score(ks: list[int]) -> Metrics:
+            return tuned(method, clusterer, ks, rates[0], options.search_epochs, 0)[1].val  # noqa: B023
+
+        ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score, base=base)
+        finals = [tuned(method, clusterer, ks, lr, options.epochs, options.patience) for lr in rates]
+        best, chosen = finals[0]
+        for candidate, trial in finals[1:]:
+            if better(trial.val, chosen.val):
+                best, chosen = candidate, trial
+        if chosen.within:
+            results.append((best, chosen))
+    if not results:
+        closest = max((t for t in trials if t.ks), key=lambda t: (t.val.headline if t.val.task == "classification"
+                                                                  else -t.val.headline))
         raise ConfigError(f"no codebook keeps the validation metric within --max-drop {options.max_drop:g} (best: "
-                          f"{chosen.val.describe()} at k = {list(ks)} against {base.describe()}); allow a larger "
-                          "drop or add larger --ks")
+                          f"{closest.val.describe()} at k = {list(closest.ks)} against {base.describe()}); allow a "
+                          "larger drop or add larger --ks")
+    best, chosen = min(results, key=lambda pair: pair[1].bytes)
     best = best.cpu()
     test = evaluate(best, data.test_x, data.test_y)
     parent = checkpoint.header.provenance
@@ -503,7 +529,8 @@ def compress(
         "dataset": data.name,
         **_recorded_data_provenance(parent, data, None, None, None),
         "clustered_from": model.kind,
-        "k": list(ks),
+        "method": chosen.method,
+        "k": list(chosen.ks),
         "lr": chosen.lr,
         "options": dataclasses.asdict(options),
         "source_val": base.to_json(),
@@ -514,6 +541,29 @@ def compress(
         "parent": parent,
     }
     return best, provenance, trials
+
+
+def _distilled(
+    source: KANModel, split: Split, options: CompressOptions, target: torch.device, base: Metrics,
+    record: Callable[[CompressTrial], CompressTrial],
+) -> KANModel:
+    """`compress`'s distill method: a MetaKAN fitted to `source`'s vectors, then trained on the task with `source`
+    as teacher (the basis's meta learning rates, early stopping on the validation split)."""
+    from kancompress.distill import meta_from_dense
+
+    config = source.config
+    conv = config.conv is not None
+    meta, _ = meta_from_dense(source.cpu(), default_meta(config.model, conv), seed=options.seed)
+    meta = meta.to(target)
+    source.to(target)
+    lr, lr_meta, lr_embed = default_learning_rates(config.model, conv, True)
+    with _own_rng(options.seed, target):
+        fit(meta, split, parameter_groups(meta, lr, lr_meta, lr_embed),
+            options.train_config(options.distill_epochs, options.patience), teacher=source)
+    val = evaluate(meta, split.val_x, split.val_y)
+    record(CompressTrial("distill", (), lr_meta or lr, options.distill_epochs, payload_bytes(meta), val,
+                         within_budget(val, base, options.max_drop)))
+    return meta
 
 
 def sweep(

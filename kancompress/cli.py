@@ -338,6 +338,8 @@ def compress(
     checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint (yours, or imported).")],
     max_drop: Annotated[float, typer.Option("--max-drop", help="Largest allowed loss on the validation split: accuracy points (classification), or a relative MSE increase, e.g. 0.05 (regression).")],
     ks: Annotated[str, typer.Option("--ks", help="Comma-separated codebook sizes tried per layer.")] = "2,4,8,16,32,64,128,256",
+    methods: Annotated[str, typer.Option("--methods", help="cluster: the source's own vectors; distill: first distil a dense source into a MetaKAN, whose vectors cluster better. The smaller result within budget wins.")] = "cluster,distill",
+    distill_epochs: Annotated[int, typer.Option("--distill-epochs", min=1, help="Task epochs of the distilled MetaKAN (early stopping).")] = 20,
     search_epochs: Annotated[int, typer.Option("--search-epochs", min=1, help="Fine-tuning epochs behind each trial's validation metric.")] = 2,
     epochs: Epochs = 10,
     patience: Patience = 3,
@@ -366,9 +368,11 @@ def compress(
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 
-        options = api.CompressOptions(max_drop, tuple(_parse_ks(ks)), search_epochs, epochs, patience,
-                                      tuple(lr) or None, batch_size, codebook_dtype, index_coding, seed, n_init,
-                                      kmeans, device)
+        options = api.CompressOptions(
+            max_drop=max_drop, ks=tuple(_parse_ks(ks)), search_epochs=search_epochs, epochs=epochs,
+            patience=patience, lrs=tuple(lr) or None, methods=tuple(m.strip() for m in methods.split(",")),
+            distill_epochs=distill_epochs, batch_size=batch_size, codebook_dtype=codebook_dtype,
+            index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device)
         path = check_output(output or _default_output(checkpoint, f"drop{max_drop:g}"), force, (checkpoint,))
         source = load_checkpoint(checkpoint)
         given = dataset is not None or data_file is not None
@@ -379,16 +383,17 @@ def compress(
             return f"{100 * metrics['accuracy']:.2f} %" if classification else f"MSE {metrics['mse']:.4g}"
 
         table = Table(title=escape(f"{checkpoint}: what compress tried"), title_justify="left")
-        for column in ("k per layer", "lr", "epochs", "KB", "validation", "within"):
+        for column in ("method", "k per layer", "lr", "epochs", "KB", "validation", "within"):
             table.add_column(column, justify="right", overflow="fold")
 
         def on_trial(trial: api.CompressTrial) -> None:
             row = trial.to_json()
-            table.add_row(",".join(map(str, trial.ks)), f"{trial.lr:g}", str(trial.epochs), _kb(trial.bytes),
+            ks_text = ",".join(map(str, trial.ks)) or "(meta)"
+            table.add_row(trial.method, ks_text, f"{trial.lr:g}", str(trial.epochs), _kb(trial.bytes),
                           shown(row["val"]), "yes" if trial.within else "no")
             if not as_json:
-                err.print(f"k={list(trial.ks)} lr={trial.lr:g} {trial.epochs} epochs: {_kb(trial.bytes)} KB, "
-                          f"validation {shown(row['val'])}", highlight=False, markup=False)
+                err.print(f"{trial.method} k={ks_text} lr={trial.lr:g} {trial.epochs} epochs: {_kb(trial.bytes)} "
+                          f"KB, validation {shown(row['val'])}", highlight=False, markup=False)
 
         model, provenance, _ = api.compress(source, options, data, download=download, on_trial=on_trial)
         save_checkpoint(model, path, provenance if full_metadata else api.lean_provenance(provenance), force=force,
@@ -400,7 +405,8 @@ def compress(
                                        "trials": provenance["trials"]}))
             return
         out.print(table)
-        out.print(f"compressed {source.kind} -> {path}: {path.stat().st_size:,} bytes, k {provenance['k']}, "
+        out.print(f"compressed {source.kind} ({provenance['method']}) -> {path}: {path.stat().st_size:,} bytes, "
+                  f"k {provenance['k']}, "
                   f"lr {provenance['lr']:g}; validation {shown(provenance['val'])} (source "
                   f"{shown(provenance['source_val'])}); test {shown(provenance['test'])}", highlight=False,
                   markup=False)

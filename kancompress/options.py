@@ -185,11 +185,16 @@ class ClusterConfig:
         return resolve_ks(model, self.k if self.k is not None else default_k(model), dict(self.layer_ks))
 
 
+COMPRESS_METHODS = ("cluster", "distill")
+
+
 @dataclass(frozen=True)
 class CompressOptions:
     """Every option of `compress` (`api.compress`): the smallest clustered file whose validation metric, after
     fine-tuning, stays within `max_drop` of the source's (accuracy points, or a relative MSE increase).
 
+    methods: "cluster" clusters the source's own vectors; "distill" (dense sources) first distils it into a
+    MetaKAN (`distill_epochs` of task training); the smaller result within budget wins.
     ks: the codebook sizes tried per layer; search_epochs: the fine-tuning epochs behind each trial's validation
     metric; epochs/patience: the final fine-tuning; lrs: the final fine-tuning's candidate rates, the best on the
     validation split kept (None: 10× and 1× the basis's lr_c; the search uses the first); codebook_dtype and
@@ -202,6 +207,8 @@ class CompressOptions:
     epochs: int = 10
     patience: int = 3
     lrs: tuple[float, ...] | None = None
+    methods: tuple[str, ...] = ("cluster", "distill")
+    distill_epochs: int = 20
     batch_size: int = TrainConfig.batch_size
     codebook_dtype: str = "int8"
     index_coding: str = "rans"
@@ -215,8 +222,13 @@ class CompressOptions:
             raise ConfigError("--max-drop must be >= 0 (accuracy points, or a relative MSE increase)")
         if not self.ks or min(self.ks) < 2:
             raise ConfigError("--ks needs codebook sizes >= 2, e.g. 2,4,8,16")
-        if self.search_epochs < 1 or self.epochs < 1 or self.patience < 0:
-            raise ConfigError("compress needs --search-epochs >= 1, --epochs >= 1 and --patience >= 0")
+        if self.search_epochs < 1 or self.epochs < 1 or self.patience < 0 or self.distill_epochs < 1:
+            raise ConfigError("compress needs --search-epochs, --epochs and --distill-epochs >= 1 and --patience "
+                              ">= 0")
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ConfigError("--methods needs one or more distinct methods: cluster, distill")
+        for method in self.methods:
+            _check_choice("compress method", method, COMPRESS_METHODS)
         for lr in self.lrs or ():
             _check_lr("--lr", lr)
         if self.lrs is not None and not self.lrs:

@@ -101,6 +101,7 @@ def choose_ks(
     candidates: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256),
     on_trial: Callable[[list[int], Metrics], None] | None = None,
     score: Callable[[list[int]], Metrics] | None = None,
+    base: Metrics | None = None,
 ) -> tuple[list[int], Metrics, Metrics]:
     """Per-layer k minimising size with the validation metric within budget of the source model (`max_drop`:
     accuracy points for classification, a relative MSE increase for regression; `tasks.within_budget`).
@@ -108,7 +109,8 @@ def choose_ks(
     Greedy, largest layers first (their indices dominate the size): each layer takes the smallest candidate k
     that keeps the whole model within budget, the layers not yet visited staying at their largest candidate.
     `score` gives a trial's validation metrics (default: the clustered model as K-means leaves it; `compress`
-    fine-tunes it first). Returns (ks, source validation metrics, the chosen ks' validation metrics).
+    fine-tunes it first); the budget is counted from `base` (default: the clusterer's model on the validation
+    split). Returns (ks, source validation metrics, the chosen ks' validation metrics).
     """
     if max_drop < 0:
         raise ConfigError("--max-drop must be >= 0")
@@ -117,7 +119,7 @@ def choose_ks(
         return evaluate(clusterer.build(ks), split.val_x, split.val_y)
 
     score = score or clustered_only
-    base = evaluate(clusterer.model, split.val_x, split.val_y)
+    base = base if base is not None else evaluate(clusterer.model, split.val_x, split.val_y)
     counts = clusterer.model.config.num_edges
     options = [[k for k in candidates if k <= n] or [n] for n in counts]
     ks = [opts[-1] for opts in options]

@@ -74,6 +74,25 @@ def loss(task: str, outputs: torch.Tensor, targets: torch.Tensor, target_scale: 
     return F.mse_loss(outputs / scale, targets / scale)
 
 
+DISTILLATION_TEMPERATURE = 2.0
+DISTILLATION_WEIGHT = 0.5
+
+
+def distillation_loss(task: str, outputs: torch.Tensor, teacher_outputs: torch.Tensor, targets: torch.Tensor,
+                      target_scale: torch.Tensor | None) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015): (1 - a)·task loss + a·T²·KL(softmax(t/T) ‖ softmax(s/T)) for
+    classification, (1 - a)·task loss + a·MSE to the teacher's standardised outputs for regression; a = 0.5, T = 2."""
+    weight = DISTILLATION_WEIGHT
+    if task == "classification":
+        temperature = DISTILLATION_TEMPERATURE
+        pulled = F.kl_div(F.log_softmax(outputs / temperature, dim=1), F.log_softmax(teacher_outputs / temperature,
+                          dim=1), reduction="batchmean", log_target=True) * temperature**2
+    else:
+        scale = target_scale if target_scale is not None else torch.ones(1, device=outputs.device)
+        pulled = F.mse_loss(outputs / scale, teacher_outputs / scale)
+    return (1 - weight) * loss(task, outputs, targets, target_scale) + weight * pulled
+
+
 def batch_sums(task: str, outputs: torch.Tensor, targets: torch.Tensor, target_scale: torch.Tensor | None
                ) -> torch.Tensor:
     """Float64 sums from which `metrics_from_sums` computes the metrics of all batches together.

@@ -76,6 +76,7 @@ def fit(
     on_state: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    teacher: nn.Module | None = None,
 ) -> History:
     """Train with AdamW and cross-entropy; keep the weights of the best validation epoch.
 
@@ -83,6 +84,8 @@ def fit(
     `on_state` receives, after every epoch, a resumable state (plain tensors, numbers and lists, loadable with
     `torch.load(weights_only=True)`); passing it back as `resume` continues exactly where it was taken, so an
     interrupted run resumed from its last state ends with the same weights as an uninterrupted one.
+    With a `teacher` (a model of the same task, left unchanged), the loss also pulls the outputs towards the
+    teacher's (`tasks.distillation_loss`).
     """
     trainable = {id(p) for group in param_groups for p in group["params"]}
     for p in model.parameters():
@@ -122,7 +125,13 @@ def fit(
                 if index.numel() < parts:
                     continue  # too small to give every rank a sample; every rank skips it alike
                 inputs, targets = inputs[part::parts], targets[part::parts]
-            loss = tasks.loss(model.config.task, forward(inputs), targets, target_scale)
+            outputs = forward(inputs)
+            if teacher is None:
+                loss = tasks.loss(model.config.task, outputs, targets, target_scale)
+            else:
+                with torch.no_grad():
+                    guide = teacher(inputs)
+                loss = tasks.distillation_loss(model.config.task, outputs, guide, targets, target_scale)
             optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)
             optimizer.step()

@@ -36,7 +36,7 @@ def test_help_lists_commands() -> None:
     code, output = run("--help")
     assert code == 0
     names = {command.name or (command.callback.__name__ if command.callback else "") for command in app.registered_commands}
-    assert names == {"train", "cluster", "finetune", "sweep", "eval", "inspect", "import", "export", "predict"}
+    assert names == {"train", "cluster", "finetune", "compress", "sweep", "eval", "inspect", "import", "export", "predict"}
     panel = output[output.index("Commands"):]
     listed = {line.strip("│ ").split()[0] for line in panel.splitlines()[1:] if line.strip("│ ╰─")}
     assert names <= listed, (names - listed, output)

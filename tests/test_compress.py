@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from kancompress import api
 from kancompress.cli import app
 from kancompress.config import TrainConfig
 from kancompress.errors import ConfigError
-from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+from kancompress.format.checkpoint import load_checkpoint, payload_bytes, save_checkpoint
 from kancompress.tasks import Metrics, within_budget
 
 runner = CliRunner()
@@ -33,6 +34,7 @@ def test_compress_keeps_the_smallest_trial_within_budget(meta_checkpoint: Path) 
     model, provenance, trials = api.compress(source, quick(3.0))
     base = Metrics.from_json(provenance["source_val"])
     assert within_budget(Metrics.from_json(provenance["val"]), base, 3.0)
+    assert {trial.method for trial in trials} == {"cluster"}  # a meta source is not distilled again
     search = [trial for trial in trials if trial.epochs == 1]
     assert search[0].ks == (8, 8)  # the search starts from the largest candidates
     chosen = tuple(provenance["k"])
@@ -44,6 +46,22 @@ def test_compress_keeps_the_smallest_trial_within_budget(meta_checkpoint: Path) 
     assert provenance["lr"] in (1e-3, 1e-4) and model.kind == "clustered"
     assert [book.k for book in model.edges.books()] == list(chosen)
     assert "test" in provenance and provenance["stage"] == "compress"
+
+
+def test_compress_of_a_plain_model_also_tries_distilling_it_into_a_metakan() -> None:
+    result = api.train(api.TrainOptions.build(model="kan", hidden=(8,), train=TrainConfig(epochs=3)))
+    source = load_checkpoint(save_checkpoint(result.model, Path(tempfile.mkdtemp()) / "plain.safetensors",
+                                             result.provenance))
+    model, provenance, trials = api.compress(source, quick(3.0, distill_epochs=2))
+    distilled = [trial for trial in trials if trial.method == "distill" and not trial.ks]
+    assert len(distilled) == 1 and distilled[0].epochs == 2
+    finals = [trial for trial in trials if trial.epochs == 2 and trial.ks and trial.within]
+    best = {method: max((t for t in finals if t.method == method), key=lambda t: t.val.headline)
+            for method in {t.method for t in finals}}
+    assert provenance["method"] in best
+    assert payload_bytes(model) == min(t.bytes for t in best.values())
+    with pytest.raises(ConfigError, match="compress method"):
+        api.CompressOptions(max_drop=1.0, methods=("prune",))
 
 
 def test_compress_refuses_what_it_cannot_do(meta_checkpoint: Path, tmp_path: Path) -> None:
@@ -71,5 +89,5 @@ def test_compress_cli_writes_once_and_reports(meta_checkpoint: Path, tmp_path: P
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--force" in again.output
     table = runner.invoke(app, [*args, "--force", "--full-metadata"])
-    assert table.exit_code == 0 and "what compress tried" in table.output
+    assert table.exit_code == 0 and "within" in table.output and "compressed meta (cluster)" in table.output
     assert load_checkpoint(out).header.provenance["trials"]

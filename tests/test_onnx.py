@@ -174,3 +174,27 @@ def test_predict_with_a_checkpoint_and_its_onnx_gives_the_same_classes(tmp_path:
     foreign.write_bytes(b"not onnx")
     bad = runner.invoke(app, ["predict", str(foreign), "--data", str(tmp_path / "x.npy")])
     assert bad.exit_code == 1 and "not a readable ONNX model" in bad.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kan", "fastkan", "gramkan"])
+def test_onnx_gives_the_same_classes_on_the_whole_fashion_mnist_test_set(name: str) -> None:
+    """Issue 15's top-1 parity where Fashion-MNIST is installed: a 784-32-10 MetaKAN (2 epochs), clustered at
+    k = 16, run by onnxruntime and by kancompress on all 10,000 test images."""
+    from kancompress import api
+    from kancompress.config import TrainConfig
+    from kancompress.errors import DataError
+
+    try:
+        data = api.load_data("fashion-mnist")
+    except DataError:
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    result = api.train(api.TrainOptions.build(model=name, meta=True, hidden=(32,), train=TrainConfig(epochs=2)),
+                       data)
+    clustered, _ = api.cluster(result.model, api.ClusterConfig(k=16))
+    clustered.eval()
+    with torch.no_grad():
+        expected = clustered(data.test_x).argmax(dim=1).numpy()
+    session = ort.InferenceSession(exported(clustered))
+    got = session.run(None, {"input": data.test_x.reshape(len(data.test_x), -1).numpy()})[0].argmax(axis=1)
+    assert (got == expected).all()
