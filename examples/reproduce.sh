@@ -30,5 +30,6 @@ wflag=(); [ ${#write[@]} -gt 0 ] && wflag=(--write)
 "$py" examples/ablation_embedding.py --dataset digits "${write[@]}"
 "$py" examples/reproduce_table1.py --conv --dataset digits --epochs 15 --patience 5 --batch-size 32 "${write[@]}"
 "$py" examples/smallest_fashion_mnist.py --workdir runs/smallest-fmnist "${write[@]}"
+"$py" examples/compress_frontier.py --out runs/frontier "${write[@]}"
 "$py" examples/figure2_sweep.py --dataset fashion-mnist --model fastkan --epochs 15 --patience 5 --finetune-epochs 2 "${write[@]}"
 "$py" examples/reproduce_table1.py --dataset fashion-mnist --epochs 15 --patience 5 "${write[@]}"

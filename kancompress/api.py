@@ -449,12 +449,12 @@ def compress(
 ) -> tuple[KANModel, dict[str, Any], list[CompressTrial]]:
     """The smallest clustered model of a dense or meta checkpoint whose validation metric, after fine-tuning,
     stays within `options.max_drop` of the source's; every choice is made on the validation split the source was
-    trained with, the test split is only reported. Every fine-tune distils from the source (`tasks.
-    distillation_loss`): the target is the source's behaviour, not only the labels.
+    trained with, the test split is only reported.
 
     For each method (`options.methods`; "distill" applies to dense sources only):
     0. "distill": a MetaKAN fitted to the source's edge vectors (`distill.meta_from_dense`), then trained on the
-       task for up to `distill_epochs`, so that its vectors lie on a meta-learner's manifold and cluster well.
+       task for up to `distill_epochs` with the source as teacher (`tasks.distillation_loss`), so that its
+       vectors lie on a meta-learner's manifold and cluster well.
     1. Per-layer k: `search.choose_ks`, each trial clustered (int8/rANS storage as asked) and fine-tuned for
        `search_epochs` at the first candidate rate before its validation metric counts.
     2. The chosen ks fine-tuned for up to `epochs` (early stopping, best validation epoch kept) at each candidate
@@ -487,8 +487,7 @@ def compress(
               ) -> tuple[KANModel, CompressTrial]:
         candidate = clusterer.build(ks).to(target)
         with _own_rng(options.seed, target):
-            fit(candidate, split, parameter_groups(candidate, lr), options.train_config(epochs, patience),
-                teacher=teacher)
+            fit(candidate, split, parameter_groups(candidate, lr), options.train_config(epochs, patience))
         assert isinstance(candidate.edges, CodebookEdges)
         candidate.edges.round_to_storage()
         val = evaluate(candidate, split.val_x, split.val_y)
