@@ -44,3 +44,21 @@ def test_meta_from_dense_fits_vectors_that_lie_on_a_curve(name: str) -> None:
         assert ((meta(x) - expected) ** 2).mean() < 0.05 * (expected**2).mean()  # same layers and extras
     again, error_again = meta_from_dense(model, MetaConfig(d_emb=1, hidden=32), steps=1500)
     assert error_again == error  # deterministic
+
+
+def test_distillation_loss_is_half_the_task_loss_when_the_student_matches_the_teacher() -> None:
+    from torch.nn import functional as F
+
+    from kancompress.tasks import distillation_loss, loss
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    same = distillation_loss("classification", logits, logits, labels, None)
+    assert same.item() == pytest.approx(0.5 * F.cross_entropy(logits, labels).item(), rel=1e-6)
+    other = torch.randn(8, 5)
+    assert distillation_loss("classification", logits, other, labels, None) > same  # KL > 0 elsewhere
+    outputs, targets, scale = torch.randn(8, 2), torch.randn(8, 2), torch.tensor([2.0, 0.5])
+    expected = 0.5 * loss("regression", outputs, targets, scale) + 0.5 * F.mse_loss((outputs + 1) / scale,
+                                                                                 outputs / scale)
+    assert distillation_loss("regression", outputs + 1, outputs, targets + 1, scale).item() == pytest.approx(
+        expected.item(), rel=1e-6)
