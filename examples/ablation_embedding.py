@@ -14,7 +14,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
+
+import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -53,10 +56,11 @@ def main() -> None:
             (kb_meta, acc_meta), (kb_c, acc_c), (_, acc_f) = measure(meta), measure(clustered), measure(tuned)
             rows.append((d_emb, acc_meta, acc_c, acc_f, kb_meta, kb_c))
     wall = time.time() - start
-    command = "python examples/ablation_embedding.py " + " ".join(sys.argv[1:])
+    command = "python examples/ablation_embedding.py " + " ".join(a for a in sys.argv[1:] if a != "--write-results")
     lines = [f"# Embedding-dimension ablation (paper Table 9 layout), Meta{args.model} on {args.dataset}", "",
              f"`{command}` — seed {args.seed}, at most {args.epochs} epochs, k = {args.k}; wall time "
-             f"{wall / 60:.1f} min on 2 CPU cores. Memory: tensor bytes, 1 KB = 1000 bytes.", "",
+             f"{wall / 60:.1f} min on 2 CPU cores; commit {stamp.commit()}, torch {version('torch')}. Memory: tensor bytes, "
+             "1 KB = 1000 bytes.", "",
              "| d_emb | model acc (%) | clustered acc (%) | fine-tuned acc (%) | KB before | KB after |",
              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {d} | {a:.2f} | {c:.2f} | {f:.2f} | {kb:.2f} | {kc:.2f} |" for d, a, c, f, kb, kc in rows]

@@ -14,7 +14,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
+
+import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -85,7 +88,8 @@ def main() -> None:
     command = "python examples/figure2_sweep.py " + " ".join(a for a in sys.argv[1:] if a != "--write-results")
     lines = [f"# Figure 2 layout on {args.dataset} ({args.model})", "",
              f"`{command}` — seed {args.seed}, at most {args.epochs} training epochs (patience {args.patience}), "
-             f"{args.finetune_epochs} fine-tuning epochs per point; wall time {wall / 60:.1f} min on 2 CPU cores.", "",
+             f"{args.finetune_epochs} fine-tuning epochs per point; wall time {wall / 60:.1f} min on 2 CPU cores; commit "
+             f"{stamp.commit()}, torch {version('torch')}.", "",
              "| meta | k | KB | test acc (%) | + fine-tune (%) |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['meta']} | {r['k']} | {int(r['bytes']) / 1000:.2f} | {100 * float(r['test_accuracy']):.2f} | "
               f"{100 * float(r['finetuned_test_accuracy']):.2f} |" for r in rows]
