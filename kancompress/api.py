@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -471,8 +471,8 @@ def compress(
     check_data(model.config, data)
     split = _source_split(checkpoint, data)
     target = resolve_device(options.device)
-    teacher = copy.deepcopy(model).to(target).eval()
-    base = evaluate(teacher, split.val_x, split.val_y)
+    original = _on_device(model, target)
+    base = evaluate(original, split.val_x, split.val_y)
     lr_c = default_finetune_lr(model)
     rates = options.lrs or (10 * lr_c, lr_c)
     trials: list[CompressTrial] = []
@@ -485,11 +485,8 @@ def compress(
 
     def tuned(method: str, clusterer: Clusterer, ks: list[int], lr: float, epochs: int, patience: int
               ) -> tuple[KANModel, CompressTrial]:
-        candidate = clusterer.build(ks).to(target)
-        with _own_rng(options.seed, target):
-            fit(candidate, split, parameter_groups(candidate, lr), options.train_config(epochs, patience))
-        assert isinstance(candidate.edges, CodebookEdges)
-        candidate.edges.round_to_storage()
+        tune = _finetuner(FinetuneOptions(lr=lr, train=options.train_config(epochs, patience)), split)
+        candidate = tune(clusterer.build(ks).to(target))
         val = evaluate(candidate, split.val_x, split.val_y)
         return candidate, record(CompressTrial(method, tuple(ks), lr, epochs, payload_bytes(candidate), val,
                                                within_budget(val, base, options.max_drop)))
@@ -498,7 +495,7 @@ def compress(
     for method in options.methods:
         if method == "distill" and model.kind != "dense":
             continue
-        source = _distilled(teacher, split, options, target, base, record) if method == "distill" else teacher
+        source = _distilled(original, split, options, target, base, record) if method == "distill" else original
         clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
                               options.kmeans)
 
@@ -507,15 +504,11 @@ def compress(
 
         ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score, base=base)
         finals = [tuned(method, clusterer, ks, lr, options.epochs, options.patience) for lr in rates]
-        best, chosen = finals[0]
-        for candidate, trial in finals[1:]:
-            if better(trial.val, chosen.val):
-                best, chosen = candidate, trial
+        chosen = _best_trial(trial for _, trial in finals)
         if chosen.within:
-            results.append((best, chosen))
+            results.append(next((candidate, trial) for candidate, trial in finals if trial is chosen))
     if not results:
-        closest = max((t for t in trials if t.ks), key=lambda t: (t.val.headline if t.val.task == "classification"
-                                                                  else -t.val.headline))
+        closest = _best_trial(trial for trial in trials if trial.ks)
         raise ConfigError(f"no codebook keeps the validation metric within --max-drop {options.max_drop:g} (best: "
                           f"{closest.val.describe()} at k = {list(closest.ks)} against {base.describe()}); allow a "
                           "larger drop or add larger --ks")
@@ -542,6 +535,16 @@ def compress(
     return best, provenance, trials
 
 
+def _best_trial(trials: Iterable[CompressTrial]) -> CompressTrial:
+    """The trial with the best validation metrics (`tasks.better`); the first of equals."""
+    best: CompressTrial | None = None
+    for trial in trials:
+        if best is None or better(trial.val, best.val):
+            best = trial
+    assert best is not None
+    return best
+
+
 def _distilled(
     source: KANModel, split: Split, options: CompressOptions, target: torch.device, base: Metrics,
     record: Callable[[CompressTrial], CompressTrial],
@@ -552,9 +555,8 @@ def _distilled(
 
     config = source.config
     conv = config.conv is not None
-    meta, _ = meta_from_dense(source.cpu(), default_meta(config.model, conv), seed=options.seed)
+    meta, _ = meta_from_dense(source, default_meta(config.model, conv), seed=options.seed)
     meta = meta.to(target)
-    source.to(target)
     lr, lr_meta, lr_embed = default_learning_rates(config.model, conv, True)
     with _own_rng(options.seed, target):
         fit(meta, split, parameter_groups(meta, lr, lr_meta, lr_embed),

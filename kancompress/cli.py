@@ -26,6 +26,7 @@ from kancompress.report import inspect_json, storage_report
 
 if TYPE_CHECKING:  # the commands import torch-backed modules when they run, so --help and inspect stay fast
     from kancompress import api
+    from kancompress.data import Dataset
     from kancompress.search import SweepPoint
     from kancompress.train import EpochReport
 
@@ -62,6 +63,7 @@ DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder hold
 Download = Annotated[bool, flag("--download", help="Fetch the dataset with torchvision if missing.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (initialisation, split, shuffling, K-means).")]
 JsonOut = Annotated[bool, flag("--json", help="Print machine-readable JSON instead of a table.")]
+ResultJson = Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available) | cpu | cuda.")]
 Resume = Annotated[bool, flag("--resume", help="Continue the interrupted run writing --output.")]
 Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Most epochs to run (early stopping may end sooner).")]
@@ -141,6 +143,16 @@ def _parse_layer_ks(values: list[str]) -> dict[int, int]:
     return result
 
 
+def _given_data(dataset: str | None, data_file: Path | None, target: str | None, task: str | None,
+                data_dir: Path | None, download: bool) -> Dataset | None:
+    """The data named by --dataset or --data, or None: the command then uses the checkpoint's recorded data."""
+    from kancompress import api
+
+    if dataset is None and data_file is None:
+        return None
+    return api.load_data(dataset, data_file, target, task, data_dir, download)
+
+
 def _default_output(source: Path, suffix: str) -> Path:
     return source.with_name(f"{source.stem}-{suffix}.safetensors")
 
@@ -199,7 +211,7 @@ def train(
     patience: Patience = TrainConfig.patience,
     seed: Seed = TrainConfig.seed,
     output: Output = None,
-    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
+    as_json: ResultJson = False,
     force: Force = False,
     resume: Resume = False,
     device: Device = "auto",
@@ -298,7 +310,7 @@ def cluster(
     task: TaskOpt = None,
     download: Download = False,
     output: Output = None,
-    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
+    as_json: ResultJson = False,
     force: Force = False,
 ) -> None:
     """K-means each layer's edge vectors into a codebook and bit-packed (or rANS-coded) indices."""
@@ -314,8 +326,7 @@ def cluster(
         if max_drop is None:
             model, provenance = api.cluster(source, options)
         else:
-            given = dataset is not None or data_file is not None
-            data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
+            data = _given_data(dataset, data_file, target, task, data_dir, download)
             with err.status("choosing k per layer on the validation split"):
                 model, provenance = api.cluster(source, options, data, download=download)
             metric = "accuracy" if provenance["val"]["task"] == "classification" else "mse"
@@ -359,7 +370,7 @@ def compress(
     task: TaskOpt = None,
     download: Download = False,
     output: Output = None,
-    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
+    as_json: ResultJson = False,
     force: Force = False,
 ) -> None:
     """The smallest clustered file within a validation budget: tries per-layer k, fine-tunes each trial, keeps the
@@ -375,8 +386,7 @@ def compress(
             index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device)
         path = check_output(output or _default_output(checkpoint, f"drop{max_drop:g}"), force, (checkpoint,))
         source = load_checkpoint(checkpoint)
-        given = dataset is not None or data_file is not None
-        data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
+        data = _given_data(dataset, data_file, target, task, data_dir, download)
         classification = source.header.config.task == "classification"
 
         def shown(metrics: dict[str, Any]) -> str:
@@ -429,7 +439,7 @@ def finetune(
     download: Download = False,
     seed: Seed = 0,
     output: Output = None,
-    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
+    as_json: ResultJson = False,
     force: Force = False,
     resume: Resume = False,
     device: Device = "auto",
@@ -495,7 +505,7 @@ def sweep(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV file.", show_default="CKPT-sweep.csv")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also write a PNG plot of size vs accuracy (needs matplotlib).", show_default="off")] = None,
     device: Device = "auto",
-    as_json: Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")] = False,
+    as_json: ResultJson = False,
     resume: Annotated[bool, flag("--resume", help="Keep the points an interrupted sweep finished (OUTPUT.partial) and run the rest.")] = False,
     force: Force = False,
 ) -> None:
@@ -556,8 +566,7 @@ def sweep(
 
         for point in done:
             add_row(point)
-        given = dataset is not None or data_file is not None
-        data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
+        data = _given_data(dataset, data_file, target, task, data_dir, download)
         remaining = [k for k in sizes if k not in {point.k for point in done}]
         try:
             if remaining:
@@ -614,8 +623,7 @@ def eval_(
         from kancompress.format.checkpoint import load_checkpoint
         from kancompress.tasks import Metrics
 
-        given = dataset is not None or data_file is not None
-        data = api.load_data(dataset, data_file, target, task, data_dir, download) if given else None
+        data = _given_data(dataset, data_file, target, task, data_dir, download)
         if data is not None:  # a model that cannot take the data is refused from its header, before loading
             api.check_data(read_header(checkpoint).config, data)
         loaded = load_checkpoint(checkpoint)

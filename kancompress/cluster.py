@@ -208,7 +208,7 @@ class Clusterer:
         parts = [self.layer(layer, k) for layer, k in enumerate(ks)]
         edges = CodebookEdges([c for c, _ in parts], [i for _, i in parts], self.codebook_dtype, self.index_coding)
         edges.round_to_storage()
-        return with_edges(self.model.cpu(), edges, dataclasses.replace(self.model.config, meta=None))
+        return with_edges(self.model, edges, dataclasses.replace(self.model.config, meta=None))
 
 
 def cluster_model(

@@ -25,12 +25,12 @@ from kancompress.models import KANModel, with_edges
 
 def meta_from_dense(model: KANModel, meta: MetaConfig, steps: int = 1500, lr: float = 1e-2,
                     seed: int = 0) -> tuple[KANModel, float]:
-    """A meta model generating (approximately) `model`'s edge vectors; returns it and the fit's relative squared
-    error (0: exact; 1: no better than each layer's mean vector). Deterministic for a given seed; `model` is not
-    changed."""
+    """A meta model (on the CPU) generating (approximately) `model`'s edge vectors; returns it and the fit's relative
+    squared error (0: exact; 1: no better than each layer's mean vector). Deterministic for a given seed; `model`
+    is not changed or moved."""
     config = dataclasses.replace(model.config, meta=meta)
     config.validate()
-    targets = [vectors.detach().float() for vectors in model.edge_vectors()]  # per layer (n_l, |w|)
+    targets = [vectors.detach().float().cpu() for vectors in model.edge_vectors()]  # per layer (n_l, |w|)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         edges = MetaEdges(config.num_edges, config.edge_width, meta, [o for o, _ in config.layer_shapes])

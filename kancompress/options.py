@@ -44,6 +44,14 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {name} {value!r}; choose from: {', '.join(choices)}")
 
 
+def _check_clustering(codebook_dtype: str, index_coding: str, kmeans: str, device: str) -> None:
+    """The storage and K-means choices `cluster` and `compress` share."""
+    _check_choice("codebook dtype", codebook_dtype, tuple(CODEBOOK_DTYPES))
+    _check_choice("index coding", index_coding, INDEX_CODINGS)
+    _check_choice("K-means backend", kmeans, KMEANS_BACKENDS)
+    _check_choice("device", device, DEVICES)
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """Everything `train` needs besides the data.
@@ -168,10 +176,7 @@ class ClusterConfig:
             raise ConfigError(f"-k {self.k} is too small; use k >= 2")
         if self.n_init < 1:
             raise ConfigError(f"--n-init {self.n_init} must be >= 1")
-        _check_choice("codebook dtype", self.codebook_dtype, tuple(CODEBOOK_DTYPES))
-        _check_choice("index coding", self.index_coding, INDEX_CODINGS)
-        _check_choice("K-means backend", self.kmeans, KMEANS_BACKENDS)
-        _check_choice("device", self.device, DEVICES)
+        _check_clustering(self.codebook_dtype, self.index_coding, self.kmeans, self.device)
         if self.max_drop is not None:
             if not (math.isfinite(self.max_drop) and self.max_drop >= 0):
                 raise ConfigError("--max-drop must be >= 0 (accuracy points)")
@@ -234,10 +239,7 @@ class CompressOptions:
         if self.lrs is not None and not self.lrs:
             raise ConfigError("give at least one --lr")
         object.__setattr__(self, "ks", tuple(sorted(set(self.ks))))
-        _check_choice("codebook dtype", self.codebook_dtype, tuple(CODEBOOK_DTYPES))
-        _check_choice("index coding", self.index_coding, INDEX_CODINGS)
-        _check_choice("K-means backend", self.kmeans, KMEANS_BACKENDS)
-        _check_choice("device", self.device, DEVICES)
+        _check_clustering(self.codebook_dtype, self.index_coding, self.kmeans, self.device)
 
     def train_config(self, epochs: int, patience: int) -> TrainConfig:
         return TrainConfig(epochs=epochs, batch_size=self.batch_size, patience=patience, seed=self.seed)
