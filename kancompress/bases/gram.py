@@ -21,7 +21,10 @@ class Gram(PolynomialSpec):
     title = "Gram polynomials, KAGN"
     fc_defaults = BasisConfig(degree=3)
     conv_defaults = BasisConfig(degree=3)
-    lr = LearningRates(plain=1e-3, meta=(1e-4, 1e-3))
+    # Meta: 10x the paper's Table 5 rates (lr_h 1e-4, lr_e 1e-3). At those, MetaGramKAN 784-32-10 on Fashion-MNIST
+    # reaches 78.8 % validation accuracy in 15 epochs and 87.9 % only after 39; at (1e-3, 1e-2) 88.9 %, level with
+    # the plain GramKAN's 89.0 % (chosen on validation among 1x, 3x, 10x, 30x: examples/meta_gram_rates.py).
+    lr = LearningRates(plain=1e-3, meta=(1e-3, 1e-2))
     fc = FCExtras(output_norm=True)
     conv = ConvExtras(dropout_prepared=True, output="silu")
 
