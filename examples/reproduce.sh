@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the published results under examples/results/ with the code at hand.
 #   bash examples/reproduce.sh --quick     # digits Table 1 layout, all five bases (about 6 minutes on 2 cores)
-#   bash examples/reproduce.sh             # everything under examples/results/ (about 3 hours on 2 cores)
+#   bash examples/reproduce.sh             # everything under examples/results/ (about 3.5 hours on 2 cores; the
+#                                          # conv Fashion-MNIST table only where CUDA is: 10 min on one H200)
 # Results are written into runs/reproduce and, with --write-results, into examples/results/ too.
 # The full run needs the dev extra (pykan, matplotlib) and Fashion-MNIST (apt-get install dataset-fashion-mnist).
 set -euo pipefail
@@ -33,3 +34,9 @@ wflag=(); [ ${#write[@]} -gt 0 ] && wflag=(--write)
 "$py" examples/compress_frontier.py --out runs/frontier "${write[@]}"
 "$py" examples/figure2_sweep.py --dataset fashion-mnist --model fastkan --epochs 15 --patience 5 --finetune-epochs 2 "${write[@]}"
 "$py" examples/reproduce_table1.py --dataset fashion-mnist --epochs 15 --patience 5 "${write[@]}"
+"$py" examples/meta_gram_rates.py "${write[@]}"
+if "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  "$py" examples/table2_fashion_mnist.py --device cuda --epochs 10 --finetune-epochs 2 "${write[@]}"
+else
+  echo "no CUDA device: skipping examples/table2_fashion_mnist.py (about 10 hours on 2 CPU cores)" >&2
+fi
