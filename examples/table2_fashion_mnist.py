@@ -2,7 +2,7 @@
 contrast between plain clustering and MetaCluster has room to show (issue 17).
 
     python examples/table2_fashion_mnist.py --device cuda                       # all 60,000 images, one GPU
-    python examples/table2_fashion_mnist.py --train-subset 6000 --epochs 3      # CPU-sized: ~1.5 h on 2 cores
+    python examples/table2_fashion_mnist.py --train-subset 6000 --epochs 3      # CPU-sized: about 1 h on 2 cores (estimated)
 
 Per basis (KANConv, FastKANConv, GramKANConv; channels 32-64-128-256, strides 1-2-2-1, the paper's Tables 6-7
 rates): a plain and a Meta model trained for at most --epochs epochs (early stopping on the validation split),
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--ks", default="256,64,16", help="codebook sizes, comma-separated")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--train-subset", type=int, default=0, help="train on the first N training images (0: all)")
     parser.add_argument("--device", default="auto")
