@@ -286,12 +286,17 @@ def test_models_trace_with_torch_jit(kind: str) -> None:
         assert torch.allclose(traced(x + 0.5), model(x + 0.5))
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("delay", [0.2, 0.8])
 def test_ctrl_c_at_any_moment_is_one_line(tmp_path: Path, delay: float) -> None:
     """SIGINT while the command is still importing torch or building the model: one line, exit 130, no file."""
     out = tmp_path / "m.safetensors"
     process = subprocess.Popen([sys.executable, "-m", "kancompress", "train", "--epochs", "50", "-o", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_sigint_default)  # a shell's background job inherits SIGINT ignored
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
