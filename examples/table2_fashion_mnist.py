@@ -5,13 +5,14 @@ contrast between plain clustering and MetaCluster has room to show (issue 17).
     python examples/table2_fashion_mnist.py --train-subset 6000 --epochs 3      # CPU-sized: about 1 h on 2 cores (estimated)
 
 Per basis (KANConv, FastKANConv, GramKANConv; channels 32-64-128-256, strides 1-2-2-1, the paper's Tables 6-7
-rates): a plain and a Meta model trained for at most --epochs epochs (early stopping on the validation split),
-then for every k of --ks: Cluster and MetaCluster (K-means per layer, float32 codebooks, packed indices), each
+rates): a plain and a Meta model trained for at most --epochs epochs (early stopping on the validation split), then
+for every k of --ks: Cluster and MetaCluster (K-means per layer, float32 codebooks, packed indices), each
 fine-tuned --finetune-epochs epochs at the paper's lr_c. Memory is the checkpoint's tensor bytes (`inspect`'s
 total, 1 KB = 1000 bytes); accuracies are on the 10,000 test images, with the validation accuracy beside them.
-Results are written after every row (a cut-off run keeps what it finished) into --out as table2-fashion-mnist.
-{md,csv,json}, and into examples/results/ with --write-results. Needs Fashion-MNIST (apt-get install
-dataset-fashion-mnist, or --data-dir with the four IDX files).
+Results are written after every row (a cut-off run keeps what it finished) into --out as
+table2-fashion-mnist.{md,csv,json} (table2-fashion-mnist-subsetN.* with --train-subset), and into examples/results/
+with --write-results. Needs Fashion-MNIST (apt-get install dataset-fashion-mnist, or --data-dir with the four IDX
+files).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python examples/table2_fashion_mnist.py " + " ".join(
         a for a in sys.argv[1:] if a != "--write-results")
+    stem = STEM + (f"-subset{args.train_subset}" if args.train_subset else "")  # a subset run keeps its own file
     rows: list[dict[str, Any]] = []
     start = time.monotonic()
 
@@ -109,7 +111,7 @@ def main() -> None:
         print(f"{name:32} k={k or '-':>4}  {rows[-1]['memory_kb']:>10,.2f} KB  val {val:6.2f}  test {test:6.2f}"
               f"  {seconds:6.1f} s", flush=True)
         for folder in [args.out] + ([RESULTS] if args.write_results else []):
-            write(folder / STEM, rows, args, command, time.monotonic() - start, len(data.train_x))
+            write(folder / stem, rows, args, command, time.monotonic() - start, len(data.train_x))
 
     for model in args.models.split(","):
         run_basis(model, data, args, emit)
