@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-import torch
+from table2_fashion_mnist import accuracy  # examples/ is on sys.path when a script there runs
 
 from kancompress import api
 from kancompress.config import TrainConfig
-from kancompress.data import Dataset, split_validation
-from kancompress.models import KANModel
+from kancompress.data import split_validation
 from kancompress.options import ClusterConfig, FinetuneOptions
-from kancompress.train import evaluate
 
 
 def main() -> None:
@@ -35,21 +33,15 @@ def main() -> None:
     options = api.TrainOptions.build(model=args.model, meta=True, conv=True, dataset="fashion-mnist",
                                      train=TrainConfig(epochs=args.epochs, patience=0), device=args.device)
     source = api.train(options, data).model
-    print(f"Meta{args.model} conv, validation accuracy: {val_accuracy(source, data, args.device):.2f} %")
+    val = split_validation(data, seed=0)
+    print(f"Meta{args.model} conv, validation accuracy: {accuracy(source, val.val_x, val.val_y, args.device):.2f} %")
     clustered, _ = api.cluster(source, ClusterConfig(k=256, device=args.device))
-    print(f"clustered, k = 256: {val_accuracy(clustered, data, args.device):.2f} %")
+    print(f"clustered, k = 256: {accuracy(clustered, val.val_x, val.val_y, args.device):.2f} %")
     for lr in (1e-12, None):
         tune = FinetuneOptions(lr=lr, train=TrainConfig(epochs=args.finetune_epochs, patience=0), device=args.device)
         result = api.finetune(clustered, tune, data)
         epochs = ", ".join(f"{100 * (e.val.accuracy or 0):.2f}" for e in result.history.epochs)
         print(f"fine-tuned at lr {lr if lr is not None else 'lr_c (paper)'}: validation after each epoch {epochs} %")
-
-
-def val_accuracy(model: KANModel, data: Dataset, device: str) -> float:
-    split = split_validation(data, seed=0)
-    with torch.no_grad():
-        metrics = evaluate(model.to(api.resolve_device(device)).eval(), split.val_x, split.val_y)
-    return 100 * (metrics.accuracy or 0)
 
 
 if __name__ == "__main__":

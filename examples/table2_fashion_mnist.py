@@ -45,13 +45,11 @@ NAMES = {"kan": "KANConv", "fastkan": "FastKANConv", "gramkan": "GramKANConv"}
 STEM = "table2-fashion-mnist"
 
 
-def accuracies(model: KANModel, data: Dataset, seed: int, device: str) -> tuple[float, float]:
-    """(validation, test) accuracy in % (the validation split is the one training held out)."""
+def accuracy(model: KANModel, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
+    """Accuracy in % of `model` (moved to `device`, in eval mode) on (x, y)."""
     model = model.to(api.resolve_device(device)).eval()
-    val = split_validation(data, seed=seed)
     with torch.no_grad():
-        metrics = evaluate(model, val.val_x, val.val_y), evaluate(model, data.test_x, data.test_y)
-    return 100 * float(metrics[0].accuracy or 0), 100 * float(metrics[1].accuracy or 0)
+        return 100 * float(evaluate(model, x, y).accuracy or 0)
 
 
 def run_basis(model: str, data: Dataset, args: argparse.Namespace, emit: Any) -> None:
@@ -100,11 +98,13 @@ def main() -> None:
     command = "python examples/table2_fashion_mnist.py " + " ".join(
         a for a in sys.argv[1:] if a != "--write-results")
     stem = STEM + (f"-subset{args.train_subset}" if args.train_subset else "")  # a subset run keeps its own file
+    split = split_validation(data, seed=args.seed)  # the validation part training held out
     rows: list[dict[str, Any]] = []
     start = time.monotonic()
 
     def emit(basis: str, name: str, k: int | None, stage: str, model: KANModel, seconds: float) -> None:
-        val, test = accuracies(model, data, args.seed, args.device)
+        val = accuracy(model, split.val_x, split.val_y, args.device)
+        test = accuracy(model, data.test_x, data.test_y, args.device)
         rows.append({"basis": basis, "model": name, "k": k, "stage": stage,
                      "memory_kb": round(payload_bytes(model) / 1000, 2), "val": round(val, 2),
                      "test": round(test, 2), "seconds": round(seconds, 1)})
