@@ -77,7 +77,9 @@ Clusters = Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codeb
 CodebookDtype = Annotated[str, typer.Option("--codebook-dtype",
                                             help="float32 | float16 | bfloat16 | int8 (one scale per layer).")]
 IndexCoding = Annotated[str, typer.Option("--index-coding",
-                                          help="packed: fixed bits per index | rans: rANS-coded where smaller.")]
+                                          help="packed: fixed bits per index | rans: rANS-coded where smaller | "
+                                               "context: per layer the smallest of those and context-adaptive "
+                                               "coding (format v4).")]
 NInit = Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts (best inertia kept).")]
 KMeans = Annotated[str, typer.Option("--kmeans", help="auto (torch above 4M n·k) | sklearn | torch.")]
 
@@ -357,7 +359,7 @@ def compress(
     lr: Annotated[list[float], typer.Option("--lr", help="Final fine-tuning rate, repeatable; the best on the validation split is kept (the search uses the first).", show_default="10x and 1x the paper's lr_c")] = [],  # noqa: B006
     batch_size: BatchSize = TrainConfig.batch_size,
     codebook_dtype: CodebookDtype = "int8",
-    index_coding: IndexCoding = "rans",
+    index_coding: IndexCoding = "context",
     seed: Seed = 0,
     n_init: NInit = 4,
     kmeans: KMeans = "auto",

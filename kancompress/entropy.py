@@ -103,3 +103,118 @@ def rans_size_estimate(counts: np.ndarray | list[int]) -> int:
     used = c > 0
     bits = float(-(c[used] * np.log2(freq[used] / PROB_SCALE)).sum())
     return math.ceil(bits / 8) + 4
+
+
+# Context-adaptive coding (format v4, coding "context"): no model in the file; both sides learn it as they go.
+#
+# Edges are coded in storage order. Edge e's context is the pair (left, up) = (I[e-1], I[e-row]), k standing in for
+# a neighbour that does not exist (e at the start of a row, or in the first row); `row` is stored per layer, e.g.
+# 28 for the first layer of a KAN on 28×28 images, whose edges (o, i) then see the pixel to the left and the pixel
+# above. Each index is binarised most significant bit first (a bit tree of `bits` levels); every (context, tree
+# node) owns a 12-bit probability that moves 1/32 of the way toward each coded bit. The bits go through a
+# byte-wise range coder with carry propagation (the coder of LZMA); its always-zero first byte is not stored, so
+# the decoder reads exactly the stream's bytes.
+CONTEXT_MAX_K = 64  # larger codebooks: (k+1)² contexts dilute the statistics and cost memory; rANS is used instead
+_CTX_PROB_BITS = 12
+_CTX_ONE = 1 << _CTX_PROB_BITS
+_CTX_SHIFT = 5
+_TOP = 1 << 24
+_MASK32 = 0xFFFFFFFF
+
+
+def _context_tables(k: int) -> tuple[int, list[int]]:
+    bits = max(1, (k - 1).bit_length())
+    return bits, [_CTX_ONE >> 1] * ((k + 1) * (k + 1) << bits)
+
+
+def context_encode(symbols: np.ndarray, k: int, row: int) -> bytes:
+    """Code symbols in [0, k) with the context-adaptive coder (see above); `row` >= 1 sets the "up" neighbour."""
+    if not 2 <= k <= CONTEXT_MAX_K or row < 1:
+        raise ValueError(f"context coding needs 2 <= k <= {CONTEXT_MAX_K} and row >= 1 (k={k}, row={row})")
+    bits, probs = _context_tables(k)
+    values = np.asarray(symbols, dtype=np.int64).tolist()
+    out = bytearray()
+    low, span, cache, pending = 0, _MASK32, 0, 1
+
+    def shift_low() -> None:
+        nonlocal low, cache, pending
+        if low < 0xFF000000 or low > _MASK32:  # the top byte is settled: emit it with any carry
+            carry = low >> 32
+            byte = cache
+            while pending:
+                out.append((byte + carry) & 0xFF)
+                byte = 0xFF
+                pending -= 1
+            cache = (low >> 24) & 0xFF
+        pending += 1
+        low = (low & 0x00FFFFFF) << 8
+
+    for e, value in enumerate(values):
+        if not 0 <= value < k:
+            raise ValueError(f"symbol {value} is outside [0, {k})")
+        left = values[e - 1] if e % row else k
+        up = values[e - row] if e >= row else k
+        base = (left * (k + 1) + up) << bits
+        node = 1
+        for shift in range(bits - 1, -1, -1):
+            bit = (value >> shift) & 1
+            p = probs[base + node]
+            bound = (span >> _CTX_PROB_BITS) * p
+            if bit:
+                low += bound
+                span -= bound
+                probs[base + node] = p - (p >> _CTX_SHIFT)
+            else:
+                span = bound
+                probs[base + node] = p + ((_CTX_ONE - p) >> _CTX_SHIFT)
+            while span < _TOP:
+                span <<= 8
+                shift_low()
+            node = (node << 1) | bit
+    for _ in range(5):
+        shift_low()
+    assert out[0] == 0, "the range coder's first byte is always zero"
+    return bytes(out[1:])
+
+
+def context_decode(stream: bytes, k: int, row: int, n: int) -> np.ndarray:
+    """Decode n symbols; raises ValueError on a stream that is too short or has bytes left over."""
+    if not 2 <= k <= CONTEXT_MAX_K or row < 1:
+        raise ValueError(f"context coding needs 2 <= k <= {CONTEXT_MAX_K} and row >= 1 (k={k}, row={row})")
+    if len(stream) < 4:
+        raise ValueError("context-coded stream is shorter than its 4-byte start")
+    bits, probs = _context_tables(k)
+    code, span = int.from_bytes(stream[:4], "big"), _MASK32
+    position, size = 4, len(stream)
+    values = [0] * n
+    top = 1 << bits
+    for e in range(n):
+        left = values[e - 1] if e % row else k
+        up = values[e - row] if e >= row else k
+        base = (left * (k + 1) + up) << bits
+        node = 1
+        while node < top:
+            p = probs[base + node]
+            bound = (span >> _CTX_PROB_BITS) * p
+            if code < bound:
+                span = bound
+                probs[base + node] = p + ((_CTX_ONE - p) >> _CTX_SHIFT)
+                node <<= 1
+            else:
+                code -= bound
+                span -= bound
+                probs[base + node] = p - (p >> _CTX_SHIFT)
+                node = (node << 1) | 1
+            while span < _TOP:
+                if position >= size:
+                    raise ValueError("context-coded stream ended early")
+                span <<= 8
+                code = ((code << 8) | stream[position]) & _MASK32
+                position += 1
+        value = node - top
+        if value >= k:
+            raise ValueError(f"context-coded stream holds index {value} >= k={k}")
+        values[e] = value
+    if position != size:
+        raise ValueError(f"context-coded stream has {size - position} bytes left over")
+    return np.asarray(values, dtype=np.int64)

@@ -216,7 +216,7 @@ class CompressOptions:
     distill_epochs: int = 20
     batch_size: int = TrainConfig.batch_size
     codebook_dtype: str = "int8"
-    index_coding: str = "rans"
+    index_coding: str = "context"
     seed: int = 0
     n_init: int = 4
     kmeans: str = "auto"

@@ -4,13 +4,15 @@ Per clustered layer with n edges, vector length |w|, k centroids and b-bit codeb
 
     dense bytes     = n·|w|·4                          (float32 edge vectors)
     clustered bytes = index bytes + |w|·k·b/8 (+ 4 for an int8 scale)
-    index bytes     = ceil(n·bits/8) bit-packed (bits = max(1, ceil(log2 k))), or the rANS stream's length
+    index bytes     = ceil(n·bits/8) bit-packed (bits = max(1, ceil(log2 k))), or the rANS or context-coded
+                      stream's length
     r (Eq. 10)      = n·|w|·b / (n·log2 k + |w|·k·b)            (the paper's formula exactly: one b for the dense
                                                                and the codebook entries, ideal log2 k index bits)
     vs fp32         = dense bytes / clustered bytes             (what the file really saves against float32)
 
-With the layer's index counts (format v2) the report also gives the empirical entropy H(I) and n·H(I)/8, the
-floor an index coder can reach.
+With the layer's index counts (format v2; a context-coded layer stores none) the report also gives the empirical
+entropy H(I) and n·H(I)/8, the floor a coder that sees each index alone can reach (context coding, which
+predicts an index from its neighbours, can go below it).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class LayerReport:
     dense_bytes: int
     clustered_bytes: int  # index_bytes + codebook_bytes
     ratio: float  # paper Eq. 10 exactly: n·|w|·b / (n·log2 k + |w|·k·b), one b for dense and codebook
-    index_coding: str = "packed"  # "packed" or "rans"
+    index_coding: str = "packed"  # "packed", "rans" or "context"
     index_bytes: int = 0
     codebook_bytes: int = 0
     bits_per_edge: float = 0.0  # index_bytes·8 / n

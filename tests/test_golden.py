@@ -28,7 +28,8 @@ def test_golden_set_covers_versions_kinds_codings_and_archs() -> None:
             for variant in ("dense", "meta", "packed"):
                 assert f"{version}-{arch}-kan-{variant}" in names
     assert any("rans" in entry["index_codings"] for entry in MANIFEST.values())
-    assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3}
+    assert any("context" in entry["index_codings"] for entry in MANIFEST.values())
+    assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3, 4}
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

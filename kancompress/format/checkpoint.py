@@ -3,7 +3,9 @@ back, with every value checked (finite floats, valid index streams, positive int
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kancompress.entropy import rans_decode, rans_encode, rans_size_estimate
+from kancompress.entropy import (
+    CONTEXT_MAX_K,
+    context_decode,
+    context_encode,
+    rans_decode,
+    rans_encode,
+    rans_size_estimate,
+)
 from kancompress.errors import FormatError
 from kancompress.format.bits import index_bits, pack_bits, packed_length, unpack_bits
 from kancompress.format.files import PathLike, check_output, write_atomic
@@ -21,8 +30,8 @@ from kancompress.format.schema import (
     IndexEntry,
     declared_tensors,
     edge_tensor_names,
+    file_version,
     metadata_checksum,
-    required_version,
 )
 from kancompress.quant import from_storage, to_storage
 
@@ -100,7 +109,8 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
     if isinstance(model.edges, CodebookEdges):
         dtypes = {entry.codebook_dtype for entry in header.indices}
         model.edges.codebook_dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
-        model.edges.index_coding = "rans" if any(e.coding == "rans" for e in header.indices) else "packed"
+        codings = {entry.coding for entry in header.indices}
+        model.edges.index_coding = "context" if "context" in codings else "rans" if "rans" in codings else "packed"
     model.eval()
     return Checkpoint(model, header)
 
@@ -112,6 +122,12 @@ def _mismatch(model_names: set[str], file_names: set[str]) -> tuple[list[str], l
 def _decode_indices(path: Path, name: str, entry: IndexEntry, stream: torch.Tensor) -> torch.Tensor:
     if entry.coding == "packed":
         indices = unpack_bits(stream, entry.bits, entry.n)
+    elif entry.coding == "context":
+        assert entry.row is not None
+        try:
+            indices = torch.from_numpy(context_decode(stream.numpy().tobytes(), entry.k, entry.row, entry.n))
+        except ValueError as exc:
+            raise FormatError(f"{path}: tensor {name!r} is not a valid context-coded stream ({exc})") from None
     else:
         assert entry.counts is not None
         try:
@@ -173,12 +189,12 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
     """The file contents of `model` as a kancompress checkpoint.
 
     A clustered model is stored as its edge store says: codebooks at `codebook_dtype`, and each layer's indices
-    bit-packed, or rANS-coded when its `index_coding` is "rans" and that is smaller.
+    bit-packed, or coded as `index_coding` allows where that is smaller (`index_stream`).
     """
     state, table = file_tensors(model)
     metadata = {
         "format": FORMAT,
-        "format_version": str(required_version(model.config)),
+        "format_version": str(file_version(model.config, table)),
         "kind": model.kind,
         "model": canonical_json(model.config.to_dict()),
         "provenance": canonical_json(provenance),
@@ -202,29 +218,56 @@ def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEn
     table: list[IndexEntry] = []
     if isinstance(model.edges, CodebookEdges):
         edges = model.edges
-        for layer, book in enumerate(edges.books()):
-            n, k = book.indices.numel(), book.k
-            bits = index_bits(k)
-            counts = tuple(torch.bincount(book.indices, minlength=k).tolist())
-            stream = pack_bits(book.indices, bits)
-            coding = "packed"
-            if edges.index_coding == "rans" and rans_size_estimate(list(counts)) < stream.numel():
-                coded = rans_encode(book.indices.cpu().numpy(), list(counts))
-                if len(coded) < stream.numel():
-                    stream, coding = torch.frombuffer(bytearray(coded), dtype=torch.uint8), "rans"
+        for layer, (book, shape) in enumerate(zip(edges.books(), model.config.edge_shapes)):
+            stream, entry = index_stream(book.indices, book.k, edges.index_coding, shape)
             stored, scale = to_storage(book.codebook, edges.codebook_dtype)
             codebook_name, scale_name, indices_name = edge_tensor_names(layer)
-            state[indices_name] = stream
+            state[indices_name] = torch.frombuffer(bytearray(stream), dtype=torch.uint8)
             state[codebook_name] = stored
             if scale is not None:
                 state[scale_name] = scale
-            table.append(IndexEntry(n, k, bits, coding, counts, int(stream.numel()), edges.codebook_dtype))
+            table.append(dataclasses.replace(entry, codebook_dtype=edges.codebook_dtype))
     declared = declared_tensors(model.config, model.kind, table or None)
     missing, unexpected = _mismatch(set(declared), set(state))
     if missing or unexpected:
         raise RuntimeError(f"the model does not map to the declared file format: missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]} (kancompress.format.schema)")
     return state, table
+
+
+def context_rows(edge_shape: tuple[int, ...]) -> list[int]:
+    """Candidate distances to a context-coded edge's neighbour "above" (`entropy.context_encode`): every trailing
+    block of the layer's edge shape (the next output's row of edges; for a conv layer also a kernel row and a
+    kernel), and for a square number of inputs its side (an image's pixel row: 28 for 784 inputs)."""
+    rows = {math.prod(edge_shape[j:]) for j in range(1, len(edge_shape))}
+    side = math.isqrt(edge_shape[-1])
+    if len(edge_shape) == 2 and side >= 2 and side * side == edge_shape[-1]:
+        rows.add(side)
+    return sorted(rows)
+
+
+def index_stream(indices: torch.Tensor, k: int, coding: str, edge_shape: tuple[int, ...]) -> tuple[bytes, IndexEntry]:
+    """One layer's index stream and its table entry (codebook dtype left at float32 for the caller to set).
+
+    "packed": fixed-width bits. "rans": rANS where that is smaller. "context": the smallest of packed, rANS and
+    context coding at each of `context_rows`, counting what the table entry adds (rANS and packed list the k
+    counts; a context-coded entry has a row instead)."""
+    n = indices.numel()
+    counts = tuple(torch.bincount(indices, minlength=k).tolist())
+    options = [(pack_bits(indices, index_bits(k)).numpy().tobytes(), IndexEntry.packed(n, k, counts))]
+    symbols = indices.cpu().numpy()
+    if coding in ("rans", "context") and rans_size_estimate(list(counts)) < len(options[0][0]):
+        coded = rans_encode(symbols, list(counts))
+        options.append((coded, IndexEntry(n, k, index_bits(k), "rans", counts, len(coded))))
+    if coding == "context" and k <= CONTEXT_MAX_K:
+        for row in context_rows(edge_shape):
+            coded = context_encode(symbols, k, row)
+            options.append((coded, IndexEntry(n, k, index_bits(k), "context", None, len(coded), row=row)))
+
+    def cost(option: tuple[bytes, IndexEntry]) -> int:
+        return len(option[0]) + len(canonical_json(option[1].to_json()))
+
+    return min(options, key=cost)
 
 
 def save_checkpoint(

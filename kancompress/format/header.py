@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kancompress.config import ModelConfig
+from kancompress.entropy import CONTEXT_MAX_K
 from kancompress.errors import ConfigError, FormatError
 from kancompress.format.bits import index_bits, packed_length
 from kancompress.format.files import PathLike
@@ -88,7 +89,7 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     provenance = _json_field(path, meta, "provenance") if "provenance" in meta else {}
     if not isinstance(provenance, dict):
         raise FormatError(f"{path}: provenance must be a JSON object")
-    if version < required_version(config) and required_version(config) > 2:
+    if version < required_version(config) and required_version(config) > 2:  # (v4's context coding: `_index_table`)
         raise FormatError(f"{path}: a format version {version} file cannot hold a {config.task} model with a stored "
                           f"data transform (that needs version {required_version(config)})")
     if (kind == "meta") != (config.meta is not None):
@@ -240,9 +241,11 @@ def _index_table(path: Path, table: Any, config: ModelConfig, version: int) -> l
     edges = config.num_edges
     if not isinstance(table, list) or len(table) != len(edges):
         raise FormatError(f"{path}: metadata 'indices' must list one entry per layer ({len(edges)})")
-    keys = {"n", "k", "bits", "coding"} | ({"counts", "bytes", "codebook_dtype"} if version >= 2 else set())
+    base_keys = {"n", "k", "bits", "coding"} | ({"counts", "bytes", "codebook_dtype"} if version >= 2 else set())
     entries = []
     for layer, (entry, n) in enumerate(zip(table, edges)):
+        context = isinstance(entry, dict) and entry.get("coding") == "context"
+        keys = base_keys | ({"row"} if context else set())
         if not isinstance(entry, dict) or set(entry) != keys:
             raise FormatError(f"{path}: metadata 'indices' entry {layer} must have keys {', '.join(sorted(keys))}")
         k, bits, coding = entry["k"], entry["bits"], entry["coding"]
@@ -253,12 +256,21 @@ def _index_table(path: Path, table: Any, config: ModelConfig, version: int) -> l
         if not _is_int(bits) or bits != index_bits(k):
             raise FormatError(f"{path}: layer {layer}: bits={bits!r} does not match k={k} (expected {index_bits(k)})")
         if coding not in FILE_CODINGS[version]:
-            raise FormatError(f"{path}: layer {layer} uses unknown index coding {coding!r}")
+            newer = " (it needs format version 4)" if coding == "context" else ""
+            raise FormatError(f"{path}: layer {layer} uses unknown index coding {coding!r}{newer}")
         if version < 2:
             entries.append(IndexEntry.packed(n, k))
             continue
         counts, stream, dtype = entry["counts"], entry["bytes"], entry["codebook_dtype"]
-        if (not isinstance(counts, list) or len(counts) != k or not all(_is_int(c) and c >= 0 for c in counts)
+        row: Any = entry.get("row")
+        if context:
+            if counts is not None:
+                raise FormatError(f"{path}: layer {layer}: a context-coded layer stores no counts (null)")
+            if not _is_int(row) or not 1 <= row <= n:
+                raise FormatError(f"{path}: layer {layer}: 'row' must be an integer in 1..{n}, not {row!r}")
+            if k > CONTEXT_MAX_K:
+                raise FormatError(f"{path}: layer {layer}: context coding holds k <= {CONTEXT_MAX_K}, not {k}")
+        elif (not isinstance(counts, list) or len(counts) != k or not all(_is_int(c) and c >= 0 for c in counts)
                 or sum(counts) != n):
             raise FormatError(f"{path}: layer {layer}: 'counts' must be {k} non-negative integers summing to {n}")
         if not _is_int(stream) or not 0 < stream <= 4 * n + 64:
@@ -268,5 +280,6 @@ def _index_table(path: Path, table: Any, config: ModelConfig, version: int) -> l
                               f"the table says {stream}")
         if dtype not in CODEBOOK_DTYPES:
             raise FormatError(f"{path}: layer {layer}: unknown codebook_dtype {dtype!r}")
-        entries.append(IndexEntry(n, k, bits, coding, tuple(counts), stream, dtype))
+        entries.append(IndexEntry(n, k, bits, coding, tuple(counts) if counts is not None else None, stream, dtype,
+                                  row))
     return entries

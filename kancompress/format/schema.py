@@ -4,8 +4,9 @@ Layout (safetensors)
 --------------------
 `__metadata__` (str -> str), keys in this order:
     format          "kancompress"
-    format_version  "3" for files of regression models or with a stored data transform, else "2" (the oldest
-                    version that can hold the file, so older readers keep reading what they can); "1" still read
+    format_version  "4" for clustered files with a context-coded layer, else "3" for files of regression models or
+                    with a stored data transform, else "2" (the oldest version that can hold the file, so older
+                    readers keep reading what they can); "1" still read
     kind            "dense" | "meta" | "clustered"
     model           JSON of `ModelConfig`
     provenance      JSON object (dataset, epochs, accuracy, kancompress version, source, ...)
@@ -16,6 +17,10 @@ Layout (safetensors)
                     v1: {"n", "k", "bits", "coding": "packed"}
                     v2: {"n", "k", "bits", "coding": "packed" | "rans", "counts": [k symbol counts],
                          "bytes": length of the index stream, "codebook_dtype": float32|float16|bfloat16|int8}
+                    v4: as v2, and "coding" may be "context" (`entropy.context_encode`: no model stored, the
+                        coder adapts as it goes); such an entry has "counts": null and one more key, "row": the
+                        distance in edges to the neighbour "above" in its context (28 for a first layer on 28×28
+                        images)
 JSON values are written with sorted keys and no spaces, so the same model and provenance give the same bytes.
 
 Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
@@ -25,7 +30,8 @@ Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
                 edges.embeddings.{l}                     F32 (n_l, d_emb)
     clustered   edges.layers.{l}.codebook                F32 | F16 | BF16 | I8 (k_l, |w|)
                 edges.layers.{l}.codebook_scale          F32 (1,)                   (int8 codebooks only)
-                edges.layers.{l}.indices                 U8 (index stream bytes,)   (bit-packed, or rANS in v2)
+                edges.layers.{l}.indices                 U8 (index stream bytes,)   (bit-packed, rANS in v2, or
+                                                                                     context-coded in v4)
     every kind  layers.{l}.basis.*   the basis's own tensors (`BasisSpec.stored_tensors`: stored grid, Gram β)
                 layers.{l}.pre_norm.{weight,bias}        F32 (in,)   FC, norm_between, l > 0
                 layers.{l}.input_norm.*                  FC: LayerNorm (in,); conv: BatchNorm (in,)   (basis_norm)
@@ -51,11 +57,14 @@ from kancompress.config import ModelConfig
 from kancompress.format.bits import index_bits, packed_length
 
 FORMAT = "kancompress"
-FORMAT_VERSION = 3  # the newest version this package reads and writes; v1 and v2 files stay readable
-READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3)
+FORMAT_VERSION = 4  # the newest version this package reads and writes; v1 to v3 files stay readable
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
 KINDS: tuple[str, ...] = ("dense", "meta", "clustered")
-INDEX_CODINGS: tuple[str, ...] = ("packed", "rans")  # what a writer may be asked for: rans = rANS where smaller
-FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans"), 3: ("packed", "rans")}
+# What a writer may be asked for: rans = rANS where smaller than packed; context = per layer the smallest of packed,
+# rANS and context coding (the last only for k <= entropy.CONTEXT_MAX_K).
+INDEX_CODINGS: tuple[str, ...] = ("packed", "rans", "context")
+FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans"), 3: ("packed", "rans"),
+                                            4: ("packed", "rans", "context")}
 CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
 CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}  # b of paper Eq. 10
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
@@ -85,10 +94,11 @@ class IndexEntry:
     n: int  # edges
     k: int  # codebook size
     bits: int  # bits per packed index: max(1, ceil(log2 k))
-    coding: str  # "packed" | "rans"
-    counts: tuple[int, ...] | None  # how many edges use each centroid (v2); the rANS model
+    coding: str  # "packed" | "rans" | "context"
+    counts: tuple[int, ...] | None  # how many edges use each centroid (v2); the rANS model; None for "context"
     bytes: int  # length of the index stream
     codebook_dtype: str = "float32"
+    row: int | None = None  # "context" only: distance to the neighbour above
 
     @classmethod
     def packed(cls, n: int, k: int, counts: tuple[int, ...] | None = None, codebook_dtype: str = "float32") -> IndexEntry:
@@ -96,10 +106,10 @@ class IndexEntry:
         return cls(n, k, bits, "packed", counts, packed_length(n, bits), codebook_dtype)
 
     def to_json(self) -> dict[str, Any]:
-        """The v2 metadata form."""
+        """The v2 metadata form (v4 for a context-coded entry, which adds "row")."""
         return {"n": self.n, "k": self.k, "bits": self.bits, "coding": self.coding,
                 "counts": list(self.counts) if self.counts is not None else None, "bytes": self.bytes,
-                "codebook_dtype": self.codebook_dtype}
+                "codebook_dtype": self.codebook_dtype, **({"row": self.row} if self.coding == "context" else {})}
 
 
 def metadata_checksum(metadata: dict[str, str]) -> str:
@@ -112,8 +122,13 @@ def metadata_checksum(metadata: dict[str, str]) -> str:
 
 
 def required_version(config: ModelConfig) -> int:
-    """The oldest format version that can hold a checkpoint of this config (what writers write)."""
+    """The oldest format version that can hold a checkpoint of this config and any index coding but context."""
     return 3 if config.task != "classification" or config.input_affine or config.target_affine else 2
+
+
+def file_version(config: ModelConfig, table: list[IndexEntry] | None = None) -> int:
+    """The format version a writer stamps: the oldest that holds this config and index table."""
+    return 4 if table and any(entry.coding == "context" for entry in table) else required_version(config)
 
 
 def edge_tensor_names(layer: int) -> tuple[str, str, str]:
