@@ -3,10 +3,13 @@
     python examples/compress_frontier.py                      # kan, fastkan, gramkan; about 70 min on 2 cores
     python examples/compress_frontier.py --models kan --write-results
 
-Per basis, a plain KAN and a MetaKAN (seed 0, at most --epochs epochs, early stopping on validation), then:
+Per basis, a plain KAN and a MetaKAN (seed 0, at most --epochs epochs, early stopping on validation), and for
+the B-spline basis also an efficient-kan KAN whose grids `update_grid` adapted (efficient-kan's README recipe,
+saved in its layout and imported; `_adapted.py`), then:
 - the paper's recipe: `cluster -k 16` + `finetune` (5 epochs at lr_c), packed indices, float32 codebooks;
-- `compress --max-drop 0.5`: per-layer k on the validation split, int8 codebooks, rANS indices, lean metadata;
-  for the plain KAN with both methods (cluster its vectors; distil it into a MetaKAN first).
+- `compress --max-drop 0.5`: per-layer k on the validation split, int8 codebooks, the smallest index coding
+  (packed, rANS or context), lean metadata; for dense sources with both methods (cluster its vectors; distil it
+  into a MetaKAN first); the adapted-grid source re-gridded first, and once more with `--no-regrid`.
 Every choice is made on the validation split; test accuracy is only reported. Writes frontier-fashion-mnist.{md,
 csv,png} into --out (and examples/results/ with --write-results). Needs Fashion-MNIST (apt-get install
 dataset-fashion-mnist); the plot needs matplotlib.
@@ -53,36 +56,67 @@ def row(model: str, source: str, method: str, path: Path, val: float | None, tes
             "vs_dense": dense / size, "val": val, "test": test, "test_drop": base_test - test, "seconds": seconds}
 
 
+def adapted(out: Path, epochs: int) -> Path:
+    """An efficient-kan KAN whose grids `update_grid` adapted (`_adapted.py`), saved in efficient-kan's own layout
+    and brought in with `kancompress import`, as a user of that library would."""
+    from _adapted import train_adapted
+
+    from kancompress.format.checkpoint import save_state_dict
+    from kancompress.importers import export_state_dict
+
+    model = train_adapted(api.load_data("fashion-mnist"), epochs=epochs)
+    upstream = save_state_dict(export_state_dict(model, "efficient-kan"), out / "effkan-adapted.pt", force=True)
+    imported, provenance = api.import_checkpoint(upstream, library="efficient-kan", dataset="fashion-mnist")
+    return save_checkpoint(imported, out / "kan-effkan.safetensors", provenance, force=True)
+
+
+def compressed(out: Path, model: str, name: str, label: str, source: Any, base_test: float,
+               options: api.CompressOptions) -> dict[str, Any] | None:
+    started = time.monotonic()
+    try:
+        small, provenance, _ = api.compress(source, options)
+    except KanCompressError as error:
+        print(f"{model} {name}: compress{label} found nothing within budget ({error})", flush=True)
+        return None
+    compact = save_checkpoint(small, out / f"{model}-{name}-compressed{label.replace(' ', '')}.safetensors",
+                              api.lean_provenance(provenance), force=True)
+    result = row(model, name, f"compress{label} ({provenance['method']}, k={provenance['k']})", compact,
+                 100 * provenance["val"]["accuracy"], 100 * provenance["test"]["accuracy"], base_test,
+                 time.monotonic() - started)
+    print(f"  {result}", flush=True)
+    return result
+
+
 def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float) -> list[dict[str, Any]]:
     rows = []
-    for meta in (False, True):
+    sources = ["plain", "meta"] + (["efficient-kan adapted"] if model == "kan" else [])
+    for name in sources:
         started = time.monotonic()
-        path = trained(out, model, meta, epochs, patience)
+        path = adapted(out, epochs) if name == "efficient-kan adapted" else trained(out, model, name == "meta",
+                                                                                     epochs, patience)
         source = load_checkpoint(path)
-        name = "meta" if meta else "plain"
-        base_test = 100 * source.header.provenance["test"]["accuracy"]
+        if name == "efficient-kan adapted":  # an import records no accuracy: measured here
+            base_test = 100 * api.evaluate_model(source)[1].headline
+        else:
+            base_test = 100 * source.header.provenance["test"]["accuracy"]
         rows.append(row(model, name, "uncompressed", path, None, base_test, base_test, time.monotonic() - started))
         print(f"{model} {name}: {base_test:.2f} %", flush=True)
         started = time.monotonic()  # the paper's recipe
+        tag = name.replace(" ", "-")
         clustered, provenance = api.cluster(source, api.ClusterConfig(k=16))
-        k16 = save_checkpoint(clustered, out / f"{model}-{name}-k16.safetensors", provenance, force=True)
+        k16 = save_checkpoint(clustered, out / f"{model}-{tag}-k16.safetensors", provenance, force=True)
         tuned = api.finetune(load_checkpoint(k16))
-        k16_ft = save_checkpoint(tuned.model, out / f"{model}-{name}-k16-ft.safetensors", tuned.provenance,
+        k16_ft = save_checkpoint(tuned.model, out / f"{model}-{tag}-k16-ft.safetensors", tuned.provenance,
                                  force=True)
         rows.append(row(model, name, "paper k=16 + FT", k16_ft, None, 100 * tuned.test.headline, base_test,
                         time.monotonic() - started))
-        started = time.monotonic()
-        try:
-            small, provenance, _ = api.compress(source, api.CompressOptions(max_drop=max_drop))
-        except KanCompressError as error:
-            print(f"{model} {name}: compress found nothing within budget ({error})", flush=True)
-            continue
-        compact = save_checkpoint(small, out / f"{model}-{name}-compressed.safetensors",
-                                  api.lean_provenance(provenance), force=True)
-        rows.append(row(model, name, f"compress ({provenance['method']}, k={provenance['k']})", compact,
-                        100 * provenance["val"]["accuracy"], 100 * provenance["test"]["accuracy"], base_test,
-                        time.monotonic() - started))
-        print(f"  {rows[-1]}", flush=True)
+        variants = [("", api.CompressOptions(max_drop=max_drop))]
+        if name == "efficient-kan adapted":  # the grids kept per input, as before re-gridding existed
+            variants.insert(0, (" --no-regrid", api.CompressOptions(max_drop=max_drop, regrid=False)))
+        for label, options in variants:
+            result = compressed(out, model, tag, label, source, base_test, options)
+            if result is not None:
+                rows.append(result)
     return rows
 
 

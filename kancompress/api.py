@@ -34,6 +34,8 @@ from kancompress.errors import ConfigError, DataError, FormatError
 from kancompress.userdata import dataset_from_arrays, load_data_file
 from kancompress.format.checkpoint import Checkpoint, load_checkpoint, payload_bytes, save_checkpoint
 from kancompress.models import KANModel, build_model, with_edges
+from kancompress.regrid import has_adapted_grid, regrid
+from kancompress.weighting import input_grams
 from kancompress.options import (
     ClusterConfig,
     CompressOptions,
@@ -257,22 +259,30 @@ def cluster(
 ) -> tuple[KANModel, dict[str, Any]]:
     """Cluster a dense or meta model (or loaded checkpoint) as `options` say; returns the clustered model and its
     provenance (which records every option). With `options.max_drop` the per-layer k is searched on the
-    validation split of `data` (default: the dataset the checkpoint records; needs a `Checkpoint`)."""
+    validation split of `data` (default: the dataset the checkpoint records; needs a `Checkpoint`); with
+    `options.data_aware` its training split weighs the K-means (`weighting`)."""
     model = checkpoint.model if isinstance(checkpoint, Checkpoint) else checkpoint
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
     source_kind = model.kind
     target = resolve_device(options.device)
-    clusterer = Clusterer(_on_device(model, target), options.seed, options.n_init, options.codebook_dtype,
-                          options.index_coding, options.kmeans)
+    source = _on_device(model, target)
+    split: Split | None = None
+    if options.max_drop is not None or options.data_aware:
+        if not isinstance(checkpoint, Checkpoint):
+            what = "--max-drop" if options.max_drop is not None else "--data-aware"
+            raise ConfigError(f"{what} needs a loaded checkpoint (its dataset and training seed)")
+        data = data if data is not None else _recorded_dataset(checkpoint, None, None, download)
+        check_data(model.config, data)
+        split = _source_split(checkpoint, data)
+    grams = input_grams(source, split.train_x.to(target)) if options.data_aware and split is not None else None
+    clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
+                          options.kmeans, grams)
     extra: dict[str, Any] = {}
     if options.max_drop is None:
         clustered = clusterer.build(options.ks_for(model))
     else:
-        if not isinstance(checkpoint, Checkpoint):
-            raise ConfigError("--max-drop needs a loaded checkpoint (its dataset and training seed)")
-        data = data if data is not None else _recorded_dataset(checkpoint, None, None, download)
-        check_data(model.config, data)
-        ks, base, result = choose_ks(clusterer, _source_split(checkpoint, data), options.max_drop)
+        assert split is not None and data is not None
+        ks, base, result = choose_ks(clusterer, split, options.max_drop)
         clustered = clusterer.build(ks)  # reuses the K-means runs of the search
         extra = {"source_val": base.to_json(), "val": result.to_json(), "dataset": data.name}
     provenance = {
@@ -451,6 +461,12 @@ def compress(
     stays within `options.max_drop` of the source's; every choice is made on the validation split the source was
     trained with, the test split is only reported.
 
+    Each method clusters with plain K-means and, unless `options.data_aware` is False, also data-aware (`weighting`:
+    each layer's K-means in the metric of its output error on the training split; a separate search, named
+    "… data-aware"). A dense B-spline source with adapted per-input grids is first
+    re-gridded (`regrid.regrid`, on the training
+    split; unless `options.regrid` is False) and the methods run on that, named "regrid+cluster" and
+    "regrid+distill"; fine-tuning and distillation still answer to the original's validation metric.
     For each method (`options.methods`; "distill" applies to dense sources only):
     0. "distill": a MetaKAN fitted to the source's edge vectors (`distill.meta_from_dense`), then trained on the
        task for up to `distill_epochs` with the source as teacher (`tasks.distillation_loss`), so that its
@@ -491,22 +507,34 @@ def compress(
         return candidate, record(CompressTrial(method, tuple(ks), lr, epochs, payload_bytes(candidate), val,
                                                within_budget(val, base, options.max_drop)))
 
+    start, prefix = original, ""
+    if options.regrid and has_adapted_grid(original) and original.kind == "dense":
+        start, prefix = regrid(original, split.train_x.to(target)), "regrid+"
+        val = evaluate(start, split.val_x, split.val_y)
+        record(CompressTrial("regrid", (), 0.0, 0, payload_bytes(start), val, within_budget(val, base,
+                                                                                             options.max_drop)))
     results: list[tuple[KANModel, CompressTrial]] = []
     for method in options.methods:
         if method == "distill" and model.kind != "dense":
             continue
-        source = _distilled(original, split, options, target, base, record) if method == "distill" else original
-        clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
-                              options.kmeans)
+        source = (_distilled(start, original, split, options, target, base, record, prefix) if method == "distill"
+                  else start)
+        for weighted in (False, True) if options.data_aware else (False,):
+            grams = input_grams(source, split.train_x.to(target)) if weighted else None
+            if weighted and all(g is None for g in grams or ()):
+                continue  # a conv model: data-aware clustering would be plain K-means again
+            clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
+                                  options.kmeans, grams)
+            label = prefix + method + (" data-aware" if weighted else "")
 
-        def score(ks: list[int]) -> Metrics:
-            return tuned(method, clusterer, ks, rates[0], options.search_epochs, 0)[1].val  # noqa: B023
+            def score(ks: list[int]) -> Metrics:
+                return tuned(label, clusterer, ks, rates[0], options.search_epochs, 0)[1].val  # noqa: B023
 
-        ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score, base=base)
-        finals = [tuned(method, clusterer, ks, lr, options.epochs, options.patience) for lr in rates]
-        chosen = _best_trial(trial for _, trial in finals)
-        if chosen.within:
-            results.append(next((candidate, trial) for candidate, trial in finals if trial is chosen))
+            ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score, base=base)
+            finals = [tuned(label, clusterer, ks, lr, options.epochs, options.patience) for lr in rates]
+            chosen = _best_trial(trial for _, trial in finals)
+            if chosen.within:
+                results.append(next((candidate, trial) for candidate, trial in finals if trial is chosen))
     if not results:
         closest = _best_trial(trial for trial in trials if trial.ks)
         raise ConfigError(f"no codebook keeps the validation metric within --max-drop {options.max_drop:g} (best: "
@@ -546,11 +574,12 @@ def _best_trial(trials: Iterable[CompressTrial]) -> CompressTrial:
 
 
 def _distilled(
-    source: KANModel, split: Split, options: CompressOptions, target: torch.device, base: Metrics,
-    record: Callable[[CompressTrial], CompressTrial],
+    source: KANModel, teacher: KANModel, split: Split, options: CompressOptions, target: torch.device, base: Metrics,
+    record: Callable[[CompressTrial], CompressTrial], prefix: str = "",
 ) -> KANModel:
-    """`compress`'s distill method: a MetaKAN fitted to `source`'s vectors, then trained on the task with `source`
-    as teacher (the basis's meta learning rates, early stopping on the validation split)."""
+    """`compress`'s distill method: a MetaKAN fitted to `source`'s vectors, then trained on the task with `teacher`
+    (the original model; `source` itself unless it was re-gridded) as teacher (the basis's meta learning rates,
+    early stopping on the validation split)."""
     from kancompress.distill import meta_from_dense
 
     config = source.config
@@ -560,9 +589,9 @@ def _distilled(
     lr, lr_meta, lr_embed = default_learning_rates(config.model, conv, True)
     with _own_rng(options.seed, target):
         fit(meta, split, parameter_groups(meta, lr, lr_meta, lr_embed),
-            options.train_config(options.distill_epochs, options.patience), teacher=source)
+            options.train_config(options.distill_epochs, options.patience), teacher=teacher)
     val = evaluate(meta, split.val_x, split.val_y)
-    record(CompressTrial("distill", (), lr_meta or lr, options.distill_epochs, payload_bytes(meta), val,
+    record(CompressTrial(prefix + "distill", (), lr_meta or lr, options.distill_epochs, payload_bytes(meta), val,
                          within_budget(val, base, options.max_drop)))
     return meta
 

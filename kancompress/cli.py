@@ -305,6 +305,7 @@ def cluster(
     device: Device = "auto",
     lean: Lean = False,
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer instead: the smallest file whose validation metric stays within this budget of the source: accuracy points (classification), or a relative MSE increase, e.g. 0.05 (regression).", show_default="off")] = None,
+    data_aware: Annotated[bool, flag("--data-aware", help="Weigh each edge's error by its effect on the layer's output over the training inputs (needs the data; fully-connected layers).")] = False,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     data_file: DataFile = None,
@@ -321,14 +322,15 @@ def cluster(
         from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 
         options = api.ClusterConfig(k, tuple(sorted(_parse_layer_ks(layer_k).items())), seed, n_init, codebook_dtype,
-                                    index_coding, kmeans, device, max_drop)
+                                    index_coding, kmeans, device, max_drop, data_aware)
         source = load_checkpoint(checkpoint)
         suffix = f"k{k if k is not None else api.default_k(source.model)}" if max_drop is None else f"drop{max_drop:g}"
         path = check_output(output or _default_output(checkpoint, suffix), force, (checkpoint,))
+        data = (_given_data(dataset, data_file, target, task, data_dir, download)
+                if max_drop is not None or data_aware else None)
         if max_drop is None:
-            model, provenance = api.cluster(source, options)
+            model, provenance = api.cluster(source, options, data, download=download)
         else:
-            data = _given_data(dataset, data_file, target, task, data_dir, download)
             with err.status("choosing k per layer on the validation split"):
                 model, provenance = api.cluster(source, options, data, download=download)
             metric = "accuracy" if provenance["val"]["task"] == "classification" else "mse"
@@ -364,6 +366,8 @@ def compress(
     n_init: NInit = 4,
     kmeans: KMeans = "auto",
     device: Device = "auto",
+    data_aware: Annotated[bool, flag("--data-aware/--no-data-aware", help="Also search with K-means in the metric of each layer's output error on the training inputs (besides plain K-means).")] = True,
+    regrid: Annotated[bool, flag("--regrid/--no-regrid", help="Re-fit adapted per-input B-spline grids (from update_grid) on one uniform grid per layer first, so the file need not store them.")] = True,
     full_metadata: Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (every trial, the parent's history) instead of only stage and dataset.")] = False,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
@@ -385,7 +389,8 @@ def compress(
             max_drop=max_drop, ks=tuple(_parse_ks(ks)), search_epochs=search_epochs, epochs=epochs,
             patience=patience, lrs=tuple(lr) or None, methods=tuple(m.strip() for m in methods.split(",")),
             distill_epochs=distill_epochs, batch_size=batch_size, codebook_dtype=codebook_dtype,
-            index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device)
+            index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device, regrid=regrid,
+            data_aware=data_aware)
         path = check_output(output or _default_output(checkpoint, f"drop{max_drop:g}"), force, (checkpoint,))
         source = load_checkpoint(checkpoint)
         data = _given_data(dataset, data_file, target, task, data_dir, download)
@@ -400,7 +405,7 @@ def compress(
 
         def on_trial(trial: api.CompressTrial) -> None:
             row = trial.to_json()
-            ks_text = ",".join(map(str, trial.ks)) or "(meta)"
+            ks_text = ",".join(map(str, trial.ks)) or ("(meta)" if trial.method.endswith("distill") else "(dense)")
             table.add_row(trial.method, ks_text, f"{trial.lr:g}", str(trial.epochs), _kb(trial.bytes),
                           shown(row["val"]), "yes" if trial.within else "no")
             if not as_json:

@@ -19,6 +19,7 @@ from kancompress.models import KANModel, with_edges
 from kancompress.format.schema import INDEX_CODINGS
 from kancompress.options import KMEANS_BACKENDS
 from kancompress.quant import CODEBOOK_DTYPES
+from kancompress.weighting import weighted_kmeans
 
 
 TORCH_KMEANS_MIN_WORK = 4_000_000
@@ -172,7 +173,10 @@ def resolve_ks(model: KANModel, k: int, layer_ks: dict[int, int] | None = None) 
 
 class Clusterer:
     """K-means of one model's edge vectors per (layer, k), computed once and cached, to assemble clustered models
-    with any per-layer ks (one `cluster_model` call, or the many trials of a size-accuracy search)."""
+    with any per-layer ks (one `cluster_model` call, or the many trials of a size-accuracy search).
+
+    With `grams` (`weighting.input_grams`: per layer G_i, or None), a layer's K-means is refined in the metric of
+    its output error on the data (`weighting.weighted_kmeans`)."""
 
     def __init__(
         self,
@@ -182,6 +186,7 @@ class Clusterer:
         codebook_dtype: str = "float32",
         index_coding: str = "packed",
         backend: str = "auto",
+        grams: list[torch.Tensor | None] | None = None,
     ):
         if model.kind == "clustered":
             raise FormatError("model is already clustered; cluster its dense or meta source instead")
@@ -192,11 +197,16 @@ class Clusterer:
         self.model, self.seed, self.n_init, self.backend = model, seed, n_init, backend
         self.codebook_dtype, self.index_coding = codebook_dtype, index_coding
         self.vectors = model.edge_vectors()
+        self.grams = grams or [None] * len(self.vectors)
         self._cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def layer(self, layer: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         if (layer, k) not in self._cache:
             codebook, indices = kmeans(self.vectors[layer], k, self.seed, self.n_init, self.backend)
+            grams = self.grams[layer]
+            if grams is not None:
+                codebook, indices = weighted_kmeans(self.vectors[layer], grams, codebook)
+                codebook, indices = codebook.cpu(), indices.cpu()
             assert int(indices.max()) < k  # post-condition (coremltools-style check)
             self._cache[layer, k] = codebook, indices
         return self._cache[layer, k]
@@ -220,10 +230,12 @@ def cluster_model(
     codebook_dtype: str = "float32",
     index_coding: str = "packed",
     backend: str = "auto",
+    grams: list[torch.Tensor | None] | None = None,
 ) -> KANModel:
     """A clustered copy of a dense or meta model: codebooks + indices; the meta-learner and embeddings are gone.
 
-    `codebook_dtype` and `index_coding` choose how its file will store them.
+    `codebook_dtype` and `index_coding` choose how its file will store them; `grams` makes it data-aware
+    (`Clusterer`).
     """
     ks = resolve_ks(model, k, layer_ks)
-    return Clusterer(model, seed, n_init, codebook_dtype, index_coding, backend).build(ks)
+    return Clusterer(model, seed, n_init, codebook_dtype, index_coding, backend, grams).build(ks)

@@ -93,12 +93,22 @@ class ModelConfig:
     task: str = "classification"  # or "regression" (`kancompress.tasks`)
     input_affine: bool = False  # the model maps raw inputs to [-1, 1] with a stored per-feature (conv: channel) affine
     target_affine: bool = False  # regression: outputs are un-standardised with a stored per-output affine
+    # FC B-spline only: per layer (lo, hi) of its uniform grid, instead of basis.grid_min/max for every layer
+    # (`kancompress.regrid` sets it when it replaces adapted per-input grids)
+    grid_ranges: tuple[tuple[float, float], ...] | None = None
     version: int = CONFIG_VERSION
 
     @property
     def spec(self) -> BasisSpec:
         """The registered basis of `model` (`kancompress.bases`)."""
         return get_spec(self.model)
+
+    def layer_basis(self, layer: int) -> BasisConfig:
+        """The basis settings of layer `layer`: `basis`, with that layer's grid range when `grid_ranges` is set."""
+        if self.grid_ranges is None:
+            return self.basis
+        lo, hi = self.grid_ranges[layer]
+        return dataclasses.replace(self.basis, grid_min=lo, grid_max=hi)
 
     @property
     def num_basis(self) -> int:
@@ -162,6 +172,13 @@ class ModelConfig:
         meta = None
         if meta_data is not None:
             meta = MetaConfig(**_typed_fields(_checked_keys(meta_data, MetaConfig, "meta"), MetaConfig))
+        if fields.get("grid_ranges") is not None:
+            ranges = fields["grid_ranges"]
+            if not isinstance(ranges, (list, tuple)) or not all(
+                    isinstance(pair, (list, tuple)) and len(pair) == 2
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) for pair in ranges):
+                raise ConfigError("model config field 'grid_ranges' must be a list of [lo, hi] number pairs")
+            fields["grid_ranges"] = tuple((float(lo), float(hi)) for lo, hi in ranges)
         if "widths" in fields:
             widths = fields["widths"]
             if not isinstance(widths, (list, tuple)) or not all(_is_int(w) for w in widths):
@@ -213,6 +230,14 @@ class ModelConfig:
         if sum(self.num_edges) > MAX_EDGES:
             raise ConfigError(f"model has {sum(self.num_edges)} edges, more than the limit {MAX_EDGES}")
         spec.check(self.basis)
+        if self.grid_ranges is not None:
+            if not self.spec.layer_grid_ranges or self.conv is not None or self.basis.stored_grid:
+                raise ConfigError(f"grid_ranges is for fully-connected models of a basis with a uniform grid (kan), "
+                                  f"not {self.arch} {self.model}{' with stored grids' if self.basis.stored_grid else ''}")
+            if len(self.grid_ranges) != len(self.layer_shapes):
+                raise ConfigError(f"grid_ranges needs one [lo, hi] per layer ({len(self.layer_shapes)})")
+            for layer in range(len(self.layer_shapes)):
+                spec.check(self.layer_basis(layer))
         if self.meta is not None:
             sharing, _, count = self.meta.sharing.partition(":")
             if self.meta.sharing not in ("model", "layer") and not (
@@ -225,7 +250,7 @@ class ModelConfig:
 
 
 OPTIONAL_FIELDS: dict[str, Any] = {"norm_between": False, "task": "classification", "input_affine": False,
-                                   "target_affine": False}
+                                   "target_affine": False, "grid_ranges": None}
 """Fields written only when they differ from these defaults."""
 
 

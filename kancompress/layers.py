@@ -61,15 +61,15 @@ class KANLinear(nn.Module):
     the model's `norm_between`, a LayerNorm over the whole input of every layer but the first (ChebyKAN's model).
     """
 
-    def __init__(self, config: ModelConfig, in_features: int, out_features: int, first: bool = True):
+    def __init__(self, config: ModelConfig, in_features: int, out_features: int, layer: int = 0):
         super().__init__()
         extras = config.spec.fc
         self.in_features = in_features
         self.out_features = out_features
         self.num_basis = config.num_basis
         self.activation: Activation = _ACTIVATIONS[config.base_activation]
-        self.pre_norm = nn.LayerNorm(in_features) if config.norm_between and not first else None
-        self.basis = Basis(config.spec, config.basis, in_features)
+        self.pre_norm = nn.LayerNorm(in_features) if config.norm_between and layer > 0 else None
+        self.basis = Basis(config.spec, config.layer_basis(layer), in_features)
         self.input_norm = nn.LayerNorm(in_features) if extras.basis_norm else None
         with_bias = extras.bias or config.output_bias
         self.bias = nn.Parameter(torch.zeros(out_features)) if with_bias else None
@@ -104,9 +104,14 @@ class KANLinear(nn.Module):
         x: (N, in); codebook C: (k, num_basis + 1). Returns R of shape (in, k, N). A clustered layer's
         pre-activation is then y[n,o] = Σ_i R[i, I[o,i], n] (`kancompress.fastpath`).
         """
-        x = self.normalise(x)
-        features = torch.cat([self._bases(x), self.activation(x).unsqueeze(-1)], dim=-1)  # (N, in, |w|)
+        features = self.edge_features(x)  # (N, in, |w|)
         return torch.matmul(codebook, features.permute(1, 2, 0))  # (k, |w|) @ (in, |w|, N) -> (in, k, N)
+
+    def edge_features(self, x: torch.Tensor) -> torch.Tensor:
+        """What each edge's vector multiplies: f(x_i) = [B_1(x_i), ..., B_nb(x_i), act(x_i)], so that edge (o, i)
+        adds w[o,i]·f(x_i) to output o. x: (N, in) -> (N, in, |w|)."""
+        x = self.normalise(x)
+        return torch.cat([self._bases(x), self.activation(x).unsqueeze(-1)], dim=-1)
 
     def finish(self, y: torch.Tensor) -> torch.Tensor:
         """The per-output extras applied to the summed edges y: (N, out)."""
@@ -200,7 +205,7 @@ class ConvHead(nn.Module):
 def build_layers(config: ModelConfig) -> list[nn.Module]:
     """The KAN layers of a model, in order."""
     if config.conv is None:
-        return [KANLinear(config, i, o, first=l == 0) for l, (o, i) in enumerate(config.layer_shapes)]
+        return [KANLinear(config, i, o, layer=l) for l, (o, i) in enumerate(config.layer_shapes)]
     conv = config.conv
     return [
         KANConv2d(config, i, o, conv.strides[l], config.layer_groups(l), conv.dropout if l > 0 else 0.0)

@@ -156,7 +156,9 @@ class ClusterConfig:
 
     k: codebook size of every layer (None: `default_k`, 16 for FC models and 256 for conv); layer_ks: per-layer
     overrides ((layer, k), ...); max_drop: instead of k, choose k per layer as the smallest file whose validation
-    accuracy stays within this many points of the source (needs data; excludes k and layer_ks).
+    accuracy stays within this many points of the source (needs data; excludes k and layer_ks); data_aware:
+    weigh each edge's error by what it does to its layer's output on the training inputs (`weighting`; needs
+    data; fully-connected layers).
     """
 
     k: int | None = None
@@ -168,6 +170,7 @@ class ClusterConfig:
     kmeans: str = "auto"
     device: str = "cpu"
     max_drop: float | None = None
+    data_aware: bool = False  # K-means in the metric of each layer's output error on the training inputs
 
     def __post_init__(self) -> None:
         if self.index_coding == "entropy":  # the name before rANS had one; kept so old scripts run
@@ -203,7 +206,10 @@ class CompressOptions:
     ks: the codebook sizes tried per layer; search_epochs: the fine-tuning epochs behind each trial's validation
     metric; epochs/patience: the final fine-tuning; lrs: the final fine-tuning's candidate rates, the best on the
     validation split kept (None: 10× and 1× the basis's lr_c; the search uses the first); codebook_dtype and
-    index_coding: the storage of the written file (smallest by default).
+    index_coding: the storage of the written file (smallest by default); regrid: a B-spline source with adapted
+    per-input grids is first re-fitted on one uniform grid per layer (`kancompress.regrid`), so the file stores
+    two numbers per layer instead of a grid per input; False keeps the grids; data_aware: besides plain K-means, also
+    search with K-means in the metric of each layer's output error on the training inputs (`weighting`).
     """
 
     max_drop: float
@@ -221,6 +227,8 @@ class CompressOptions:
     n_init: int = 4
     kmeans: str = "auto"
     device: str = "auto"
+    regrid: bool = True
+    data_aware: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_drop) and self.max_drop >= 0):

@@ -33,3 +33,35 @@ def test_conv_table2_script_runs_every_row(tmp_path: Path) -> None:
     assert clustered < dense and rows[1]["memory_kb"] == rows[4]["memory_kb"]
     assert all(0 <= float(r["test"]) <= 100 for r in rows)
     assert "--models gramkan --ks 2" in (out / "table2-fashion-mnist.md").read_text()
+
+
+def test_entropy_constrained_clustering_of_the_rate_probe() -> None:
+    """examples/rate_probe.py's ECVQ: with λ = 0 it is a weighted K-means no worse than its K-means start; a large
+    λ puts every edge on one centroid (zero rate); λ in between uses the frequent centroids more."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    from rate_probe import ecvq
+
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randn(600, 4, generator=generator)  # 600 edges of a layer with 6 inputs
+    grams = torch.eye(4, dtype=torch.float64).repeat(6, 1, 1) * torch.rand(6, 1, 1, generator=generator).double()
+
+    def distortion(codebook: torch.Tensor, indices: torch.Tensor) -> float:
+        difference = (vectors - codebook[indices]).double()
+        weights = grams.repeat(100, 1, 1)
+        return float(torch.einsum("na,nab,nb->", difference, weights, difference))
+
+    from kancompress.cluster import sklearn_kmeans
+
+    start = distortion(*sklearn_kmeans(vectors, 8, 0, 4))
+    plain = ecvq(vectors, grams, 8, 0.0)
+    assert distortion(*plain) <= start + 1e-6
+    assert len(torch.unique(ecvq(vectors, grams, 8, 1e6)[1])) == 1
+
+    def entropy(indices: torch.Tensor) -> float:
+        p = torch.bincount(indices).double() / len(indices)
+        p = p[p > 0]
+        return float(-(p * p.log2()).sum())
+
+    assert entropy(ecvq(vectors, grams, 8, 0.3)[1]) < entropy(plain[1])

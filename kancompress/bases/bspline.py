@@ -33,6 +33,7 @@ class BSpline(BasisSpec):
     conv = ConvExtras(output="prelu")
     conv_meta_d_emb = 2
     init = "uniform-0.1"
+    layer_grid_ranges = True
 
     def num_basis(self, basis: BasisConfig) -> int:
         return basis.grid_size + basis.spline_order

@@ -82,6 +82,8 @@ class BasisSpec:
     conv_meta_d_emb: ClassVar[int] = 1  # paper Table 7
     norm_between: ClassVar[bool] = False  # default of ModelConfig.norm_between (LayerNorm between FC layers)
     init: ClassVar[str] = "kaiming"  # FC dense init: "uniform-0.1" | "normal-0.1" | "kaiming" (`layers.init_edge_vectors`)
+    layer_grid_ranges: ClassVar[bool] = False  # FC layers may each have their own [grid_min, grid_max]
+    # (`ModelConfig.grid_ranges`, which `regrid` writes when it replaces stored per-input grids)
 
     def num_basis(self, basis: BasisConfig) -> int:
         """Basis functions per edge; the edge vector |w| is this plus the base weight."""

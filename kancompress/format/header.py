@@ -89,9 +89,11 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     provenance = _json_field(path, meta, "provenance") if "provenance" in meta else {}
     if not isinstance(provenance, dict):
         raise FormatError(f"{path}: provenance must be a JSON object")
-    if version < required_version(config) and required_version(config) > 2:  # (v4's context coding: `_index_table`)
-        raise FormatError(f"{path}: a format version {version} file cannot hold a {config.task} model with a stored "
-                          f"data transform (that needs version {required_version(config)})")
+    needed = required_version(config)  # (v4's context coding is checked in `_index_table`)
+    if version < needed and needed > 2:
+        what = ("per-layer grid ranges" if config.grid_ranges is not None
+                else f"a {config.task} model with a stored data transform")
+        raise FormatError(f"{path}: a format version {version} file cannot hold {what} (that needs version {needed})")
     if (kind == "meta") != (config.meta is not None):
         raise FormatError(f"{path}: kind {kind!r} does not match the model config's meta-learner setting")
     indices: list[IndexEntry] = []

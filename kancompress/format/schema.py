@@ -4,7 +4,8 @@ Layout (safetensors)
 --------------------
 `__metadata__` (str -> str), keys in this order:
     format          "kancompress"
-    format_version  "4" for clustered files with a context-coded layer, else "3" for files of regression models or
+    format_version  "4" for clustered files with a context-coded layer or models with per-layer grid ranges
+                    (`ModelConfig.grid_ranges`), else "3" for files of regression models or
                     with a stored data transform, else "2" (the oldest version that can hold the file, so older
                     readers keep reading what they can); "1" still read
     kind            "dense" | "meta" | "clustered"
@@ -123,6 +124,8 @@ def metadata_checksum(metadata: dict[str, str]) -> str:
 
 def required_version(config: ModelConfig) -> int:
     """The oldest format version that can hold a checkpoint of this config and any index coding but context."""
+    if config.grid_ranges is not None:
+        return 4
     return 3 if config.task != "classification" or config.input_affine or config.target_affine else 2
 
 
