@@ -10,11 +10,12 @@ inputs take on the given data, and each edge's spline is re-fitted to the old on
 
 with B (N, G+k) the old basis and B' the new one at input i's N samples, and U, U' both at `PRIOR_POINTS` evenly
 spaced points u_m over the layer's range: one small solve per input, shared by all its outputs. The second term,
-weighted so that a point of it counts `PRIOR_WEIGHT` of a sample, decides what the data leave open (a pixel that
-is nearly always background has samples at one value only): there the new spline follows the old function,
-which is zero beyond an adapted grid's last knot. When the new basis equals the old one, M_i = I exactly. The base branch w_b·act(x) does not depend on the grid and is kept. The fit is exact where the
-new grid can represent the old spline and least-squares elsewhere; `compress` fine-tunes (or distils) afterwards
-against the original model, so what matters is that it starts close.
+whose points together weigh `PRIOR_WEIGHT` of the samples, decides what the data leave open (a pixel that is
+nearly always background has samples at one value only): there the new spline follows the old function, which is
+zero beyond an adapted grid's last knot. When the new basis equals the old one, M_i = I exactly. The base branch
+w_b·act(x) does not depend on the grid and is kept. The fit is exact where the new grid can represent the old
+spline and least-squares elsewhere; `compress` fine-tunes (or distils) afterwards against the original model, so
+what matters is that it starts close.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from kancompress.models import KANModel, build_model
 from kancompress.weighting import layer_inputs
 
 PRIOR_POINTS = 64  # u_m per layer
-PRIOR_WEIGHT = 1e-3  # one prior point weighs this much of one sample
+PRIOR_WEIGHT = 1e-3  # all prior points together weigh this fraction of the samples
 FIT_SAMPLES = 16_384  # the least squares see at most this many samples (evenly strided); the ranges see them all
 
 

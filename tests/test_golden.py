@@ -29,6 +29,7 @@ def test_golden_set_covers_versions_kinds_codings_and_archs() -> None:
                 assert f"{version}-{arch}-kan-{variant}" in names
     assert any("rans" in entry["index_codings"] for entry in MANIFEST.values())
     assert any("context" in entry["index_codings"] for entry in MANIFEST.values())
+    assert "v4-fc-kan-gridranges-dense" in names  # per-layer grid ranges (format 4)
     assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3, 4}
 
 

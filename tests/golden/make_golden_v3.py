@@ -7,7 +7,6 @@ probes.safetensors without touching the older entries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,8 +14,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kancompress.config import ConvConfig, MetaConfig, default_config, default_conv_config
-from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+from kancompress.format.checkpoint import save_checkpoint
 from kancompress.models import build_model
+
+from _record import record_golden  # tests/golden/_record.py (scripts run with their folder on sys.path)
 
 HERE = Path(__file__).parent
 
@@ -53,17 +54,8 @@ def main() -> None:
             model.edges.round_to_storage()
         path = HERE / f"{name}.safetensors"
         save_checkpoint(model, path, {"stage": "golden", "dataset": "feynman:I.6.20a"}, force=True)
-        loaded = load_checkpoint(path)
         shape = (7, config.widths[0]) if config.conv is None else (5, 2, 6, 6)
-        x = torch.randn(*shape) * 3 + 1
-        with torch.no_grad():
-            probes[f"{name}.x"], probes[f"{name}.y"] = x.contiguous(), loaded.model.eval()(x).contiguous()
-        manifest[name] = {
-            "file": path.name, "kind": loaded.kind, "format_version": loaded.header.version,
-            "index_codings": [e.coding for e in loaded.header.indices],
-            "state_sha256": {k: hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
-                             for k, t in sorted(loaded.model.state_dict().items())},
-        }
+        loaded = record_golden(name, path, torch.randn(*shape) * 3 + 1, probes, manifest)
     save_file(probes, str(HERE / "probes.safetensors"))
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 

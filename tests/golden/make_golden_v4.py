@@ -1,13 +1,13 @@
-"""Write the format-4 golden files (context-coded index streams), written once by the version that introduced
-format 4; the older files come from `make_golden.py` and `make_golden_v3.py`. Appends to manifest.json and
-probes.safetensors without touching the older entries.
+"""Write the format-4 golden files (context-coded index streams; per-layer grid ranges), written once by the
+version that introduced format 4; the older files come from `make_golden.py` and `make_golden_v3.py`. Appends to
+manifest.json and probes.safetensors without touching the older entries.
 
     python tests/golden/make_golden_v4.py
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,8 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kancompress.config import ConvConfig, default_config, default_conv_config
-from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+from kancompress.format.checkpoint import save_checkpoint
 from kancompress.models import build_model
+
+from _record import record_golden  # tests/golden/_record.py (scripts run with their folder on sys.path)
 
 HERE = Path(__file__).parent
 
@@ -53,18 +55,20 @@ def main() -> None:
         model.edges.round_to_storage()
         path = HERE / f"{name}.safetensors"
         save_checkpoint(model, path, {"stage": "golden", "dataset": "digits"}, force=True)
-        loaded = load_checkpoint(path)
-        assert loaded.header.version == 4 and any(e.coding == "context" for e in loaded.header.indices)
         shape = (7, config.widths[0]) if config.conv is None else (5, 2, 6, 6)
-        x = torch.randn(*shape) * 2
-        with torch.no_grad():
-            probes[f"{name}.x"], probes[f"{name}.y"] = x.contiguous(), loaded.model.eval()(x).contiguous()
-        manifest[name] = {
-            "file": path.name, "kind": loaded.kind, "format_version": loaded.header.version,
-            "index_codings": [e.coding for e in loaded.header.indices],
-            "state_sha256": {k: hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
-                             for k, t in sorted(loaded.model.state_dict().items())},
-        }
+        loaded = record_golden(name, path, torch.randn(*shape) * 2, probes, manifest)
+        assert loaded.header.version == 4
+    # A dense B-spline model with per-layer grid ranges (what `compress` writes after re-gridding adapted grids).
+    name = "v4-fc-kan-gridranges-dense"
+    config = dataclasses.replace(default_config("kan", (12, 10, 3)), grid_ranges=((-1.5, 1.0), (-4.0, 6.0)))
+    model = build_model(config)
+    with torch.no_grad():
+        for vectors in model.dense_edges().vectors:
+            vectors.normal_(0, 0.5)
+    path = HERE / f"{name}.safetensors"
+    save_checkpoint(model, path, {"stage": "golden", "dataset": "digits"}, force=True)
+    loaded = record_golden(name, path, torch.randn(7, 12) * 3, probes, manifest)
+    assert loaded.header.version == 4 and loaded.model.config.grid_ranges == config.grid_ranges
     save_file(probes, str(HERE / "probes.safetensors"))
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
