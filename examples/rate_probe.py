@@ -1,7 +1,7 @@
 """How few bits per edge a Fashion-MNIST MetaKAN keeps within 0.5 validation points: K-means against entropy-
 constrained, data-weighted clustering of its first layer (issue 16, goal 2: <= 1.5 bits per edge all-in).
 
-    python examples/rate_probe.py                    # about 4 min on 2 cores, after examples/smallest_fashion_mnist.py
+    python examples/rate_probe.py                    # about 15 min on 2 cores, after examples/smallest_fashion_mnist.py
     python examples/rate_probe.py --write-results    # also writes examples/results/rate-probe-fashion-mnist.md
 
 The first layer holds 25,088 of the 25,408 edges, so its index stream is the file. Its second layer stays at K-means
@@ -126,6 +126,8 @@ def markdown(rows: list[dict[str, float | int | str]], base_val: float, base_tes
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("runs/smallest-fmnist"))
+    parser.add_argument("--rows", default="3:-,4:-,6:-,8:-,8:1e-3,8:2e-3,16:1e-3,16:2e-3",
+                        help="k:λ per row, λ '-' for plain K-means")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     try:
@@ -142,13 +144,13 @@ def main() -> None:
     base_val = 100 * evaluate(source.model, split.val_x, split.val_y).headline
     base_test = 100 * evaluate(source.model, data.test_x, data.test_y).headline
     grams = feature_grams(source.model, split.train_x.flatten(1)[:20_000])
-    plan: list[tuple[int, float | None]] = [(3, None), (4, None), (6, None), (8, None),
-                                           (8, 1e-3), (8, 2e-3), (16, 1e-3), (16, 2e-3)]
+    plan = [(int(k), None if lam == "-" else float(lam)) for k, lam in (item.split(":") for item in args.rows.split(","))]
     rows = []
     for k, lam in plan:
         rows.append(probe_row(source, data, split, k, lam, grams))
         print(rows[-1], flush=True)
-    text = markdown(rows, base_val, base_test, "python examples/rate_probe.py", time.monotonic() - started)
+    command = "python examples/rate_probe.py" + (f" --rows {args.rows}" if args.rows != parser.get_default("rows") else "")
+    text = markdown(rows, base_val, base_test, command, time.monotonic() - started)
     (args.workdir / "rate-probe-fashion-mnist.md").write_text(text)
     print(text)
     if args.write_results:

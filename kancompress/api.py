@@ -463,8 +463,8 @@ def compress(
 
     Each method clusters with plain K-means and, unless `options.data_aware` is False, also data-aware (`weighting`:
     each layer's K-means in the metric of its output error on the training split; a separate search, named
-    "… data-aware"). A dense B-spline source with adapted per-input grids is first re-gridded (`regrid.regrid`,
-    on the training split; unless `options.regrid` is False) and the methods run on that, named "regrid+cluster"
+    "… data-aware"). With `options.regrid`, a dense B-spline source with adapted per-input grids is first re-gridded
+    (`regrid.regrid`, on the training split) and the methods run on that, named "regrid+cluster"
     and "regrid+distill"; fine-tuning and distillation still answer to the original's validation metric.
     For each method (`options.methods`; "distill" applies to dense sources only):
     0. "distill": a MetaKAN fitted to the source's edge vectors (`distill.meta_from_dense`), then trained on the

@@ -367,7 +367,7 @@ def compress(
     kmeans: KMeans = "auto",
     device: Device = "auto",
     data_aware: Annotated[bool, flag("--data-aware/--no-data-aware", help="Also search with K-means in the metric of each layer's output error on the training inputs (besides plain K-means).")] = True,
-    regrid: Annotated[bool, flag("--regrid/--no-regrid", help="Re-fit adapted per-input B-spline grids (from update_grid) on one uniform grid per layer first, so the file need not store them.")] = True,
+    regrid: Annotated[bool, flag("--regrid/--no-regrid", help="Re-fit adapted per-input B-spline grids (from update_grid) on one uniform grid per layer first, so the file need not store them (experimental).")] = False,
     full_metadata: Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (every trial, the parent's history) instead of only stage and dataset.")] = False,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,

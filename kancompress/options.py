@@ -208,7 +208,8 @@ class CompressOptions:
     validation split kept (None: 10× and 1× the basis's lr_c; the search uses the first); codebook_dtype and
     index_coding: the storage of the written file (smallest by default); regrid: a B-spline source with adapted
     per-input grids is first re-fitted on one uniform grid per layer (`kancompress.regrid`), so the file stores
-    two numbers per layer instead of a grid per input; False keeps the grids; data_aware: besides plain K-means, also
+    two numbers per layer instead of a grid per input (off by default: on the Fashion-MNIST frontier's efficient-kan
+    model no re-gridded trial stayed within 0.5 points, while the grids kept gave 61 KB within 0.26); data_aware: besides plain K-means, also
     search with K-means in the metric of each layer's output error on the training inputs (`weighting`).
     """
 
@@ -227,7 +228,7 @@ class CompressOptions:
     n_init: int = 4
     kmeans: str = "auto"
     device: str = "auto"
-    regrid: bool = True
+    regrid: bool = False
     data_aware: bool = True
 
     def __post_init__(self) -> None:

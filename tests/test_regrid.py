@@ -154,7 +154,7 @@ def test_a_version_3_file_cannot_claim_grid_ranges(tmp_path: Path) -> None:
         read_header(path)
 
 
-def test_compress_regrids_an_adapted_checkpoint_unless_told_not_to() -> None:
+def test_compress_regrids_an_adapted_checkpoint_when_asked() -> None:
     result = api.train(api.TrainOptions.build(model="kan", hidden=(8,), train=TrainConfig(epochs=2)))
     model = result.model
     config = dataclasses.replace(model.config, basis=dataclasses.replace(model.config.basis, stored_grid=True))
@@ -167,10 +167,10 @@ def test_compress_regrids_an_adapted_checkpoint_unless_told_not_to() -> None:
                                              result.provenance))
     quick = {"max_drop": 5.0, "ks": (4, 8), "search_epochs": 1, "epochs": 1, "methods": ("cluster",),
              "data_aware": False}
-    small, provenance, trials = api.compress(source, api.CompressOptions(**quick))  # type: ignore[arg-type]
+    small, provenance, trials = api.compress(source, api.CompressOptions(**quick, regrid=True))  # type: ignore[arg-type]
     assert trials[0].method == "regrid" and not trials[0].ks
     assert provenance["method"] == "regrid+cluster"
     assert small.config.grid_ranges is not None and not small.config.basis.stored_grid
-    kept, provenance, trials = api.compress(source, api.CompressOptions(**quick, regrid=False))  # type: ignore[arg-type]
+    kept, provenance, trials = api.compress(source, api.CompressOptions(**quick))  # type: ignore[arg-type]  # default: kept
     assert provenance["method"] == "cluster" and all(trial.method == "cluster" for trial in trials)
     assert kept.config.basis.stored_grid
