@@ -48,8 +48,7 @@ TARGET_BYTES = 4_765  # 1.5 bits per edge
 def feature_grams(model: KANModel, x: torch.Tensor) -> torch.Tensor:
     """G_i = E_n[f(x_ni) f(x_ni)ᵀ] of the first layer's inputs, (in, |w|, |w|), with a 1 % ridge."""
     layer = model.fc_layers()[0]
-    seen = layer.normalise(model.normalize.inputs(x) if model.normalize is not None else x)
-    features = torch.cat([layer._bases(seen), layer.activation(seen).unsqueeze(-1)], dim=-1).double()  # (N, in, |w|)
+    features = layer.edge_features(model.normalize.inputs(x) if model.normalize is not None else x).double()
     grams = torch.einsum("nia,nib->iab", features, features) / features.shape[0]
     ridge = 0.01 * grams.diagonal(dim1=1, dim2=2).mean()
     return grams + ridge * torch.eye(grams.shape[-1], dtype=grams.dtype)

@@ -122,16 +122,17 @@ _TOP = 1 << 24
 _MASK32 = 0xFFFFFFFF
 
 
-def _context_tables(k: int) -> tuple[int, list[int]]:
+def _context_tables(k: int, row: int) -> tuple[int, list[int]]:
+    """Bits per index and the initial probabilities of every (context, tree node), after checking k and row."""
+    if not 2 <= k <= CONTEXT_MAX_K or row < 1:
+        raise ValueError(f"context coding needs 2 <= k <= {CONTEXT_MAX_K} and row >= 1 (k={k}, row={row})")
     bits = max(1, (k - 1).bit_length())
     return bits, [_CTX_ONE >> 1] * ((k + 1) * (k + 1) << bits)
 
 
 def context_encode(symbols: np.ndarray, k: int, row: int) -> bytes:
     """Code symbols in [0, k) with the context-adaptive coder (see above); `row` >= 1 sets the "up" neighbour."""
-    if not 2 <= k <= CONTEXT_MAX_K or row < 1:
-        raise ValueError(f"context coding needs 2 <= k <= {CONTEXT_MAX_K} and row >= 1 (k={k}, row={row})")
-    bits, probs = _context_tables(k)
+    bits, probs = _context_tables(k, row)
     values = np.asarray(symbols, dtype=np.int64).tolist()
     out = bytearray()
     low, span, cache, pending = 0, _MASK32, 0, 1
@@ -179,11 +180,9 @@ def context_encode(symbols: np.ndarray, k: int, row: int) -> bytes:
 
 def context_decode(stream: bytes, k: int, row: int, n: int) -> np.ndarray:
     """Decode n symbols; raises ValueError on a stream that is too short or has bytes left over."""
-    if not 2 <= k <= CONTEXT_MAX_K or row < 1:
-        raise ValueError(f"context coding needs 2 <= k <= {CONTEXT_MAX_K} and row >= 1 (k={k}, row={row})")
+    bits, probs = _context_tables(k, row)
     if len(stream) < 4:
         raise ValueError("context-coded stream is shorter than its 4-byte start")
-    bits, probs = _context_tables(k)
     code, span = int.from_bytes(stream[:4], "big"), _MASK32
     position, size = 4, len(stream)
     values = [0] * n

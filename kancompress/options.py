@@ -209,8 +209,9 @@ class CompressOptions:
     index_coding: the storage of the written file (smallest by default); regrid: a B-spline source with adapted
     per-input grids is first re-fitted on one uniform grid per layer (`kancompress.regrid`), so the file stores
     two numbers per layer instead of a grid per input (off by default: on the Fashion-MNIST frontier's efficient-kan
-    model no re-gridded trial stayed within 0.5 points, while the grids kept gave 61 KB within 0.26); data_aware: besides plain K-means, also
-    search with K-means in the metric of each layer's output error on the training inputs (`weighting`).
+    model no re-gridded trial stayed within 0.5 points, while the grids kept gave 61 KB within 0.26); data_aware:
+    besides plain K-means, also search with K-means in the metric of each layer's output error on the training
+    inputs (`weighting`).
     """
 
     max_drop: float
