@@ -2,6 +2,7 @@
 
     python examples/compress_frontier.py                      # kan, fastkan, gramkan; about 70 min on 2 cores
     python examples/compress_frontier.py --models kan --write-results
+    python examples/compress_frontier.py --models kan --sources adapted --write-results   # one source
 
 Per basis, a plain KAN and a MetaKAN (seed 0, at most --epochs epochs, early stopping on validation), and for
 the B-spline basis also an efficient-kan KAN whose grids `update_grid` adapted (efficient-kan's README recipe,
@@ -9,9 +10,11 @@ saved in its layout and imported; `_adapted.py`), then:
 - the paper's recipe: `cluster -k 16` + `finetune` (5 epochs at lr_c), packed indices, float32 codebooks;
 - `compress --max-drop 0.5`: per-layer k on the validation split, int8 codebooks, the smallest index coding
   (packed, rANS or context), lean metadata; for dense sources with both methods (cluster its vectors; distil it
-  into a MetaKAN first); the adapted-grid source re-gridded first, and once more with `--no-regrid`.
+  into a MetaKAN first); the adapted-grid source with its grids shared (the default, `--grids share`) and once
+  more with every input's grid kept (`--grids keep`).
 Every choice is made on the validation split; test accuracy is only reported. Writes frontier-fashion-mnist.{md,
-csv,png} into --out (and examples/results/ with --write-results). Needs Fashion-MNIST (apt-get install
+csv,png} into --out (and examples/results/ with --write-results); a run of some models or sources only names its
+files after them (frontier-fashion-mnist-kan-adapted.md). Needs Fashion-MNIST (apt-get install
 dataset-fashion-mnist); the plot needs matplotlib.
 """
 
@@ -74,22 +77,30 @@ def compressed(out: Path, model: str, name: str, label: str, source: Any, base_t
                options: api.CompressOptions) -> dict[str, Any] | None:
     started = time.monotonic()
     try:
-        small, provenance, _ = api.compress(source, options)
+        small, provenance, _ = api.compress(source, options, on_trial=lambda trial: print(
+            f"    {trial.method} k={list(trial.ks)} lr={trial.lr:g}: {trial.bytes:,} B, {trial.val.describe()}",
+            flush=True))
     except KanCompressError as error:
         print(f"{model} {name}: compress{label} found nothing within budget ({error})", flush=True)
         return None
     compact = save_checkpoint(small, out / f"{model}-{name}-compressed{label.replace(' ', '')}.safetensors",
                               api.lean_provenance(provenance), force=True)
-    result = row(model, name, f"compress{label} ({provenance['method']}, k={provenance['k']})", compact,
+    shared = [trial["k"] for trial in provenance["trials"] if trial["method"] == "grids"]  # shared grids per layer
+    grids = f", grids={shared[0]}" if shared and provenance["method"].startswith("grids+") else ""
+    result = row(model, name, f"compress{label} ({provenance['method']}, k={provenance['k']}{grids})", compact,
                  100 * provenance["val"]["accuracy"], 100 * provenance["test"]["accuracy"], base_test,
                  time.monotonic() - started)
     print(f"  {result}", flush=True)
     return result
 
 
-def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float) -> list[dict[str, Any]]:
+SOURCES = {"plain": "plain", "meta": "meta", "adapted": "efficient-kan adapted"}  # --sources: row names
+
+
+def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float, chosen: list[str]
+             ) -> list[dict[str, Any]]:
     rows = []
-    sources = ["plain", "meta"] + (["efficient-kan adapted"] if model == "kan" else [])
+    sources = [SOURCES[key] for key in chosen if key != "adapted" or model == "kan"]  # adapted grids: B-splines
     for name in sources:
         started = time.monotonic()
         path = adapted(out, epochs) if name == "efficient-kan adapted" else trained(out, model, name == "meta",
@@ -111,8 +122,8 @@ def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float)
         rows.append(row(model, name, "paper k=16 + FT", k16_ft, None, 100 * tuned.test.headline, base_test,
                         time.monotonic() - started))
         variants = [("", api.CompressOptions(max_drop=max_drop))]
-        if name == "efficient-kan adapted":  # the grids kept per input, as before re-gridding existed
-            variants.insert(0, (" --no-regrid", api.CompressOptions(max_drop=max_drop, regrid=False)))
+        if name == "efficient-kan adapted":  # every input's grid stored, as before shared grids existed
+            variants.append((" --grids keep", api.CompressOptions(max_drop=max_drop, grids="keep")))
         for label, options in variants:
             result = compressed(out, model, tag, label, source, base_test, options)
             if result is not None:
@@ -174,12 +185,16 @@ def plot(rows: list[dict[str, Any]]) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="kan,fastkan,gramkan")
+    parser.add_argument("--sources", default="plain,meta,adapted", help="plain, meta, adapted (B-spline only)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("runs/frontier"))
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
+    chosen = args.sources.split(",")
+    if not chosen or any(key not in SOURCES for key in chosen):
+        sys.exit(f"--sources takes a comma-separated subset of {', '.join(SOURCES)}")
     try:
         api.load_data("fashion-mnist")
     except KanCompressError as error:
@@ -195,19 +210,22 @@ def main() -> None:
     print(f"about {25 * len(models)} min on 2 cores", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    rows = [r for model in models for r in frontier(args.out, model, args.epochs, args.patience, args.max_drop)]
-    command = "python examples/compress_frontier.py" + ("" if args.models == "kan,fastkan,gramkan"
-                                                        else f" --models {args.models}")
-    files = {"frontier-fashion-mnist.md": as_markdown(rows, command, time.monotonic() - started,
-                                                      args.max_drop).encode(),
-             "frontier-fashion-mnist.csv": as_csv(rows).encode()}
+    rows = [r for model in models for r in frontier(args.out, model, args.epochs, args.patience, args.max_drop,
+                                                    chosen)]
+    command, stem = "python examples/compress_frontier.py", "frontier-fashion-mnist"
+    if args.models != parser.get_default("models"):
+        command, stem = command + f" --models {args.models}", stem + "-" + "-".join(models)
+    if args.sources != parser.get_default("sources"):
+        command, stem = command + f" --sources {args.sources}", stem + "-" + "-".join(chosen)
+    files = {f"{stem}.md": as_markdown(rows, command, time.monotonic() - started, args.max_drop).encode(),
+             f"{stem}.csv": as_csv(rows).encode()}
     if drawing:
-        files["frontier-fashion-mnist.png"] = plot(rows)
+        files[f"{stem}.png"] = plot(rows)
     for name, data in files.items():
         (args.out / name).write_bytes(data)
         if args.write_results:
             (RESULTS / name).write_bytes(data)
-    print(files["frontier-fashion-mnist.md"].decode())
+    print(files[f"{stem}.md"].decode())
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ from kancompress.errors import ConfigError, DataError, FormatError
 from kancompress.userdata import dataset_from_arrays, load_data_file
 from kancompress.format.checkpoint import Checkpoint, load_checkpoint, payload_bytes, save_checkpoint
 from kancompress.models import KANModel, build_model, with_edges
-from kancompress.regrid import has_adapted_grid, regrid
+from kancompress.regrid import has_adapted_grid, regrid, share_grids
 from kancompress.weighting import input_grams
 from kancompress.options import (
+    GRID_BUDGET,
     ClusterConfig,
     CompressOptions,
     FinetuneOptions,
@@ -45,7 +46,7 @@ from kancompress.options import (
     default_k,
     default_meta,
 )
-from kancompress.search import SweepPoint, choose_ks
+from kancompress.search import SweepPoint, choose_ks, smallest_per_layer
 from kancompress.search import sweep as search_sweep
 from kancompress.tasks import Metrics, better, within_budget
 from kancompress.train import EpochReport, History, evaluate, fit
@@ -463,9 +464,10 @@ def compress(
 
     Each method clusters with plain K-means and, unless `options.data_aware` is False, also data-aware (`weighting`:
     each layer's K-means in the metric of its output error on the training split; a separate search, named
-    "… data-aware"). With `options.regrid`, a dense B-spline source with adapted per-input grids is first re-gridded
-    (`regrid.regrid`, on the training split) and the methods run on that, named "regrid+cluster"
-    and "regrid+distill"; fine-tuning and distillation still answer to the original's validation metric.
+    "… data-aware"). A dense B-spline source with adapted per-input grids is first given shared grids
+    (`options.grids` "share": `_shared_grids`, methods named "grids+cluster", "grids+distill") or re-gridded
+    ("regrid": `regrid.regrid`, methods named "regrid+…"), on the training split, unless "keep"; fine-tuning and
+    distillation still answer to the original's validation metric.
     For each method (`options.methods`; "distill" applies to dense sources only):
     0. "distill": a MetaKAN fitted to the source's edge vectors (`distill.meta_from_dense`), then trained on the
        task for up to `distill_epochs` with the source as teacher (`tasks.distillation_loss`), so that its
@@ -507,11 +509,17 @@ def compress(
                                                within_budget(val, base, options.max_drop)))
 
     start, prefix = original, ""
-    if options.regrid and has_adapted_grid(original) and original.kind == "dense":
-        start, prefix = regrid(original, split.train_x.to(target)), "regrid+"
-        val = evaluate(start, split.val_x, split.val_y)
-        record(CompressTrial("regrid", (), 0.0, 0, payload_bytes(start), val, within_budget(val, base,
-                                                                                             options.max_drop)))
+    counts: tuple[int, ...] = ()  # the shared grids per layer
+    if options.grids != "keep" and has_adapted_grid(original) and original.kind == "dense":
+        if options.grids == "regrid":
+            start = regrid(original, split.train_x.to(target))
+            val = evaluate(start, split.val_x, split.val_y)
+        else:
+            start, counts, val = _shared_grids(original, split, options, base, target)
+        if start is not original:
+            prefix = options.grids.replace("share", "grids") + "+"
+            record(CompressTrial(prefix[:-1], counts, 0.0, 0, payload_bytes(start), val,
+                                 within_budget(val, base, options.max_drop)))
     results: list[tuple[KANModel, CompressTrial]] = []
     for method in options.methods:
         if method == "distill" and model.kind != "dense":
@@ -560,6 +568,29 @@ def compress(
         "parent": parent,
     }
     return best, provenance, trials
+
+
+def _shared_grids(
+    model: KANModel, split: Split, options: CompressOptions, base: Metrics, target: torch.device
+) -> tuple[KANModel, tuple[int, ...], Metrics]:
+    """`compress`'s first step for adapted grids: per layer (widest first) the fewest shared grids of
+    `options.grid_counts` (`regrid.share_grids`) whose model stays within `GRID_BUDGET`·max_drop of `base` on the
+    validation split; `model` itself when no count is accepted. Returns the model, the counts and its metrics."""
+    widths = [layer.in_features for layer in model.fc_layers()]
+    tried: dict[tuple[int, ...], tuple[KANModel, Metrics]] = {tuple(widths): (model, base)}
+    x = split.train_x.to(target)
+
+    def score(counts: list[int]) -> Metrics:
+        if tuple(counts) not in tried:
+            shared = share_grids(model, x, counts, options.seed)
+            tried[tuple(counts)] = shared, evaluate(shared, split.val_x, split.val_y)
+        return tried[tuple(counts)][1]
+
+    options_per_layer = [[count for count in options.grid_counts if count < width] + [width] for width in widths]
+    order = sorted(range(len(widths)), key=lambda layer: -widths[layer])
+    counts, val = smallest_per_layer(options_per_layer, order, score,
+                                     lambda trial: within_budget(trial, base, GRID_BUDGET * options.max_drop))
+    return tried[tuple(counts)][0], tuple(counts), val
 
 
 def _best_trial(trials: Iterable[CompressTrial]) -> CompressTrial:

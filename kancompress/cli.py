@@ -367,7 +367,8 @@ def compress(
     kmeans: KMeans = "auto",
     device: Device = "auto",
     data_aware: Annotated[bool, flag("--data-aware/--no-data-aware", help="Also search with K-means in the metric of each layer's output error on the training inputs (besides plain K-means).")] = True,
-    regrid: Annotated[bool, flag("--regrid/--no-regrid", help="Re-fit adapted per-input B-spline grids (from update_grid) on one uniform grid per layer first, so the file need not store them (experimental).")] = False,
+    grids: Annotated[str, typer.Option("--grids", help="Adapted per-input B-spline grids (from update_grid): share (each layer's fewest shared grids of --grid-counts within a fifth of the budget) | keep (store every input's grid) | regrid (one uniform grid per layer; experimental).")] = "share",
+    grid_counts: Annotated[str, typer.Option("--grid-counts", help="Comma-separated shared-grid counts tried per layer with --grids share.")] = "1,4,16,64",
     full_metadata: Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (every trial, the parent's history) instead of only stage and dataset.")] = False,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
@@ -389,8 +390,8 @@ def compress(
             max_drop=max_drop, ks=tuple(_parse_ks(ks)), search_epochs=search_epochs, epochs=epochs,
             patience=patience, lrs=tuple(lr) or None, methods=tuple(m.strip() for m in methods.split(",")),
             distill_epochs=distill_epochs, batch_size=batch_size, codebook_dtype=codebook_dtype,
-            index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device, regrid=regrid,
-            data_aware=data_aware)
+            index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device, grids=grids,
+            grid_counts=tuple(_parse_ks(grid_counts, "--grid-counts")), data_aware=data_aware)
         path = check_output(output or _default_output(checkpoint, f"drop{max_drop:g}"), force, (checkpoint,))
         source = load_checkpoint(checkpoint)
         data = _given_data(dataset, data_file, target, task, data_dir, download)
@@ -601,11 +602,11 @@ def sweep(
                 out.print(f"wrote {plot}", highlight=False, markup=False)
 
 
-def _parse_ks(text: str) -> list[int]:
+def _parse_ks(text: str, option: str = "--ks") -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"--ks {text!r} must be comma-separated integers, e.g. 2,4,8,16") from None
+        raise ConfigError(f"{option} {text!r} must be comma-separated integers, e.g. 2,4,8,16") from None
 
 
 @app.command("eval")

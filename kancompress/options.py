@@ -194,6 +194,8 @@ class ClusterConfig:
 
 
 COMPRESS_METHODS = ("cluster", "distill")
+GRID_MODES = ("share", "keep", "regrid")  # CompressOptions.grids
+GRID_BUDGET = 0.2  # the share of --max-drop that sharing adapted grids may spend (the rest is clustering's)
 
 
 @dataclass(frozen=True)
@@ -206,10 +208,12 @@ class CompressOptions:
     ks: the codebook sizes tried per layer; search_epochs: the fine-tuning epochs behind each trial's validation
     metric; epochs/patience: the final fine-tuning; lrs: the final fine-tuning's candidate rates, the best on the
     validation split kept (None: 10× and 1× the basis's lr_c; the search uses the first); codebook_dtype and
-    index_coding: the storage of the written file (smallest by default); regrid: a B-spline source with adapted
-    per-input grids is first re-fitted on one uniform grid per layer (`kancompress.regrid`), so the file stores
-    two numbers per layer instead of a grid per input (off by default: on the Fashion-MNIST frontier's efficient-kan
-    model no re-gridded trial stayed within 0.5 points, while the grids kept gave 61 KB within 0.26); data_aware:
+    index_coding: the storage of the written file (smallest by default); grids: what happens first to a dense
+    B-spline source whose grids were adapted per input (`update_grid`): "share" (default) gives each layer the
+    fewest of `grid_counts` shared grids that keep the validation metric within `GRID_BUDGET` of the budget
+    (`regrid.share_grids`; the file then stores a few grid rows and an index per input), "keep" stores every
+    input's grid, "regrid" re-fits one uniform grid per layer (`regrid.regrid`; on the Fashion-MNIST frontier's
+    efficient-kan model no re-gridded trial stayed within 0.5 points); data_aware:
     besides plain K-means, also search with K-means in the metric of each layer's output error on the training
     inputs (`weighting`).
     """
@@ -229,7 +233,8 @@ class CompressOptions:
     n_init: int = 4
     kmeans: str = "auto"
     device: str = "auto"
-    regrid: bool = False
+    grids: str = "share"
+    grid_counts: tuple[int, ...] = (1, 4, 16, 64)
     data_aware: bool = True
 
     def __post_init__(self) -> None:
@@ -249,6 +254,10 @@ class CompressOptions:
         if self.lrs is not None and not self.lrs:
             raise ConfigError("give at least one --lr")
         object.__setattr__(self, "ks", tuple(sorted(set(self.ks))))
+        _check_choice("grids mode", self.grids, GRID_MODES)
+        if not self.grid_counts or min(self.grid_counts) < 1:
+            raise ConfigError("--grid-counts needs shared-grid counts >= 1, e.g. 1,4,16,64")
+        object.__setattr__(self, "grid_counts", tuple(sorted(set(self.grid_counts))))
         _check_clustering(self.codebook_dtype, self.index_coding, self.kmeans, self.device)
 
     def train_config(self, epochs: int, patience: int) -> TrainConfig:

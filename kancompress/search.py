@@ -118,23 +118,38 @@ def choose_ks(
     def clustered_only(ks: list[int]) -> Metrics:
         return evaluate(clusterer.build(ks), split.val_x, split.val_y)
 
-    score = score or clustered_only
     base = base if base is not None else evaluate(clusterer.model, split.val_x, split.val_y)
     counts = clusterer.model.config.num_edges
     options = [[k for k in candidates if k <= n] or [n] for n in counts]
-    ks = [opts[-1] for opts in options]
-    result = score(ks)
+    order = sorted(range(len(counts)), key=lambda l: -counts[l])
+    ks, result = smallest_per_layer(options, order, score or clustered_only,
+                                    lambda trial: within_budget(trial, base, max_drop), on_trial)
+    return ks, base, result
+
+
+def smallest_per_layer(
+    options: list[list[int]],
+    order: list[int],
+    score: Callable[[list[int]], Metrics],
+    accept: Callable[[Metrics], bool],
+    on_trial: Callable[[list[int], Metrics], None] | None = None,
+) -> tuple[list[int], Metrics]:
+    """Greedy per-layer sizes: every layer starts at its largest option (`options[l]`, ascending); then, layer by
+    layer in `order`, each takes its smallest option whose whole-model `score` is accepted, the others staying as
+    they are. Returns the sizes and their score (the start's, when nothing smaller is accepted)."""
+    sizes = [opts[-1] for opts in options]
+    result = score(sizes)
     if on_trial is not None:
-        on_trial(ks, result)
-    for layer in sorted(range(len(counts)), key=lambda l: -counts[l]):
-        for k in options[layer]:
-            if k >= ks[layer]:
+        on_trial(sizes, result)
+    for layer in order:
+        for size in options[layer]:
+            if size >= sizes[layer]:
                 break
-            trial = ks[:layer] + [k] + ks[layer + 1 :]
+            trial = sizes[:layer] + [size] + sizes[layer + 1 :]
             trial_result = score(trial)
             if on_trial is not None:
                 on_trial(trial, trial_result)
-            if within_budget(trial_result, base, max_drop):
-                ks, result = trial, trial_result
+            if accept(trial_result):
+                sizes, result = trial, trial_result
                 break
-    return ks, base, result
+    return sizes, result

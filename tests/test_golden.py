@@ -30,7 +30,8 @@ def test_golden_set_covers_versions_kinds_codings_and_archs() -> None:
     assert any("rans" in entry["index_codings"] for entry in MANIFEST.values())
     assert any("context" in entry["index_codings"] for entry in MANIFEST.values())
     assert "v4-fc-kan-gridranges-dense" in names  # per-layer grid ranges (format 4)
-    assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3, 4}
+    assert {"v5-fc-kan-sharedgrids-dense", "v5-fc-kan-sharedgrids-rans-int8"} <= names  # shared grids (format 5)
+    assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3, 4, 5}
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

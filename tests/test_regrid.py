@@ -18,7 +18,7 @@ from kancompress.errors import ConfigError, FormatError
 from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 from kancompress.format.header import read_header
 from kancompress.models import KANModel, build_model
-from kancompress.regrid import has_adapted_grid, regrid
+from kancompress.regrid import STAY_RIDGE, has_adapted_grid, regrid
 from kancompress.weighting import layer_inputs
 
 
@@ -80,14 +80,16 @@ def test_adapted_grids_are_refitted_by_least_squares_and_the_file_drops_them(tmp
     for layer, seen in zip(model.fc_layers(), layer_inputs(model, x)):
         layer.basis.grid.copy_(quantile_knots(seen))
     result = regrid(model, x)
-    # Oracle: layer 0's new coefficients solve the normal equations B'ᵀ(B'c' - Bc) = 0 on the samples.
+    # Oracle: layer 0's new coefficients solve the normal equations B'ᵀ(B'c' - Bc) + λ(c' - c) = 0 on the samples,
+    # λ = STAY_RIDGE · the mean diagonal of B'ᵀB' (the prior points' share of it, 0.1 %, is left out).
     old, new = model.fc_layers()[0], result.fc_layers()[0]
     nb = old.num_basis
     before, after = old.basis(x).double(), new.basis(x).double()  # (N, in, nb)
     c_old = model.edge_vectors()[0].view(8, 16, -1)[..., :nb].double()  # (out, in, nb)
     c_new = result.edge_vectors()[0].view(8, 16, -1)[..., :nb].double()
     residual = torch.einsum("nib,oib->nio", after, c_new) - torch.einsum("nib,oib->nio", before, c_old)
-    gradient = torch.einsum("nia,nio->oia", after, residual)  # (out, in, nb)
+    ridge = STAY_RIDGE * torch.einsum("nia,nia->ia", after, after).mean()
+    gradient = torch.einsum("nia,nio->oia", after, residual) + ridge * (c_new - c_old)  # (out, in, nb)
     scale = torch.einsum("nia,nio->oia", after, torch.einsum("nib,oib->nio", before, c_old)).abs().max()
     assert float(gradient.abs().max()) < 1e-4 * float(scale)
     # Much closer than keeping the coefficients and swapping the grid.
@@ -167,10 +169,10 @@ def test_compress_regrids_an_adapted_checkpoint_when_asked() -> None:
                                              result.provenance))
     quick = {"max_drop": 5.0, "ks": (4, 8), "search_epochs": 1, "epochs": 1, "methods": ("cluster",),
              "data_aware": False}
-    small, provenance, trials = api.compress(source, api.CompressOptions(**quick, regrid=True))  # type: ignore[arg-type]
+    small, provenance, trials = api.compress(source, api.CompressOptions(**quick, grids="regrid"))  # type: ignore[arg-type]
     assert trials[0].method == "regrid" and not trials[0].ks
     assert provenance["method"] == "regrid+cluster"
     assert small.config.grid_ranges is not None and not small.config.basis.stored_grid
-    kept, provenance, trials = api.compress(source, api.CompressOptions(**quick))  # type: ignore[arg-type]  # default: kept
+    kept, provenance, trials = api.compress(source, api.CompressOptions(**quick, grids="keep"))  # type: ignore[arg-type]
     assert provenance["method"] == "cluster" and all(trial.method == "cluster" for trial in trials)
     assert kept.config.basis.stored_grid

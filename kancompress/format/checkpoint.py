@@ -31,6 +31,7 @@ from kancompress.format.schema import (
     declared_tensors,
     edge_tensor_names,
     file_version,
+    grid_tensor_names,
     metadata_checksum,
 )
 from kancompress.quant import from_storage, to_storage
@@ -100,6 +101,10 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
         if scale is not None and not float(scale) > 0:
             raise FormatError(f"{path}: tensor {scale_name!r} must be a positive scale")
         tensors[codebook] = from_storage(tensors[codebook], scale)
+    for layer, shared in enumerate(header.grids or ()):
+        if shared is not None:
+            whole, rows, index = grid_tensor_names(layer)
+            tensors[whole] = tensors.pop(rows)[_decode_indices(header.path, index, shared, tensors.pop(index))]
     model = build_model(header.config, header.kind, header.ks)  # on the CPU; callers move it with .to(device)
     missing, unexpected = _mismatch(set(model.state_dict()), set(tensors))
     if missing or unexpected:
@@ -191,27 +196,30 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
     A clustered model is stored as its edge store says: codebooks at `codebook_dtype`, and each layer's indices
     bit-packed, or coded as `index_coding` allows where that is smaller (`index_stream`).
     """
-    state, table = file_tensors(model)
+    state, table, grids = file_tensors(model)
     metadata = {
         "format": FORMAT,
-        "format_version": str(file_version(model.config, table)),
+        "format_version": str(file_version(model.config, table, grids)),
         "kind": model.kind,
         "model": canonical_json(model.config.to_dict()),
         "provenance": canonical_json(provenance),
     }
     if table:
         metadata["indices"] = canonical_json([entry.to_json() for entry in table])
+    if grids is not None:
+        metadata["grids"] = canonical_json([entry.to_json() if entry is not None else None for entry in grids])
     return safetensors_bytes(state, metadata, checksums=True)
 
 
 def payload_bytes(model: KANModel) -> int:
     """Tensor bytes the checkpoint of `model` would hold (what `inspect` reports as total_bytes)."""
-    state, _ = file_tensors(model)
+    state, _, _ = file_tensors(model)
     return sum(t.numel() * t.element_size() for t in state.values())
 
 
-def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEntry]]:
-    """The tensors and the index table a checkpoint of `model` stores, checked against the declared schema."""
+def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEntry], list[IndexEntry | None] | None]:
+    """The tensors, the index table and the grid table (None: no layer shares grids) a checkpoint of `model`
+    stores, checked against the declared schema."""
     from kancompress.edges import CodebookEdges
 
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
@@ -227,12 +235,33 @@ def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEn
             if scale is not None:
                 state[scale_name] = scale
             table.append(dataclasses.replace(entry, codebook_dtype=edges.codebook_dtype))
-    declared = declared_tensors(model.config, model.kind, table or None)
+    grids = _shared_grids(state, len(model.config.layer_shapes)) if model.config.basis.stored_grid else None
+    declared = declared_tensors(model.config, model.kind, table or None, grids)
     missing, unexpected = _mismatch(set(declared), set(state))
     if missing or unexpected:
         raise RuntimeError(f"the model does not map to the declared file format: missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]} (kancompress.format.schema)")
-    return state, table
+    return state, table, grids
+
+
+def _shared_grids(state: dict[str, torch.Tensor], layers: int) -> list[IndexEntry | None] | None:
+    """Each layer whose stored grid has repeated rows, stored as its distinct rows and an index per input where
+    that is smaller (in `state`, in place); the grid table, None when no layer gains (the file stays v4)."""
+    grids: list[IndexEntry | None] = []
+    for layer in range(layers):
+        whole, rows_name, index_name = grid_tensor_names(layer)
+        grid = state[whole]  # (in, G+2k+1)
+        rows, index = torch.unique(grid, dim=0, return_inverse=True)  # (m, G+2k+1), (in,)
+        stream, entry = index_stream(index, rows.shape[0], "context", (1, grid.shape[0]))
+        shared = rows.numel() * 4 + len(stream) + len(canonical_json(entry.to_json()))
+        if rows.shape[0] == grid.shape[0] or shared >= grid.numel() * 4:
+            grids.append(None)
+            continue
+        del state[whole]
+        state[rows_name] = rows.contiguous()
+        state[index_name] = torch.frombuffer(bytearray(stream), dtype=torch.uint8)
+        grids.append(entry)
+    return grids if any(entry is not None for entry in grids) else None
 
 
 def context_rows(edge_shape: tuple[int, ...]) -> list[int]:
@@ -259,7 +288,7 @@ def index_stream(indices: torch.Tensor, k: int, coding: str, edge_shape: tuple[i
     if coding in ("rans", "context") and rans_size_estimate(list(counts)) < len(options[0][0]):
         coded = rans_encode(symbols, list(counts))
         options.append((coded, IndexEntry(n, k, index_bits(k), "rans", counts, len(coded))))
-    if coding == "context" and k <= CONTEXT_MAX_K:
+    if coding == "context" and 2 <= k <= CONTEXT_MAX_K:
         for row in context_rows(edge_shape):
             coded = context_encode(symbols, k, row)
             options.append((coded, IndexEntry(n, k, index_bits(k), "context", None, len(coded), row=row)))

@@ -48,6 +48,7 @@ class Header:
     version: int = FORMAT_VERSION
     tensor_checksums: dict[str, str] | None = None  # CRC-32 per tensor (None: a file from before checksums)
     data_start: int = 0  # byte offset of the data section in the file
+    grids: list[IndexEntry | None] | None = None  # v5: per layer, how its grid is stored as shared rows (or None)
 
     @property
     def ks(self) -> list[int] | None:
@@ -99,10 +100,11 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     indices: list[IndexEntry] = []
     if kind == "clustered":
         indices = _index_table(path, _json_field(path, meta, "indices"), config, version)
+    grids = _grid_table(path, _json_field(path, meta, "grids"), config, version) if "grids" in meta else None
     tensors = {name: TensorInfo(e["dtype"], tuple(e["shape"]), (e["data_offsets"][0], e["data_offsets"][1]))
                for name, e in raw.items() if name != "__metadata__"}
     header = Header(path, kind, config, provenance, tensors, indices, size, version, tensor_checksums,
-                    8 + header_length)
+                    8 + header_length, grids)
     if check_tensors:
         check_tensor_table(header)
     return header
@@ -110,7 +112,7 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
 
 def check_tensor_table(header: Header) -> None:
     """The file holds exactly the declared tensors, each with its declared dtype and shape."""
-    expected = declared_tensors(header.config, header.kind, header.indices or None)
+    expected = declared_tensors(header.config, header.kind, header.indices or None, header.grids)
     path = header.path
     missing = sorted(set(expected) - set(header.tensors))
     if missing:
@@ -243,45 +245,59 @@ def _index_table(path: Path, table: Any, config: ModelConfig, version: int) -> l
     edges = config.num_edges
     if not isinstance(table, list) or len(table) != len(edges):
         raise FormatError(f"{path}: metadata 'indices' must list one entry per layer ({len(edges)})")
+    return [_index_entry(path, f"layer {layer}", entry, n, version, 2) for layer, (entry, n) in
+            enumerate(zip(table, edges))]
+
+
+def _grid_table(path: Path, table: Any, config: ModelConfig, version: int) -> list[IndexEntry | None]:
+    """Validate the v5 grid table: per layer null (grid stored whole) or the index entry of its shared grid rows."""
+    if version < 5:
+        raise FormatError(f"{path}: a format version {version} file cannot hold shared grids (metadata 'grids' "
+                          "needs version 5)")
+    if not config.basis.stored_grid:
+        raise FormatError(f"{path}: metadata 'grids' is only for models with stored (adapted) grids")
+    shapes = config.layer_shapes
+    if not isinstance(table, list) or len(table) != len(shapes):
+        raise FormatError(f"{path}: metadata 'grids' must list one entry (or null) per layer ({len(shapes)})")
+    return [None if entry is None else _index_entry(path, f"layer {layer}'s grid index", entry, inputs, version, 1)
+            for layer, (entry, (_, inputs)) in enumerate(zip(table, shapes))]
+
+
+def _index_entry(path: Path, what: str, entry: Any, n: int, version: int, min_k: int) -> IndexEntry:
+    """One validated index entry (of `what`, over n items, at least `min_k` symbols)."""
     base_keys = {"n", "k", "bits", "coding"} | ({"counts", "bytes", "codebook_dtype"} if version >= 2 else set())
-    entries = []
-    for layer, (entry, n) in enumerate(zip(table, edges)):
-        context = isinstance(entry, dict) and entry.get("coding") == "context"
-        keys = base_keys | ({"row"} if context else set())
-        if not isinstance(entry, dict) or set(entry) != keys:
-            raise FormatError(f"{path}: metadata 'indices' entry {layer} must have keys {', '.join(sorted(keys))}")
-        k, bits, coding = entry["k"], entry["bits"], entry["coding"]
-        if entry["n"] != n or not _is_int(entry["n"]):
-            raise FormatError(f"{path}: layer {layer} has {n} edges but the index table says {entry['n']!r}")
-        if not _is_int(k) or not 2 <= k <= min(n, MAX_K):
-            raise FormatError(f"{path}: layer {layer} has invalid codebook size k={k!r} (expected 2..{min(n, MAX_K)})")
-        if not _is_int(bits) or bits != index_bits(k):
-            raise FormatError(f"{path}: layer {layer}: bits={bits!r} does not match k={k} (expected {index_bits(k)})")
-        if coding not in FILE_CODINGS[version]:
-            newer = " (it needs format version 4)" if coding == "context" else ""
-            raise FormatError(f"{path}: layer {layer} uses unknown index coding {coding!r}{newer}")
-        if version < 2:
-            entries.append(IndexEntry.packed(n, k))
-            continue
-        counts, stream, dtype = entry["counts"], entry["bytes"], entry["codebook_dtype"]
-        row: Any = entry.get("row")
-        if context:
-            if counts is not None:
-                raise FormatError(f"{path}: layer {layer}: a context-coded layer stores no counts (null)")
-            if not _is_int(row) or not 1 <= row <= n:
-                raise FormatError(f"{path}: layer {layer}: 'row' must be an integer in 1..{n}, not {row!r}")
-            if k > CONTEXT_MAX_K:
-                raise FormatError(f"{path}: layer {layer}: context coding holds k <= {CONTEXT_MAX_K}, not {k}")
-        elif (not isinstance(counts, list) or len(counts) != k or not all(_is_int(c) and c >= 0 for c in counts)
-                or sum(counts) != n):
-            raise FormatError(f"{path}: layer {layer}: 'counts' must be {k} non-negative integers summing to {n}")
-        if not _is_int(stream) or not 0 < stream <= 4 * n + 64:
-            raise FormatError(f"{path}: layer {layer}: invalid index stream length {stream!r}")
-        if coding == "packed" and stream != packed_length(n, bits):
-            raise FormatError(f"{path}: layer {layer}: packed indices take {packed_length(n, bits)} bytes, "
-                              f"the table says {stream}")
-        if dtype not in CODEBOOK_DTYPES:
-            raise FormatError(f"{path}: layer {layer}: unknown codebook_dtype {dtype!r}")
-        entries.append(IndexEntry(n, k, bits, coding, tuple(counts) if counts is not None else None, stream, dtype,
-                                  row))
-    return entries
+    context = isinstance(entry, dict) and entry.get("coding") == "context"
+    keys = base_keys | ({"row"} if context else set())
+    if not isinstance(entry, dict) or set(entry) != keys:
+        raise FormatError(f"{path}: {what}: its index entry must have keys {', '.join(sorted(keys))}")
+    k, bits, coding = entry["k"], entry["bits"], entry["coding"]
+    if entry["n"] != n or not _is_int(entry["n"]):
+        raise FormatError(f"{path}: {what} covers {n} items but the index table says {entry['n']!r}")
+    if not _is_int(k) or not min_k <= k <= min(n, MAX_K):
+        raise FormatError(f"{path}: {what} has invalid codebook size k={k!r} (expected {min_k}..{min(n, MAX_K)})")
+    if not _is_int(bits) or bits != index_bits(k):
+        raise FormatError(f"{path}: {what}: bits={bits!r} does not match k={k} (expected {index_bits(k)})")
+    if coding not in FILE_CODINGS[version]:
+        newer = " (it needs format version 4)" if coding == "context" else ""
+        raise FormatError(f"{path}: {what} uses unknown index coding {coding!r}{newer}")
+    if version < 2:
+        return IndexEntry.packed(n, k)
+    counts, stream, dtype = entry["counts"], entry["bytes"], entry["codebook_dtype"]
+    row: Any = entry.get("row")
+    if context:
+        if counts is not None:
+            raise FormatError(f"{path}: {what}: a context-coded layer stores no counts (null)")
+        if not _is_int(row) or not 1 <= row <= n:
+            raise FormatError(f"{path}: {what}: 'row' must be an integer in 1..{n}, not {row!r}")
+        if not 2 <= k <= CONTEXT_MAX_K:
+            raise FormatError(f"{path}: {what}: context coding holds 2 <= k <= {CONTEXT_MAX_K}, not {k}")
+    elif (not isinstance(counts, list) or len(counts) != k or not all(_is_int(c) and c >= 0 for c in counts)
+            or sum(counts) != n):
+        raise FormatError(f"{path}: {what}: 'counts' must be {k} non-negative integers summing to {n}")
+    if not _is_int(stream) or not 0 < stream <= 4 * n + 64:
+        raise FormatError(f"{path}: {what}: invalid index stream length {stream!r}")
+    if coding == "packed" and stream != packed_length(n, bits):
+        raise FormatError(f"{path}: {what}: packed indices take {packed_length(n, bits)} bytes, the table says {stream}")
+    if dtype not in CODEBOOK_DTYPES:
+        raise FormatError(f"{path}: {what}: unknown codebook_dtype {dtype!r}")
+    return IndexEntry(n, k, bits, coding, tuple(counts) if counts is not None else None, stream, dtype, row)

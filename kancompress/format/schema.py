@@ -4,7 +4,8 @@ Layout (safetensors)
 --------------------
 `__metadata__` (str -> str), keys in this order:
     format          "kancompress"
-    format_version  "4" for clustered files with a context-coded layer or models with per-layer grid ranges
+    format_version  "5" for files that store a layer's adapted grids as shared rows ("grids" below), else
+                    "4" for clustered files with a context-coded layer or models with per-layer grid ranges
                     (`ModelConfig.grid_ranges`), else "3" for files of regression models or
                     with a stored data transform, else "2" (the oldest version that can hold the file, so older
                     readers keep reading what they can); "1" still read
@@ -22,6 +23,11 @@ Layout (safetensors)
                         coder adapts as it goes); such an entry has "counts": null and one more key, "row": the
                         distance in edges to the neighbour "above" in its context (28 for a first layer on 28×28
                         images)
+    grids           v5, B-spline models with stored (adapted) grids only, where it is smaller: JSON list, one
+                    entry per layer, null for a layer that stores its (in, G+2k+1) grid whole, else an
+                    `IndexEntry` of the layer's grid index (n = in, k = distinct grids, k >= 1, codebook_dtype
+                    "float32"): the layer's grid is then grid_rows[grid_index] (lossless; `regrid.share_grids`
+                    makes the grids of a layer few)
 JSON values are written with sorted keys and no spaces, so the same model and provenance give the same bytes.
 
 Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
@@ -34,6 +40,8 @@ Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
                 edges.layers.{l}.indices                 U8 (index stream bytes,)   (bit-packed, rANS in v2, or
                                                                                      context-coded in v4)
     every kind  layers.{l}.basis.*   the basis's own tensors (`BasisSpec.stored_tensors`: stored grid, Gram β)
+                layers.{l}.basis.grid_rows               F32 (k, G+2k+1)   v5: a "grids" layer, instead of
+                layers.{l}.basis.grid_index              U8 (stream bytes,)   its basis.grid
                 layers.{l}.pre_norm.{weight,bias}        F32 (in,)   FC, norm_between, l > 0
                 layers.{l}.input_norm.*                  FC: LayerNorm (in,); conv: BatchNorm (in,)   (basis_norm)
                 layers.{l}.bias                          F32 (out,)  FC, spec bias or output_bias
@@ -58,19 +66,20 @@ from kancompress.config import ModelConfig
 from kancompress.format.bits import index_bits, packed_length
 
 FORMAT = "kancompress"
-FORMAT_VERSION = 4  # the newest version this package reads and writes; v1 to v3 files stay readable
-READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
+FORMAT_VERSION = 5  # the newest version this package reads and writes; v1 to v4 files stay readable
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
 KINDS: tuple[str, ...] = ("dense", "meta", "clustered")
 # What a writer may be asked for: rans = rANS where smaller than packed; context = per layer the smallest of packed,
 # rANS and context coding (the last only for k <= entropy.CONTEXT_MAX_K).
 INDEX_CODINGS: tuple[str, ...] = ("packed", "rans", "context")
 FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans"), 3: ("packed", "rans"),
-                                            4: ("packed", "rans", "context")}
+                                            4: ("packed", "rans", "context"), 5: ("packed", "rans", "context")}
 CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
 CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}  # b of paper Eq. 10
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
 MAX_K = 1 << 16  # largest codebook: indices of at most 16 bits
-METADATA_KEYS: tuple[str, ...] = ("format", "format_version", "kind", "model", "provenance", "indices", "checksums")
+METADATA_KEYS: tuple[str, ...] = ("format", "format_version", "kind", "model", "provenance", "indices", "grids",
+                                  "checksums")
 MAX_JSON_DEPTH = 64  # deeper nesting in a header's JSON is refused (a crafted file could exhaust the stack)
 
 ITEM_BYTES: dict[str, int] = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1,
@@ -129,9 +138,18 @@ def required_version(config: ModelConfig) -> int:
     return 3 if config.task != "classification" or config.input_affine or config.target_affine else 2
 
 
-def file_version(config: ModelConfig, table: list[IndexEntry] | None = None) -> int:
-    """The format version a writer stamps: the oldest that holds this config and index table."""
+def file_version(config: ModelConfig, table: list[IndexEntry] | None = None,
+                 grids: list[IndexEntry | None] | None = None) -> int:
+    """The format version a writer stamps: the oldest that holds this config, index table and grid table."""
+    if grids and any(entry is not None for entry in grids):
+        return 5
     return 4 if table and any(entry.coding == "context" for entry in table) else required_version(config)
+
+
+def grid_tensor_names(layer: int) -> tuple[str, str, str]:
+    """(whole grid, shared grid rows, grid index) tensor names of a layer with stored grids."""
+    prefix = f"layers.{layer}.basis."
+    return prefix + "grid", prefix + "grid_rows", prefix + "grid_index"
 
 
 def edge_tensor_names(layer: int) -> tuple[str, str, str]:
@@ -140,10 +158,12 @@ def edge_tensor_names(layer: int) -> tuple[str, str, str]:
     return prefix + "codebook", prefix + "codebook_scale", prefix + "indices"
 
 
-def declared_tensors(config: ModelConfig, kind: str, table: list[IndexEntry] | None = None) -> dict[str, TensorInfo]:
+def declared_tensors(config: ModelConfig, kind: str, table: list[IndexEntry] | None = None,
+                     grids: list[IndexEntry | None] | None = None) -> dict[str, TensorInfo]:
     """Every tensor a checkpoint of this config and kind holds, with its dtype and shape (see the module doc).
 
-    A clustered file needs its index table (`table`), which gives each layer's k, stream length and codebook dtype.
+    A clustered file needs its index table (`table`), which gives each layer's k, stream length and codebook dtype;
+    `grids` (v5) says which layers store their grids as shared rows and an index.
     """
     f32 = "F32"
     width = config.edge_width
@@ -175,6 +195,12 @@ def declared_tensors(config: ModelConfig, kind: str, table: list[IndexEntry] | N
     else:
         raise ValueError(f"unknown checkpoint kind {kind!r}")
     tensors.update(_layer_tensors(config))
+    for layer, shared in enumerate(grids or ()):
+        if shared is not None:
+            whole, rows, index = grid_tensor_names(layer)
+            knots = tensors.pop(whole).shape[1]
+            tensors[rows] = TensorInfo(f32, (shared.k, knots))
+            tensors[index] = TensorInfo("U8", (shared.bytes,))
     return tensors
 
 
