@@ -1,6 +1,6 @@
 """The compression frontier on Fashion-MNIST 784-32-10: bytes on disk against test accuracy, per basis and method.
 
-    python examples/compress_frontier.py                      # kan, fastkan, gramkan; about 70 min on 2 cores
+    python examples/compress_frontier.py                      # kan, fastkan, gramkan; about 2.5 h on 2 cores
     python examples/compress_frontier.py --models kan --write-results
     python examples/compress_frontier.py --models kan --sources adapted --write-results   # one source
 
@@ -75,6 +75,7 @@ def adapted(out: Path, epochs: int) -> Path:
 
 def compressed(out: Path, model: str, name: str, label: str, source: Any, base_test: float,
                options: api.CompressOptions) -> dict[str, Any] | None:
+    tag = name.replace(" ", "-")  # in file names
     started = time.monotonic()
     try:
         small, provenance, _ = api.compress(source, options, on_trial=lambda trial: print(
@@ -83,7 +84,7 @@ def compressed(out: Path, model: str, name: str, label: str, source: Any, base_t
     except KanCompressError as error:
         print(f"{model} {name}: compress{label} found nothing within budget ({error})", flush=True)
         return None
-    compact = save_checkpoint(small, out / f"{model}-{name}-compressed{label.replace(' ', '')}.safetensors",
+    compact = save_checkpoint(small, out / f"{model}-{tag}-compressed{label.replace(' ', '')}.safetensors",
                               api.lean_provenance(provenance), force=True)
     shared = [trial["k"] for trial in provenance["trials"] if trial["method"] == "grids"]  # shared grids per layer
     grids = f", grids={shared[0]}" if shared and provenance["method"].startswith("grids+") else ""
@@ -125,7 +126,7 @@ def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float,
         if name == "efficient-kan adapted":  # every input's grid stored, as before shared grids existed
             variants.append((" --grids keep", api.CompressOptions(max_drop=max_drop, grids="keep")))
         for label, options in variants:
-            result = compressed(out, model, tag, label, source, base_test, options)
+            result = compressed(out, model, name, label, source, base_test, options)
             if result is not None:
                 rows.append(result)
     return rows
@@ -207,7 +208,9 @@ def main() -> None:
         drawing = False
         print("matplotlib is missing (pip install -e '.[plot]'): no PNG")
     models = args.models.split(",")
-    print(f"about {25 * len(models)} min on 2 cores", flush=True)
+    sources = sum(len([key for key in chosen if key != "adapted" or model == "kan"]) for model in models)
+    adapted_rows = "kan" in models and "adapted" in chosen  # its two compress runs take about 30 min each
+    print(f"about {10 * sources + 50 * adapted_rows} min on 2 cores", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     rows = [r for model in models for r in frontier(args.out, model, args.epochs, args.patience, args.max_drop,

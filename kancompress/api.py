@@ -517,8 +517,9 @@ def compress(
         else:
             start, counts, val = _shared_grids(original, split, options, base, target)
         if start is not original:
-            prefix = options.grids.replace("share", "grids") + "+"
-            record(CompressTrial(prefix[:-1], counts, 0.0, 0, payload_bytes(start), val,
+            step = {"share": "grids", "regrid": "regrid"}[options.grids]
+            prefix = step + "+"
+            record(CompressTrial(step, counts, 0.0, 0, payload_bytes(start), val,
                                  within_budget(val, base, options.max_drop)))
     results: list[tuple[KANModel, CompressTrial]] = []
     for method in options.methods:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from conftest import rewrite_checkpoint
 from kancompress import api
 from kancompress.config import ModelConfig, TrainConfig, default_config
 from kancompress.errors import ConfigError, FormatError
-from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
+from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.format.header import read_header
 from kancompress.models import KANModel, build_model
 from kancompress.regrid import STAY_RIDGE, has_adapted_grid, regrid
@@ -156,17 +157,22 @@ def test_a_version_3_file_cannot_claim_grid_ranges(tmp_path: Path) -> None:
         read_header(path)
 
 
-def test_compress_regrids_an_adapted_checkpoint_when_asked() -> None:
+def adapted_checkpoint(adapt: Callable[[KANModel], object]) -> Checkpoint:
+    """A briefly trained B-spline KAN on digits, its grids stored and changed by `adapt` (as `update_grid` would),
+    saved with its training provenance (so `compress` finds its data and split) and loaded back."""
     result = api.train(api.TrainOptions.build(model="kan", hidden=(8,), train=TrainConfig(epochs=2)))
     model = result.model
     config = dataclasses.replace(model.config, basis=dataclasses.replace(model.config.basis, stored_grid=True))
     adapted = build_model(config)
     adapted.load_state_dict(model.state_dict(), strict=False)
     with torch.no_grad():
-        for layer in adapted.fc_layers():
-            layer.basis.grid.mul_(1.05)  # a (mildly) adapted grid
-    source = load_checkpoint(save_checkpoint(adapted, Path(tempfile.mkdtemp()) / "adapted.safetensors",
-                                             result.provenance))
+        adapt(adapted)
+    return load_checkpoint(save_checkpoint(adapted, Path(tempfile.mkdtemp()) / "adapted.safetensors",
+                                           result.provenance))
+
+
+def test_compress_regrids_an_adapted_checkpoint_when_asked() -> None:
+    source = adapted_checkpoint(lambda model: [layer.basis.grid.mul_(1.05) for layer in model.fc_layers()])
     quick = {"max_drop": 5.0, "ks": (4, 8), "search_epochs": 1, "epochs": 1, "methods": ("cluster",),
              "data_aware": False}
     small, provenance, trials = api.compress(source, api.CompressOptions(**quick, grids="regrid"))  # type: ignore[arg-type]

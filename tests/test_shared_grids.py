@@ -4,24 +4,27 @@ layer's grids as distinct rows plus an index per input (lossless, chosen by the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import rewrite_checkpoint
+from test_codec import _parts
+from test_regrid import adapted_checkpoint, samples, stored_grid_model
+
 from kancompress import api
-from kancompress.config import TrainConfig, default_config
+from kancompress.config import default_config
 from kancompress.errors import ConfigError, FormatError
-from kancompress.format.checkpoint import file_tensors, load_checkpoint, payload_bytes, save_checkpoint
+from kancompress.format.checkpoint import (
+    file_tensors,
+    load_checkpoint,
+    payload_bytes,
+    save_checkpoint,
+)
 from kancompress.format.header import read_header
 from kancompress.models import KANModel, build_model
 from kancompress.regrid import share_grids
-from test_codec import _parts
-from test_regrid import samples, stored_grid_model
 
 
 def per_input_grids(model: KANModel, distinct: int | None = None, seed: int = 0) -> KANModel:
@@ -137,14 +140,7 @@ def test_bad_shared_grid_entries_are_refused(tmp_path: Path) -> None:
 
 
 def test_compress_shares_adapted_grids_by_default() -> None:
-    result = api.train(api.TrainOptions.build(model="kan", hidden=(8,), train=TrainConfig(epochs=2)))
-    model = result.model
-    config = dataclasses.replace(model.config, basis=dataclasses.replace(model.config.basis, stored_grid=True))
-    adapted = build_model(config)
-    adapted.load_state_dict(model.state_dict(), strict=False)
-    per_input_grids(adapted)
-    source = load_checkpoint(save_checkpoint(adapted, Path(tempfile.mkdtemp()) / "adapted.safetensors",
-                                             result.provenance))
+    source = adapted_checkpoint(per_input_grids)
     quick = {"max_drop": 5.0, "ks": (4, 8), "search_epochs": 1, "epochs": 1, "methods": ("cluster",),
              "data_aware": False}
     small, provenance, trials = api.compress(source, api.CompressOptions(**quick))  # type: ignore[arg-type]

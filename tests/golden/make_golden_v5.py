@@ -12,13 +12,14 @@ import json
 from pathlib import Path
 
 import torch
+from _record import (
+    record_golden,  # tests/golden/_record.py (scripts run with their folder on sys.path)
+)
 from safetensors.torch import load_file, save_file
 
 from kancompress.config import default_config
 from kancompress.format.checkpoint import save_checkpoint
 from kancompress.models import KANModel, build_model
-
-from _record import record_golden  # tests/golden/_record.py (scripts run with their folder on sys.path)
 
 HERE = Path(__file__).parent
 
