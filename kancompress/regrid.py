@@ -97,7 +97,7 @@ def share_grids(model: KANModel, x: torch.Tensor, counts: Sequence[int], seed: i
         raise ConfigError(f"sharing grids needs a dense model, this one is {model.kind}")
     layers = model.fc_layers()
     if len(counts) != len(layers) or any(count < 1 for count in counts):
-        raise ConfigError(f"--grid-k needs one count >= 1 per layer ({len(layers)}), got {list(counts)}")
+        raise ConfigError(f"sharing grids needs one count >= 1 per layer ({len(layers)}), got {list(counts)}")
     if x.shape[0] < 2:
         raise ConfigError("sharing grids needs at least 2 input samples to fit the splines on")
     from kancompress.cluster import kmeans
