@@ -98,11 +98,15 @@ def compressed(out: Path, model: str, name: str, label: str, source: Any, base_t
 SOURCES = {"plain": "plain", "meta": "meta", "adapted": "efficient-kan adapted"}  # --sources: row names
 
 
+def model_sources(model: str, chosen: list[str]) -> list[str]:
+    """The row names of the chosen sources that apply to `model` (adapted grids: B-splines only)."""
+    return [SOURCES[key] for key in chosen if key != "adapted" or model == "kan"]
+
+
 def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float, chosen: list[str]
              ) -> list[dict[str, Any]]:
     rows = []
-    sources = [SOURCES[key] for key in chosen if key != "adapted" or model == "kan"]  # adapted grids: B-splines
-    for name in sources:
+    for name in model_sources(model, chosen):
         started = time.monotonic()
         path = adapted(out, epochs) if name == "efficient-kan adapted" else trained(out, model, name == "meta",
                                                                                      epochs, patience)
@@ -208,7 +212,7 @@ def main() -> None:
         drawing = False
         print("matplotlib is missing (pip install -e '.[plot]'): no PNG")
     models = args.models.split(",")
-    sources = sum(len([key for key in chosen if key != "adapted" or model == "kan"]) for model in models)
+    sources = sum(len(model_sources(model, chosen)) for model in models)
     adapted_rows = "kan" in models and "adapted" in chosen  # its two compress runs take about 30 min each
     print(f"about {10 * sources + 50 * adapted_rows} min on 2 cores", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -235,7 +235,7 @@ def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEn
             if scale is not None:
                 state[scale_name] = scale
             table.append(dataclasses.replace(entry, codebook_dtype=edges.codebook_dtype))
-    grids = _shared_grids(state, len(model.config.layer_shapes)) if model.config.basis.stored_grid else None
+    grids = _store_repeated_grids(state, len(model.config.layer_shapes)) if model.config.basis.stored_grid else None
     declared = declared_tensors(model.config, model.kind, table or None, grids)
     missing, unexpected = _mismatch(set(declared), set(state))
     if missing or unexpected:
@@ -244,17 +244,20 @@ def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEn
     return state, table, grids
 
 
-def _shared_grids(state: dict[str, torch.Tensor], layers: int) -> list[IndexEntry | None] | None:
+def _store_repeated_grids(state: dict[str, torch.Tensor], layers: int) -> list[IndexEntry | None] | None:
     """Each layer whose stored grid has repeated rows, stored as its distinct rows and an index per input where
-    that is smaller (in `state`, in place); the grid table, None when no layer gains (the file stays v4)."""
+    that is smaller (in `state`, in place); the grid table, None when no layer gains (the file then keeps the
+    version it would have without shared grids)."""
     grids: list[IndexEntry | None] = []
     for layer in range(layers):
         whole, rows_name, index_name = grid_tensor_names(layer)
         grid = state[whole]  # (in, G+2k+1)
         rows, index = torch.unique(grid, dim=0, return_inverse=True)  # (m, G+2k+1), (in,)
+        if rows.shape[0] == grid.shape[0]:  # every input its own grid: nothing to share
+            grids.append(None)
+            continue
         stream, entry = index_stream(index, rows.shape[0], "context", (1, grid.shape[0]))
-        shared = rows.numel() * 4 + len(stream) + len(canonical_json(entry.to_json()))
-        if rows.shape[0] == grid.shape[0] or shared >= grid.numel() * 4:
+        if rows.numel() * 4 + len(stream) + len(canonical_json(entry.to_json())) >= grid.numel() * 4:
             grids.append(None)
             continue
         del state[whole]
