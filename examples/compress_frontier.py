@@ -65,12 +65,12 @@ def adapted(out: Path, epochs: int) -> Path:
     from _adapted import train_adapted
 
     from kancompress.format.checkpoint import save_state_dict
-    from kancompress.importers import export_state_dict
+    from kancompress.interop import export_state_dict
 
     model = train_adapted(api.load_data("fashion-mnist"), epochs=epochs)
     upstream = save_state_dict(export_state_dict(model, "efficient-kan"), out / "effkan-adapted.pt", force=True)
-    imported, provenance = api.import_checkpoint(upstream, library="efficient-kan", dataset="fashion-mnist")
-    return save_checkpoint(imported, out / "kan-effkan.safetensors", provenance, force=True)
+    imported = api.import_checkpoint(upstream, library="efficient-kan", dataset="fashion-mnist")
+    return save_checkpoint(imported.model, out / "kan-effkan.safetensors", imported.provenance, force=True)
 
 
 def compressed(out: Path, model: str, name: str, label: str, source: Any, base_test: float,

@@ -657,57 +657,90 @@ def sweep(
     return search_sweep(clusterer, split, (data.test_x, data.test_y), ks, tune, on_point)
 
 
+@dataclass
+class ImportResult:
+    """`import_checkpoint`'s model, its provenance, the assumptions it made (one line each, for stderr) and the
+    check against the original's outputs (None without `check_file`)."""
+
+    model: KANModel
+    provenance: dict[str, Any]
+    notes: list[str]
+    check: Any = None  # interop.check.CheckResult
+
+
 def import_checkpoint(
     source: str | os.PathLike[str],
     library: str | None = None,
-    denominator: float | None = None,
+    options: Any = None,
     dataset: str | None = None,
-    config_file: str | os.PathLike[str] | None = None,
-    conv_options: Any = None,
     *,
+    config_file: str | os.PathLike[str] | None = None,
     task: str | None = None,
     data_file: str | os.PathLike[str] | None = None,
     target: str | None = None,
-) -> tuple[KANModel, dict[str, Any]]:
-    """A dense model from an upstream library's state_dict file (pykan: with its `_config.yml`), and provenance.
+    check_file: str | os.PathLike[str] | None = None,
+    check_tolerance: float | None = None,
+) -> ImportResult:
+    """A dense model from an upstream library's state_dict file, with what the import assumed.
 
-    Upstream files do not say what the model was trained for: `task` (or the task of `data_file`, the user's data
-    that later commands then use by default) makes it a regression model; the default is classification.
-    The model takes inputs as the upstream model did (no data transform is added)."""
-    from kancompress.importers import (
-        ConvImportOptions,
-        detect_library,
-        import_state_dict,
-        read_pykan_config,
-        read_state_dict,
-    )
+    `options` (`interop.ImportOptions`) gives what the file does not store; what is not given is the library's
+    default, said in `notes`. pykan: the `{path}_config.yml` that `saveckpt` writes beside `{path}_state` is read
+    by itself (or `config_file`). `check_file`: an .npz with the original model's inputs `x` and outputs `y`; the
+    import is refused (FormatError) when the imported model is further than `check_tolerance` (default 1e-4) of
+    the output scale from them. Upstream files do not say what the model was trained for: `task` (or the task of
+    `data_file`) decides; else a model with one output is a regression model and any other a classifier. The
+    model takes inputs as the upstream model did (no data transform is added)."""
+    from kancompress.interop import ImportOptions, detect_library, import_source, read_recorded_metadata, read_source
+    from kancompress.interop import pykan as pykan_interop
+    from kancompress.interop.check import DEFAULT_TOLERANCE, compare, read_check_file
 
+    options = options or ImportOptions()
     if task is not None and task not in ("classification", "regression"):
         raise ConfigError(f"unknown task {task!r}; choose from: classification, regression")
     if dataset is None and data_file is None:  # a file `kancompress export` wrote records where it came from
-        from kancompress.importers import read_recorded_metadata
-
         recorded = read_recorded_metadata(source)
         name = recorded.get("kancompress_dataset", "")
         if name and not name.startswith("file:") and name != "arrays":
             dataset = name
         task = task or recorded.get("kancompress_task")
     data = load_data(dataset, data_file, target, task) if dataset is not None or data_file is not None else None
-    state = read_state_dict(source)
+    check_arrays = read_check_file(check_file) if check_file is not None else None
+    state = read_source(source)
     library = library or detect_library(state)
-    sidecar = read_pykan_config(config_file) if config_file else None
-    model = import_state_dict(state, library, denominator, sidecar, conv_options or ConvImportOptions())
+    sidecar_path = config_file or (pykan_interop.config_beside(source) if library == "pykan" else None)
+    if sidecar_path is not None:
+        if library != "pykan":
+            raise ConfigError(f"--config is pykan's _config.yml; this is a {library} checkpoint: drop --config")
+        options = dataclasses.replace(options, pykan_config=pykan_interop.read_config(sidecar_path))
+    imported = import_source(state, library, options)
+    model, notes = imported.model, imported.notes
+    if sidecar_path is not None and config_file is None:
+        notes.say(f"read pykan's config {sidecar_path}")
+    if task is None and data is None and model.config.num_outputs == 1:
+        task = "regression"
+        notes.say("the model has one output: imported as a regression model (pass --task to say otherwise)")
     task = task or (data.task if data is not None else "classification")
     if task != model.config.task:
         model = with_edges(model, model.edges, dataclasses.replace(model.config, task=task))
     if data is not None:
         check_data(model.config, data)
+    check = None
+    if check_arrays is not None:
+        check = compare(model, *check_arrays, tolerance=check_tolerance or DEFAULT_TOLERANCE)
+        if not check.passed:
+            raise FormatError(f"the imported {library} model differs from the original's outputs in {check_file}: "
+                              f"{check.describe()}; nothing written (an assumption above is wrong, or the layer is "
+                              "one kancompress does not reproduce)")
     provenance: dict[str, Any] = {"stage": "import", "source_library": library,
                                   "source_file": os.path.basename(source), "dataset": dataset,
                                   "kancompress_version": __version__}
+    if notes.assumed:
+        provenance["assumed"] = notes.assumed
+    if check is not None:
+        provenance["check"] = check.to_json()
     if data is not None:
         provenance.update(data_provenance(data, data_file, target, task))
-    return model, provenance
+    return ImportResult(model, provenance, notes.lines, check)
 
 
 LEAN_PROVENANCE_KEYS: tuple[str, ...] = ("stage", "dataset", "data")
@@ -721,7 +754,7 @@ def lean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
 
 def export_checkpoint(checkpoint: Checkpoint, library: str) -> dict[str, torch.Tensor]:
     """The checkpoint's model (any kind, decoded) as a state_dict in `library`'s own layout."""
-    from kancompress.importers import export_state_dict
+    from kancompress.interop import export_state_dict
 
     return export_state_dict(checkpoint.model, library)
 

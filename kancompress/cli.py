@@ -665,41 +665,66 @@ def inspect(
 
 @app.command("import")
 def import_(
-    source: Annotated[Path, typer.Argument(help="state_dict saved by an upstream library (.safetensors, .pt, .pth).")],
+    source: Annotated[Path, typer.Argument(help="state_dict saved by an upstream library (.safetensors, .pt, .pth; a training checkpoint dict too).")],
     output: Output = None,
-    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan | torch-conv-kan | chebykan.", show_default="detected from the keys")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="pykan: the model's _config.yml sidecar.", show_default="none")] = None,
+    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan | torch-conv-kan | chebykan | fourierkan.", show_default="detected from the keys")] = None,
+    check: Annotated[Optional[Path], typer.Option("--check", help="An .npz with the original model's inputs x and outputs y: refuse the import beyond --check-tolerance.", show_default="none")] = None,
+    check_tolerance: Annotated[float, typer.Option("--check-tolerance", help="Largest deviation allowed by --check, relative to the output scale.")] = 1e-4,
+    base_activation: Annotated[Optional[str], typer.Option("--base-activation", help="Not stored in state_dicts: silu | gelu | relu | tanh | identity | zero (efficient-kan, FastKAN, pykan without config, KANConv).", show_default="the library's, stated")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="pykan: the model's _config.yml.", show_default="{path}_config.yml beside {path}_state")] = None,
     denominator: Annotated[Optional[float], typer.Option("--rbf-denominator", help="FastKAN RBF width.", show_default="(max - min)/(G - 1), as FastKAN")] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Built-in dataset to record for eval and finetune.", show_default="none")] = None,
     data_file: Annotated[Optional[Path], typer.Option("--data", help="Your data file to record for eval and finetune (its task and widths are checked).", show_default="none")] = None,
     target: Target = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="classification | regression: what the upstream model was trained for.", show_default="the data's, else classification")] = None,
-    strides: Annotated[str, typer.Option("--strides", help="torch-conv-kan: stride of each conv layer.")] = "1,2,2,1",
-    grid_size: Annotated[int, typer.Option("--grid-size", help="torch-conv-kan KANConv grid size.")] = 5,
-    spline_order: Annotated[int, typer.Option("--spline-order", help="torch-conv-kan KANConv spline order.")] = 3,
-    grid_range: Annotated[str, typer.Option("--grid-range", help="torch-conv-kan KANConv grid range LO,HI.")] = "-1,1",
-    base_activation: Annotated[str, typer.Option("--base-activation", help="torch-conv-kan KANConv: gelu (upstream default) | silu.")] = "gelu",
+    task: Annotated[Optional[str], typer.Option("--task", help="classification | regression: what the upstream model was trained for.", show_default="the data's; else regression for one output")] = None,
+    strides: Annotated[Optional[str], typer.Option("--strides", help="torch-conv-kan: stride of each conv layer.", show_default="1,2,2,1, stated")] = None,
+    grid_size: Annotated[Optional[int], typer.Option("--grid-size", help="torch-conv-kan KANConv grid size.", show_default="5, stated")] = None,
+    spline_order: Annotated[Optional[int], typer.Option("--spline-order", help="torch-conv-kan KANConv spline order.", show_default="3, stated")] = None,
+    grid_range: Annotated[Optional[str], typer.Option("--grid-range", help="torch-conv-kan KANConv grid range LO,HI.", show_default="-1,1, stated")] = None,
     force: Force = False,
 ) -> None:
-    """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly)."""
+    """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly).
+
+    What the file does not store (a base activation, strides, ...) comes from options; a default the import
+    assumes is said on stderr. With --check the import is compared with the original model's outputs."""
     with _errors():
         from kancompress import api
         from kancompress.format.checkpoint import save_checkpoint
-        from kancompress.importers import ConvImportOptions
+        from kancompress.interop import ImportOptions
 
         path = check_output(output or source.with_name(f"{source.stem}-kancompress.safetensors"), force, (source,))
-        try:
-            lo, hi = (float(v) for v in grid_range.split(","))
-            stride_list = tuple(int(v) for v in strides.split(","))
-        except ValueError:
-            raise ConfigError("--grid-range needs LO,HI and --strides comma-separated integers") from None
-        options = ConvImportOptions(strides=stride_list, grid_size=grid_size, spline_order=spline_order,
-                                    grid_range=(lo, hi), base_activation=base_activation)
-        model, provenance = api.import_checkpoint(source, library, denominator, dataset, config_file, options,
-                                                  task=task, data_file=data_file, target=target)
-        save_checkpoint(model, path, provenance, force=force, inputs=(source,))
-        out.print(f"imported {provenance['source_library']} {model.config.model} {list(model.config.widths)} -> {path}",
-                  highlight=False, markup=False)
+        options = ImportOptions(base_activation=base_activation, denominator=denominator,
+                                strides=_int_list("--strides", strides), grid_size=grid_size,
+                                spline_order=spline_order, grid_range=_range("--grid-range", grid_range))
+        result = api.import_checkpoint(source, library, options, dataset, config_file=config_file, task=task,
+                                       data_file=data_file, target=target, check_file=check,
+                                       check_tolerance=check_tolerance)
+        for note in result.notes:
+            err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+        save_checkpoint(result.model, path, result.provenance, force=force, inputs=(source,))
+        config = result.model.config
+        checked = f"; checked: {result.check.describe()}" if result.check is not None else ""
+        out.print(f"imported {result.provenance['source_library']} {config.model} {list(config.widths)} -> "
+                  f"{path}{checked}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _int_list(flag_name: str, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag_name} {value!r} must be comma-separated integers, e.g. 1,2,2,1") from None
+
+
+def _range(flag_name: str, value: str | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag_name} {value!r} must be LO,HI, e.g. -1,1") from None
+    return lo, hi
 
 
 @app.command("export")

@@ -21,7 +21,9 @@ MODEL_NAMES: tuple[str, ...] = model_names()
 (Chebyshev), legendrekan (Legendre)."""
 
 TASKS: tuple[str, ...] = ("classification", "regression")
-ACTIVATIONS: tuple[str, ...] = ("silu", "gelu")
+ACTIVATIONS: tuple[str, ...] = ("silu", "gelu", "relu", "tanh", "identity", "zero")
+"""Base-branch activations: SiLU (efficient-kan, FastKAN, pykan default), GELU (torch-conv-kan KANConv default,
+and what users often pass), ReLU, tanh, identity and zero (pykan's `base_fun='identity'` / `'zero'`)."""
 META_SHARING: tuple[str, ...] = ("model", "layer", "groups:C")
 ARCHS: tuple[str, ...] = ("mlp", "conv")
 
@@ -90,6 +92,10 @@ class ModelConfig:
     conv: ConvConfig | None = None  # set when arch == "conv"
     output_bias: bool = False  # a per-output bias in every fully-connected layer (always on for fastkan)
     norm_between: bool = False  # LayerNorm over the input of every fully-connected layer but the first (ChebyKAN)
+    # FC: LayerNorms at these positions of the layer stack, 0..L (p < L: over the input of layer p; p = L: over
+    # the last layer's output), for imported models whose norms sit elsewhere than between every pair of layers
+    layer_norms: tuple[int, ...] | None = None
+    basis_norm: bool | None = None  # FC: override the basis's LayerNorm on the basis path (FastKAN's use_layernorm)
     task: str = "classification"  # or "regression" (`kancompress.tasks`)
     input_affine: bool = False  # the model maps raw inputs to [-1, 1] with a stored per-feature (conv: channel) affine
     target_affine: bool = False  # regression: outputs are un-standardised with a stored per-output affine
@@ -109,6 +115,23 @@ class ModelConfig:
             return self.basis
         lo, hi = self.grid_ranges[layer]
         return dataclasses.replace(self.basis, grid_min=lo, grid_max=hi)
+
+    @property
+    def fc_basis_norm(self) -> bool:
+        """Whether fully-connected layers put a LayerNorm on the basis path (FastKAN), the basis's default unless
+        `basis_norm` overrides it."""
+        return self.spec.fc.basis_norm if self.basis_norm is None else self.basis_norm
+
+    def has_pre_norm(self, layer: int) -> bool:
+        """A LayerNorm over the input of FC layer `layer` (`norm_between`, or `layer_norms`)."""
+        if self.norm_between:
+            return layer > 0
+        return self.layer_norms is not None and layer in self.layer_norms
+
+    @property
+    def has_final_norm(self) -> bool:
+        """A LayerNorm over the last FC layer's output (`layer_norms` holding L)."""
+        return self.layer_norms is not None and len(self.layer_shapes) in self.layer_norms
 
     @property
     def num_basis(self) -> int:
@@ -179,6 +202,11 @@ class ModelConfig:
                     and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) for pair in ranges):
                 raise ConfigError("model config field 'grid_ranges' must be a list of [lo, hi] number pairs")
             fields["grid_ranges"] = tuple((float(lo), float(hi)) for lo, hi in ranges)
+        if fields.get("layer_norms") is not None:
+            positions = fields["layer_norms"]
+            if not isinstance(positions, (list, tuple)) or not all(_is_int(p) for p in positions):
+                raise ConfigError("model config field 'layer_norms' must be a list of integers")
+            fields["layer_norms"] = tuple(positions)
         if "widths" in fields:
             widths = fields["widths"]
             if not isinstance(widths, (list, tuple)) or not all(_is_int(w) for w in widths):
@@ -223,10 +251,19 @@ class ModelConfig:
                 if g < 1 or o % g or i % g:
                     raise ConfigError(f"conv layer {l}: groups={g} must divide {i} input and {o} output channels")
         spec = self.spec
-        if spec.fc.basis_norm and self.conv is None and min(self.widths[:-1]) < 2:
-            raise ConfigError(f"{self.model} layers need at least 2 inputs (LayerNorm of one value is always 0)")
         if self.norm_between and (self.conv is not None or min(self.widths[1:-1], default=2) < 2):
             raise ConfigError("norm_between needs a fully-connected model with hidden widths >= 2")
+        if self.layer_norms is not None:
+            depth = len(self.layer_shapes)
+            if self.conv is not None or self.norm_between:
+                raise ConfigError("layer_norms is for fully-connected models without norm_between")
+            if list(self.layer_norms) != sorted(set(self.layer_norms)) or not all(
+                    _is_int(p) and 0 <= p <= depth for p in self.layer_norms):
+                raise ConfigError(f"layer_norms needs increasing positions in 0..{depth} (the number of layers)")
+        if self.basis_norm is not None and self.conv is not None:
+            raise ConfigError("basis_norm overrides fully-connected layers only")
+        if self.fc_basis_norm and self.conv is None and min(self.widths[:-1]) < 2:
+            raise ConfigError(f"{self.model} layers need at least 2 inputs (LayerNorm of one value is always 0)")
         if sum(self.num_edges) > MAX_EDGES:
             raise ConfigError(f"model has {sum(self.num_edges)} edges, more than the limit {MAX_EDGES}")
         spec.check(self.basis)
@@ -250,7 +287,8 @@ class ModelConfig:
 
 
 OPTIONAL_FIELDS: dict[str, Any] = {"norm_between": False, "task": "classification", "input_affine": False,
-                                   "target_affine": False, "grid_ranges": None}
+                                   "target_affine": False, "grid_ranges": None, "layer_norms": None,
+                                   "basis_norm": None}
 """Fields written only when they differ from these defaults."""
 
 
@@ -319,6 +357,8 @@ def _typed_fields(data: dict[str, Any], cls: type) -> dict[str, Any]:
             ok = _is_int(value)
         elif kind == "bool":
             ok = isinstance(value, bool)
+        elif kind == "bool | None":
+            ok = value is None or isinstance(value, bool)
         elif kind == "tuple[int, ...]":
             ok = isinstance(value, (list, tuple))
         elif kind in ("float", "float | None"):

@@ -20,7 +20,15 @@ from kancompress.bases import BasisConfig, BasisSpec
 from kancompress.config import ModelConfig
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
-_ACTIVATIONS: dict[str, Activation] = {"silu": F.silu, "gelu": F.gelu}
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+_ACTIVATIONS: dict[str, Activation] = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh,
+                                       "identity": _identity, "zero": torch.zeros_like}
+"""`config.ACTIVATIONS` as functions (GELU: the exact erf form, torch's and upstream's default)."""
 
 
 class Basis(nn.Module):
@@ -68,12 +76,14 @@ class KANLinear(nn.Module):
         self.out_features = out_features
         self.num_basis = config.num_basis
         self.activation: Activation = _ACTIVATIONS[config.base_activation]
-        self.pre_norm = nn.LayerNorm(in_features) if config.norm_between and layer > 0 else None
+        self.pre_norm = nn.LayerNorm(in_features) if config.has_pre_norm(layer) else None
         self.basis = Basis(config.spec, config.layer_basis(layer), in_features)
-        self.input_norm = nn.LayerNorm(in_features) if extras.basis_norm else None
+        self.input_norm = nn.LayerNorm(in_features) if config.fc_basis_norm else None
         with_bias = extras.bias or config.output_bias
         self.bias = nn.Parameter(torch.zeros(out_features)) if with_bias else None
         self.output_norm = nn.LayerNorm(out_features) if extras.output_norm else None
+        last = layer == len(config.layer_shapes) - 1
+        self.final_norm = nn.LayerNorm(out_features) if last and config.has_final_norm else None
         if self.bias is not None:  # nn.Linear's default bias init, as FastKAN's base_linear
             bound = 1.0 / math.sqrt(in_features)
             nn.init.uniform_(self.bias, -bound, bound)
@@ -119,6 +129,8 @@ class KANLinear(nn.Module):
             y = y + self.bias
         if self.output_norm is not None:
             y = F.silu(self.output_norm(y))
+        if self.final_norm is not None:
+            y = self.final_norm(y)
         return y
 
     def _bases(self, x: torch.Tensor) -> torch.Tensor:

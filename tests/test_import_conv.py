@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from kancompress.errors import FormatError
-from kancompress.importers import ConvImportOptions, detect_library, import_state_dict
+from kancompress.interop import ImportOptions, detect_library, import_state_dict, source_from_state_dict
 
 CHANNELS = (2, 4, 8)  # in, layer 0, layer 1
 STRIDES = (1, 2)
@@ -96,11 +96,8 @@ def reference(state: dict, kind: str, groups: int, nb: int, x: torch.Tensor) -> 
 def test_torch_conv_kan_import_matches_reference(kind: str, nb: int, groups: int) -> None:
     g = torch.Generator().manual_seed(groups)
     state = make_state(kind, groups, nb, g)
-    assert detect_library({k.replace(".module.", "."): v for k, v in state.items()}) == "torch-conv-kan"
-    from kancompress.importers import _strip_wrappers
-
-    options = ConvImportOptions(strides=STRIDES)
-    model = import_state_dict({_strip_wrappers(k): v for k, v in state.items()}, "torch-conv-kan", conv_options=options)
+    assert detect_library(source_from_state_dict(state, "test")) == "torch-conv-kan"
+    model = import_state_dict(state, "torch-conv-kan", ImportOptions(strides=STRIDES))
     model.eval()
     x = torch.rand(3, 2, 8, 8, generator=g) * 2 - 1
     with torch.no_grad():
@@ -108,12 +105,9 @@ def test_torch_conv_kan_import_matches_reference(kind: str, nb: int, groups: int
 
 
 def test_torch_conv_kan_refusals() -> None:
-    from kancompress.importers import _strip_wrappers
-
-    state = {_strip_wrappers(k): v for k, v in make_state("bspline", 1, 8, torch.Generator().manual_seed(0)).items()}
+    state = make_state("bspline", 1, 8, torch.Generator().manual_seed(0))
     with pytest.raises(FormatError, match="one stride each"):
-        import_state_dict(state, "torch-conv-kan", conv_options=ConvImportOptions(strides=(1, 2, 2, 1)))
-    state["layers.1.prelus.0.weight"] = torch.tensor([0.2])
-    del state["layers.1.layer_norm.0.weight"]
+        import_state_dict(state, "torch-conv-kan", ImportOptions(strides=(1, 2, 2, 1)))
+    del state["layers.1.module.layer_norm.0.weight"]
     with pytest.raises(FormatError, match="layers.1.layer_norm.0.weight"):
-        import_state_dict(state, "torch-conv-kan", conv_options=ConvImportOptions(strides=STRIDES))
+        import_state_dict(state, "torch-conv-kan", ImportOptions(strides=STRIDES))

@@ -8,14 +8,14 @@ from torch.nn import functional as F
 
 from conftest import FIXTURES, all_models_and_kinds, fixture_json, tiny_model
 from kancompress.config import MODEL_NAMES, MetaConfig, default_config
-from kancompress.importers import import_state_dict, read_state_dict
+from kancompress.interop import import_source, read_source
 from kancompress.models import build_model
 
 
 @pytest.mark.parametrize("name", ["effkan-digits", "fastkan-digits", "chebykan-digits"])
 def test_layers_reproduce_upstream_fixture_logits(name: str) -> None:
     meta = fixture_json(name)
-    model = import_state_dict(read_state_dict(FIXTURES / f"{name}.safetensors"))
+    model = import_source(read_source(FIXTURES / f"{name}.safetensors")).model
     logits = model(torch.tensor(meta["probe_inputs"]))
     assert torch.allclose(logits, torch.tensor(meta["probe_logits"]), atol=1e-5, rtol=0)
 

@@ -42,8 +42,10 @@ Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
     every kind  layers.{l}.basis.*   the basis's own tensors (`BasisSpec.stored_tensors`: stored grid, Gram β)
                 layers.{l}.basis.grid_rows               F32 (k, G+2k+1)   v5: a "grids" layer, instead of
                 layers.{l}.basis.grid_index              U8 (stream bytes,)   its basis.grid
-                layers.{l}.pre_norm.{weight,bias}        F32 (in,)   FC, norm_between, l > 0
-                layers.{l}.input_norm.*                  FC: LayerNorm (in,); conv: BatchNorm (in,)   (basis_norm)
+                layers.{l}.pre_norm.{weight,bias}        F32 (in,)   FC, norm_between and l > 0, or l in layer_norms
+                layers.{L-1}.final_norm.{weight,bias}    F32 (out,)  FC, the last layer, L in layer_norms
+                layers.{l}.input_norm.*                  FC: LayerNorm (in,) (basis_norm, or the config's
+                                                         basis_norm override); conv: BatchNorm (in,)
                 layers.{l}.bias                          F32 (out,)  FC, spec bias or output_bias
                 layers.{l}.output_norm.*                 FC: LayerNorm (out,) (output_norm); conv: BatchNorm (out,)
                 layers.{l}.prelu.weight                  F32 (1,)    conv, output "prelu"
@@ -222,14 +224,16 @@ def _layer_tensors(config: ModelConfig) -> dict[str, TensorInfo]:
         for name, shape in spec.stored_tensors(config.basis, in_f).items():
             tensors[p + "basis." + name] = TensorInfo("F32", shape)
         if not conv:
-            if config.norm_between and layer > 0:
+            if config.has_pre_norm(layer):
                 tensors.update(_norm(p + "pre_norm", in_f, batch=False))
-            if spec.fc.basis_norm:
+            if config.fc_basis_norm:
                 tensors.update(_norm(p + "input_norm", in_f, batch=False))
             if spec.fc.bias or config.output_bias:
                 tensors[p + "bias"] = TensorInfo("F32", (out_f,))
             if spec.fc.output_norm:
                 tensors.update(_norm(p + "output_norm", out_f, batch=False))
+            if layer == len(config.layer_shapes) - 1 and config.has_final_norm:
+                tensors.update(_norm(p + "final_norm", out_f, batch=False))
         else:
             if spec.conv.basis_norm:
                 tensors.update(_norm(p + "input_norm", in_f, batch=True))

@@ -1,0 +1,86 @@
+"""torch-conv-kan's fully-connected KANs (`kans.KAGN` of `GRAMLayer`s, `kans.KALN` of `KALNLayer`s; `kans.KACN`
+is ChebyKAN's layer and imports as `chebykan`), under any prefix, `nn.Dropout` entries and the `L1` wrapper
+(`.module.`) included.
+
+- GRAMLayer: `{P}beta_weights` (D+1,), `{P}grams_basis_weights` (in, out, D+1), `{P}base_weights` (out, in),
+  `{P}norm.{weight,bias}` (out,); y = act(LayerNorm(Σ_i Σ_d w[i,o,d]·act(P_d(tanh x_i)) + base·act(x))),
+  edge (o, i) -> (w[i,o,:], base[o,i]) in the `gramkan` basis.
+- KALNLayer: `{P}base_weight` (out, in), `{P}poly_weight` (out, in·(D+1)) index i·(D+1) + d,
+  `{P}layer_norm.{weight,bias}`; y = act(LayerNorm(base·act(x) + Σ poly·P_d(u))), u = x mapped to [-1, 1] by
+  the batch's min and max, edge (o, i) -> (poly[o, i·(D+1):(i+1)·(D+1)], base[o,i]) in the `legendrekan` basis.
+`act` is the constructor's (nn.SiLU by default; not stored): kancompress runs SiLU there and says so.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kancompress.bases import BasisConfig
+from kancompress.config import ModelConfig
+from kancompress.errors import ConfigError, FormatError
+from kancompress.interop.layout import ImportOptions, Notes, StateReader, edge_vectors, order_layers, prefixes_with
+from kancompress.models import KANModel, build_model
+
+LIBRARY = "torch-conv-kan"
+USES: frozenset[str] = frozenset()
+
+
+def detect(names: list[str]) -> bool:
+    return bool(prefixes_with(names, "grams_basis_weights")) or bool(prefixes_with(names, "poly_weight"))
+
+
+def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
+    state = reader.state
+    gram = prefixes_with(state, "grams_basis_weights")
+    legendre = prefixes_with(state, "poly_weight")
+    if gram and legendre:
+        raise FormatError(f"{LIBRARY}: the state_dict mixes GRAMLayer and KALNLayer layers; one kind per model")
+
+    def widths_of(prefix: str) -> tuple[int, int]:
+        if gram:
+            in_f, out_f, _ = state[prefix + "grams_basis_weights"].shape
+            return in_f, out_f
+        out_f, in_f = state[prefix + "base_weight"].shape
+        return in_f, out_f
+
+    for prefix in gram:
+        if state[prefix + "grams_basis_weights"].dim() != 3:
+            raise FormatError(f"{LIBRARY}: '{prefix}grams_basis_weights' must have shape (in, out, degree+1)")
+    for prefix in legendre:
+        if prefix + "base_weight" not in state or state[prefix + "base_weight"].dim() != 2:
+            raise FormatError(f"{LIBRARY}: KALNLayer '{prefix}' needs base_weight (out, in)")
+    layers = order_layers(reader, gram or legendre, widths_of)
+    widths = [widths_of(layers[0])[0]] + [widths_of(p)[1] for p in layers]
+    if gram:
+        degree = state[layers[0] + "grams_basis_weights"].shape[2] - 1
+    else:
+        degree = state[layers[0] + "poly_weight"].shape[1] // widths[0] - 1
+        notes.say(f"{LIBRARY} KALNLayer maps inputs to [-1, 1] by the min and max of the whole batch; kancompress by "
+                  "those of each sample: outputs are equal for one sample at a time")
+    notes.assume("base_activation", "silu", f"{LIBRARY} stores no activation: assumed nn.SiLU (the layers' default), "
+                                            "which kancompress's gramkan/legendrekan layers run")
+    config = ModelConfig(model="gramkan" if gram else "legendrekan", widths=tuple(widths),
+                         basis=BasisConfig(degree=degree))
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise FormatError(f"{LIBRARY}: checkpoint does not fit: {exc}") from None
+    model = build_model(config)
+    nb = degree + 1
+    for l, (prefix, layer) in enumerate(zip(layers, model.fc_layers())):
+        out_f, in_f = layer.edge_shape
+        norm = layer.output_norm
+        assert norm is not None
+        if gram:
+            coeffs = reader.take(prefix + "grams_basis_weights", (in_f, out_f, nb)).permute(1, 0, 2)  # (out, in, nb)
+            base = reader.take(prefix + "base_weights", (out_f, in_f))
+            layer.basis.beta_weights.data.copy_(reader.take(prefix + "beta_weights", (nb,)))
+            norm_prefix = prefix + "norm."
+        else:
+            coeffs = reader.take(prefix + "poly_weight", (out_f, in_f * nb)).view(out_f, in_f, nb)  # i·(D+1) + d
+            base = reader.take(prefix + "base_weight", (out_f, in_f))
+            norm_prefix = prefix + "layer_norm."
+        norm.weight.data.copy_(reader.take(norm_prefix + "weight", (out_f,)))
+        norm.bias.data.copy_(reader.take(norm_prefix + "bias", (out_f,)))
+        edge_vectors(model, l, torch.cat([coeffs, base[..., None]], dim=-1))  # (out, in, nb + 1)
+    return model
