@@ -4,7 +4,7 @@ own forward before returning it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -21,10 +21,10 @@ from kancompress.models import KANModel
 _PROBE = torch.linspace(-6.0, 6.0, 241)
 
 
-def identify_activation(function: Callable[[torch.Tensor], torch.Tensor], where: str) -> str:
+def identify_activation(function: Any, where: str) -> str:
     """The name of a base activation (a module instance, a class or a function), found by evaluating it."""
     if isinstance(function, type) and issubclass(function, nn.Module):
-        function = function()
+        function = function()  # a class, as some layers keep the constructor argument
     with torch.no_grad():
         try:
             values = function(_PROBE.clone())
@@ -65,13 +65,14 @@ def _options(module: nn.Module, library: str) -> ImportOptions:
         if widths:
             found["denominator"] = widths.pop()
     if library == "torch-conv-kan":
-        convs = [sub for sub in module.modules() if hasattr(sub, "base_conv") and hasattr(sub, "stride")]
+        convs: list[Any] = [sub for sub in module.modules() if hasattr(sub, "base_conv") and hasattr(sub, "stride")]
         if convs:
             found["strides"] = tuple(int(c.stride if isinstance(c.stride, int) else c.stride[0]) for c in convs)
         splines = [sub for sub in convs if hasattr(sub, "spline_conv") and hasattr(sub, "spline_order")]
         if splines:
-            found.update(grid_size=int(splines[0].grid_size), spline_order=int(splines[0].spline_order),
-                         grid_range=tuple(float(v) for v in splines[0].grid_range))
+            first = splines[0]
+            found.update(grid_size=int(first.grid_size), spline_order=int(first.spline_order),
+                         grid_range=tuple(float(v) for v in first.grid_range))
     return ImportOptions(**found)
 
 
