@@ -281,6 +281,9 @@ def cluster(
     extra: dict[str, Any] = {}
     if options.max_drop is None:
         clustered = clusterer.build(options.ks_for(model))
+        capped = options.capped_for(model)
+        if capped:  # said by the CLI: "layer l has n edges: its k is capped at n"
+            extra = {"k_capped": {str(layer): n for layer, n in capped.items()}}
     else:
         assert split is not None and data is not None
         ks, base, result = choose_ks(clusterer, split, options.max_drop)

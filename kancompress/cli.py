@@ -330,6 +330,9 @@ def cluster(
                 if max_drop is not None or data_aware else None)
         if max_drop is None:
             model, provenance = api.cluster(source, options, data, download=download)
+            for layer, edges in provenance.get("k_capped", {}).items():
+                err.print(f"note: layer {layer} has {edges} edges: its k is capped at {edges}", highlight=False,
+                          markup=False)
         else:
             with err.status("choosing k per layer on the validation split"):
                 model, provenance = api.cluster(source, options, data, download=download)

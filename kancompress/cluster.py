@@ -153,22 +153,33 @@ def torch_kmeans(
     return codebook, indices, float(distances.double().sum())
 
 
-def resolve_ks(model: KANModel, k: int, layer_ks: dict[int, int] | None = None) -> list[int]:
-    """Per-layer codebook sizes: `k` everywhere, overridden by `layer_ks` {layer: k}; checked against edges."""
+def resolve_ks(model: KANModel, k: int, layer_ks: dict[int, int] | None = None, cap: bool = False) -> list[int]:
+    """Per-layer codebook sizes: `k` everywhere, overridden by `layer_ks` {layer: k}; checked against edges. With
+    `cap`, `k` (not an explicit `layer_ks` entry) is capped at each layer's edge count (`capped_layers` names
+    them); every layer whose k is still above its edge count is named in one error."""
     counts = model.config.num_edges
     layer_ks = layer_ks or {}
     for layer in layer_ks:
         if not 0 <= layer < len(counts):
             raise ConfigError(f"--layer-k names layer {layer}, but the model has layers 0..{len(counts) - 1}")
-    ks = [layer_ks.get(layer, k) for layer in range(len(counts))]
-    for layer, (size, n) in enumerate(zip(ks, counts)):
+    ks = [layer_ks.get(layer, min(k, n) if cap else k) for layer, n in enumerate(counts)]
+    for layer, size in enumerate(ks):
         if size < 2:
             raise ConfigError(f"k={size} for layer {layer} is too small; use k >= 2")
-        if size > n:
-            raise ConfigError(f"k={size} for layer {layer} exceeds its {n} edges; use k <= {n} (e.g. --layer-k {layer}={n})")
         if size > 1 << 16:
             raise ConfigError(f"k={size} for layer {layer} is above the largest supported codebook, 65536")
+    above = [(layer, size, n) for layer, (size, n) in enumerate(zip(ks, counts)) if size > n]
+    if above:
+        where = ", ".join(f"layer {layer} (k={size}, {n} edges)" for layer, size, n in above)
+        fix = " ".join(f"--layer-k {layer}={n}" for layer, _, n in above)
+        raise ConfigError(f"k exceeds the edge count of {where}; use k <= the edges, e.g. {fix}")
     return ks
+
+
+def capped_layers(model: KANModel, k: int, layer_ks: dict[int, int] | None = None) -> dict[int, int]:
+    """{layer: its edge count} for the layers whose k `resolve_ks(..., cap=True)` caps below `k`."""
+    layer_ks = layer_ks or {}
+    return {layer: n for layer, n in enumerate(model.config.num_edges) if layer not in layer_ks and k > n}
 
 
 class Clusterer:

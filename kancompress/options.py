@@ -187,10 +187,17 @@ class ClusterConfig:
                 raise ConfigError("--max-drop chooses k per layer itself; drop -k/--layer-k, or drop --max-drop")
 
     def ks_for(self, model: KANModel) -> list[int]:
-        """Each layer's k for `model` (without max_drop), checked against its edge counts."""
+        """Each layer's k for `model` (without max_drop), checked against its edge counts; `k` is capped at the
+        edge count of a layer that has fewer edges (`capped_for` names those)."""
         from kancompress.cluster import resolve_ks
 
-        return resolve_ks(model, self.k if self.k is not None else default_k(model), dict(self.layer_ks))
+        return resolve_ks(model, self.k if self.k is not None else default_k(model), dict(self.layer_ks), cap=True)
+
+    def capped_for(self, model: KANModel) -> dict[int, int]:
+        """{layer: edge count} of the layers whose k `ks_for` caps at their edge count."""
+        from kancompress.cluster import capped_layers
+
+        return capped_layers(model, self.k if self.k is not None else default_k(model), dict(self.layer_ks))
 
 
 COMPRESS_METHODS = ("cluster", "distill")
