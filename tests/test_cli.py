@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from kancompress.config import MODEL_NAMES
 from kancompress.cli import app
+from kancompress.format.header import read_header
 
 runner = CliRunner()
 
@@ -115,7 +116,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cluster_bad_k_and_kinds(tmp_path: Path, trained: Path) -> None:
     out = tmp_path / "c.safetensors"
     assert_one_line_error(*run("cluster", trained, "-k", "1", "-o", out), "k >= 2")
-    assert_one_line_error(*run("cluster", trained, "-k", "100", "-o", out), "exceeds its 80 edges")
+    assert_one_line_error(*run("cluster", trained, "--layer-k", "1=100", "-o", out), "layer 1 (k=100, 80 edges)")
+    capped = tmp_path / "capped.safetensors"
+    code, output = run("cluster", trained, "-k", "100", "-o", capped)  # -k above a layer's edges: capped, said
+    assert code == 0 and "note: layer 1 has 80 edges: its k is capped at 80" in output
+    assert [entry.k for entry in read_header(capped).indices] == [100, 80]
     assert_one_line_error(*run("cluster", trained, "--layer-k", "x", "-o", out), "LAYER=K")
     assert not out.exists()
     assert_one_line_error(*run("finetune", trained, "-o", out), "needs a clustered checkpoint")

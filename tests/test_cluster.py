@@ -66,8 +66,11 @@ def test_k_validation() -> None:
     model = tiny_model("kan", "dense")  # layers of 30 and 15 edges
     with pytest.raises(ConfigError, match="k >= 2"):
         resolve_ks(model, 1)
-    with pytest.raises(ConfigError, match="exceeds its 15 edges"):
+    with pytest.raises(ConfigError, match=r"edge count of layer 1 \(k=16, 15 edges\); .* --layer-k 1=15"):
         resolve_ks(model, 16)
+    assert resolve_ks(model, 16, cap=True) == [16, 15]  # -k caps each layer at its edges (the CLI says so)
+    with pytest.raises(ConfigError, match=r"layer 0 \(k=31, 30 edges\), layer 1 \(k=20, 15 edges\)"):
+        resolve_ks(model, 4, {0: 31, 1: 20}, cap=True)  # explicit per-layer ks are not capped: all named at once
     with pytest.raises(ConfigError, match="layer 5"):
         resolve_ks(model, 4, {5: 2})
     assert resolve_ks(model, 16, {1: 8}) == [16, 8]
@@ -135,5 +138,5 @@ def test_cluster_config_refuses_what_does_not_combine_and_records_every_option()
     clustered, provenance = api.cluster(model, options)
     assert [book.k for book in clustered.edges.layers] == [4, 2]
     assert provenance["options"]["kmeans"] == "torch" and provenance["options"]["n_init"] == 2
-    with pytest.raises(ConfigError, match="exceeds its 15 edges"):  # the default k (16) on a 15-edge layer
-        api.ClusterConfig().ks_for(model)
+    assert api.ClusterConfig().ks_for(model) == [16, 15]  # the default k (16) capped on a 15-edge layer
+    assert api.ClusterConfig().capped_for(model) == {1: 15}

@@ -46,7 +46,11 @@ def test_golden_file_reads_bit_exactly_and_reproduces_outputs(name: str) -> None
         assert _sha(state[key]) == digest, key
     with torch.no_grad():
         outputs = loaded.model.eval()(PROBES[f"{name}.x"])
-    torch.testing.assert_close(outputs, PROBES[f"{name}.y"], rtol=0, atol=1e-6)
+    # The decoded tensors above are bit-exact (that is the point); the forward's float32 rounding depends on the
+    # CPU's kernels (up to 4.7e-6 of the output scale measured between two x86-64 machines, after LayerNorms):
+    # a tolerance that scales with the outputs.
+    expected = PROBES[f"{name}.y"]
+    torch.testing.assert_close(outputs, expected, rtol=1e-5, atol=2e-5 * float(expected.abs().max()))
 
 
 def test_renaming_a_module_attribute_cannot_change_the_format(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

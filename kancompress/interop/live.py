@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from kancompress.errors import FormatError
-from kancompress.interop import detect_library, import_source
+from kancompress.interop import detect_library, efficient_kan, fastkan, import_source, pykan, torch_conv_kan
 from kancompress.interop.check import DEFAULT_TOLERANCE, CheckResult, compare
 from kancompress.interop.layout import ImportOptions
 from kancompress.interop.source import source_from_state_dict
@@ -47,24 +47,24 @@ def _modules_with(module: nn.Module, attribute: str) -> Iterator[tuple[str, Any]
 def _options(module: nn.Module, library: str) -> ImportOptions:
     """What `library` needs beyond the state_dict, read from the live module."""
     found: dict[str, Any] = {}
-    if library in ("efficient-kan", "fastkan", "pykan", "torch-conv-kan"):
-        attribute = "base_fun" if library == "pykan" else "base_activation"
+    if library in (efficient_kan.LIBRARY, fastkan.LIBRARY, pykan.LIBRARY, torch_conv_kan.LIBRARY):
+        attribute = "base_fun" if library == pykan.LIBRARY else "base_activation"
         names = {identify_activation(value, f"{name}.{attribute}") for name, value in _modules_with(module, attribute)
                  if callable(value)}
         if len(names) > 1:
             raise FormatError(f"the module's layers use different base activations ({', '.join(sorted(names))}); "
                               "kancompress needs one per model")
-        if names and library != "torch-conv-kan":
+        if names and library != torch_conv_kan.LIBRARY:
             found["base_activation"] = names.pop()
         elif names and any(hasattr(sub, "spline_conv") for sub in module.modules()):
             found["base_activation"] = names.pop()  # only KANConv layers take it
-    if library == "fastkan":
+    if library == fastkan.LIBRARY:
         widths = {float(value) for _, value in _modules_with(module, "denominator")}
         if len(widths) > 1:
             raise FormatError(f"the module's RBF layers use different widths {sorted(widths)}; kancompress needs one")
         if widths:
             found["denominator"] = widths.pop()
-    if library == "torch-conv-kan":
+    if library == torch_conv_kan.LIBRARY:
         convs: list[Any] = [sub for sub in module.modules() if hasattr(sub, "base_conv") and hasattr(sub, "stride")]
         if convs:
             found["strides"] = tuple(int(c.stride if isinstance(c.stride, int) else c.stride[0]) for c in convs)
