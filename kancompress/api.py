@@ -731,9 +731,11 @@ def import_checkpoint(
     if check_arrays is not None:
         check = compare(model, *check_arrays, tolerance=check_tolerance or DEFAULT_TOLERANCE)
         if not check.passed:
+            assumed = ", ".join(f"{key}={value}" for key, value in notes.assumed.items())
+            cause = (f"one of the defaults it assumed ({assumed}) is wrong: give the right one (--help lists them)"
+                     if assumed else "the model has a part kancompress does not reproduce")
             raise FormatError(f"the imported {library} model differs from the original's outputs in {check_file}: "
-                              f"{check.describe()}; nothing written (an assumption above is wrong, or the layer is "
-                              "one kancompress does not reproduce)")
+                              f"{check.describe()}; nothing written: {cause}")
     provenance: dict[str, Any] = {"stage": "import", "source_library": library,
                                   "source_file": os.path.basename(source), "dataset": dataset,
                                   "kancompress_version": __version__}

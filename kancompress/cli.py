@@ -688,8 +688,7 @@ def import_(
 ) -> None:
     """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly).
 
-    What the file does not store (a base activation, strides, ...) comes from options; a default the import
-    assumes is said on stderr. With --check the import is compared with the original model's outputs."""
+    What the file does not store (a base activation, strides, ...) comes from options; a default the import assumes is said on stderr. With --check the import is compared with the original model's outputs."""
     with _errors():
         from kancompress import api
         from kancompress.format.checkpoint import save_checkpoint

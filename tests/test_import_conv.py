@@ -33,12 +33,13 @@ def make_state(kind: str, groups: int, nb: int, g: torch.Generator) -> dict[str,
             state[p + f"layer_norm.{i}.running_mean"] = 0.1 * torch.randn(size, generator=g)
             state[p + f"layer_norm.{i}.running_var"] = 0.5 + torch.rand(size, generator=g)
             state[p + f"layer_norm.{i}.num_batches_tracked"] = torch.tensor(7)
-            if kind != "gram":
+            if kind not in ("gram", "legendre"):
                 state[p + f"spline_conv.{i}.weight"] = torch.randn(og, cg * nb, 3, 3, generator=g) * 0.3
             if kind == "bspline":
                 state[p + f"prelus.{i}.weight"] = torch.tensor([0.2])
-        if kind == "gram":
+        if kind in ("gram", "legendre"):
             state[p + "poly_weights"] = torch.randn(gr, og, cg * nb, 3, 3, generator=g) * 0.3
+        if kind == "gram":
             state[p + "beta_weights"] = 0.2 * torch.randn(nb, generator=g)
         if kind == "rbf":
             state[p + "rbf.grid"] = torch.linspace(-2, 2, nb)
@@ -57,9 +58,16 @@ def reference(state: dict, kind: str, groups: int, nb: int, x: torch.Tensor) -> 
         for i in range(gr):
             xg = x[:, i * cg : (i + 1) * cg]
             conv = dict(stride=STRIDES[l], padding=1)
-            act = F.gelu if kind == "bspline" else F.silu
+            act = F.gelu if kind == "bspline" else (lambda v: v) if kind == "legendre" else F.silu
             base = F.conv2d(act(xg), state[p + f"base_conv.{i}.weight"], **conv)
-            if kind == "gram":  # KAGNConvNDLayer.forward_kag
+            if kind == "legendre":  # KALNConvNDLayer.forward_kal: base conv on x, range over the whole batch
+                t = 2 * (xg - xg.min()) / (xg.max() - xg.min()) - 1
+                polys = [torch.ones_like(t), t]
+                for n in range(1, nb - 1):
+                    polys.append(((2.0 * n + 1.0) * t * polys[-1] - n * polys[-2]) / (n + 1.0))
+                y = F.conv2d(torch.cat(polys[:nb], dim=1), state[p + "poly_weights"][i], **conv)  # degree-major
+                outs.append(F.silu(batch_norm(state, p + f"layer_norm.{i}.", y + base)))
+            elif kind == "gram":  # KAGNConvNDLayer.forward_kag
                 t = torch.tanh(xg)
                 beta = state[p + "beta_weights"]
                 polys = [torch.ones_like(t), t]
@@ -102,6 +110,18 @@ def test_torch_conv_kan_import_matches_reference(kind: str, nb: int, groups: int
     x = torch.rand(3, 2, 8, 8, generator=g) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(model(x), reference(state, kind, groups, nb, x), atol=1e-5)
+
+
+def test_torch_conv_kaln_import_matches_reference_one_sample_at_a_time() -> None:
+    """KALNConv maps inputs to [-1, 1] by the whole batch's range, kancompress by each sample's: equal per sample."""
+    g = torch.Generator().manual_seed(5)
+    state = make_state("legendre", 1, 4, g)
+    model = import_state_dict(state, "torch-conv-kan", ImportOptions(strides=STRIDES))
+    assert model.config.model == "legendrekan"
+    model.eval()
+    for x in torch.rand(3, 1, 2, 8, 8, generator=g) * 2 - 1:
+        with torch.no_grad():
+            assert torch.allclose(model(x), reference(state, "legendre", 1, 4, x), atol=1e-5)
 
 
 def test_torch_conv_kan_refusals() -> None:

@@ -19,8 +19,8 @@ from kancompress.interop.layout import (
     StateReader,
     edge_vectors,
     fill_norms,
+    layer_stack,
     norm_config,
-    order_layers,
     place_norms,
     prefixes_with,
 )
@@ -47,8 +47,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
         in_f, out_f, _ = state[names[prefix]].shape
         return in_f, out_f
 
-    layers = order_layers(reader, list(names), widths_of)
-    widths = [widths_of(layers[0])[0]] + [widths_of(p)[1] for p in layers]
+    layers, widths = layer_stack(reader, list(names), widths_of)
     degree = state[names[layers[0]]].shape[2] - 1
     norms = place_norms(reader, layers, widths)
     config = ModelConfig(model="chebykan", widths=tuple(widths), basis=BasisConfig(degree=degree),

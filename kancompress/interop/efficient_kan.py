@@ -24,8 +24,8 @@ from kancompress.interop.layout import (
     activation_option,
     edge_vectors,
     fill_norms,
+    layer_stack,
     norm_config,
-    order_layers,
     place_norms,
     prefixes_with,
 )
@@ -51,8 +51,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
         out_f, in_f, _ = state[prefix + "spline_weight"].shape
         return in_f, out_f
 
-    layers = order_layers(reader, found, widths_of)
-    widths = [widths_of(layers[0])[0]] + [widths_of(p)[1] for p in layers]
+    layers, widths = layer_stack(reader, found, widths_of)
     n_basis = state[layers[0] + "spline_weight"].shape[2]
     grids = [reader.take(p + "grid") for p in layers]
     order = grids[0].shape[1] - n_basis - 1

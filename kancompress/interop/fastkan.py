@@ -23,8 +23,8 @@ from kancompress.interop.layout import (
     activation_option,
     edge_vectors,
     fill_norms,
+    layer_stack,
     norm_config,
-    order_layers,
     place_norms,
     prefixes_with,
 )
@@ -53,8 +53,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
                               f"the {size} RBF centres")
         return flat // size, out_f
 
-    layers = order_layers(reader, found, widths_of)
-    widths = [widths_of(layers[0])[0]] + [widths_of(p)[1] for p in layers]
+    layers, widths = layer_stack(reader, found, widths_of)
     grid = state[layers[0] + "rbf.grid"]
     size, lo, hi = grid.numel(), float(grid[0]), float(grid[-1])
     with_norm = [reader.has(p + "layernorm.weight") for p in layers]

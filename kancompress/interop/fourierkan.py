@@ -18,8 +18,8 @@ from kancompress.interop.layout import (
     StateReader,
     edge_vectors,
     fill_norms,
+    layer_stack,
     norm_config,
-    order_layers,
     place_norms,
     prefixes_with,
 )
@@ -46,8 +46,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
         _, out_f, in_f, _ = state[prefix + "fouriercoeffs"].shape
         return in_f, out_f
 
-    layers = order_layers(reader, found, widths_of)
-    widths = [widths_of(layers[0])[0]] + [widths_of(p)[1] for p in layers]
+    layers, widths = layer_stack(reader, found, widths_of)
     size = state[layers[0] + "fouriercoeffs"].shape[3]
     norms = place_norms(reader, layers, widths)
     config = ModelConfig(model="fourierkan", widths=tuple(widths), basis=BasisConfig(grid_size=size),

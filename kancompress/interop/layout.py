@@ -144,6 +144,13 @@ def order_layers(reader: StateReader, prefixes: list[str], widths: Callable[[str
     return ordered
 
 
+def layer_stack(reader: StateReader, prefixes: list[str],
+                widths: Callable[[str], tuple[int, int]]) -> tuple[list[str], list[int]]:
+    """`order_layers`, and the stack's widths [in, out of layer 0, out of layer 1, ...]."""
+    layers = order_layers(reader, prefixes, widths)
+    return layers, [widths(layers[0])[0]] + [widths(p)[1] for p in layers]
+
+
 def _chains(prefixes: list[str], widths: Callable[[str], tuple[int, int]]) -> list[list[str]]:
     """Every order of all layers in which each layer's inputs equal the previous one's outputs (at most 2)."""
     found: list[list[str]] = []

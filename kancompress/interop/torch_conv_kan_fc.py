@@ -18,7 +18,7 @@ import torch
 from kancompress.bases import BasisConfig
 from kancompress.config import ModelConfig
 from kancompress.errors import ConfigError, FormatError
-from kancompress.interop.layout import ImportOptions, Notes, StateReader, edge_vectors, order_layers, prefixes_with
+from kancompress.interop.layout import ImportOptions, Notes, StateReader, edge_vectors, layer_stack, prefixes_with
 from kancompress.models import KANModel, build_model
 
 LIBRARY = "torch-conv-kan"
@@ -49,8 +49,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     for prefix in legendre:
         if prefix + "base_weight" not in state or state[prefix + "base_weight"].dim() != 2:
             raise FormatError(f"{LIBRARY}: KALNLayer '{prefix}' needs base_weight (out, in)")
-    layers = order_layers(reader, gram or legendre, widths_of)
-    widths = [widths_of(layers[0])[0]] + [widths_of(p)[1] for p in layers]
+    layers, widths = layer_stack(reader, gram or legendre, widths_of)
     if gram:
         degree = state[layers[0] + "grams_basis_weights"].shape[2] - 1
     else:
