@@ -670,7 +670,7 @@ def inspect(
 def import_(
     source: Annotated[Path, typer.Argument(help="state_dict saved by an upstream library (.safetensors, .pt, .pth; a training checkpoint dict too).")],
     output: Output = None,
-    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan | torch-conv-kan | chebykan | fourierkan.", show_default="detected from the keys")] = None,
+    library: Annotated[Optional[str], typer.Option("--from", help="efficient-kan | fastkan | pykan | torch-conv-kan | chebykan | fourierkan | wav-kan.", show_default="detected from the keys")] = None,
     check: Annotated[Optional[Path], typer.Option("--check", help="An .npz with the original model's inputs x and outputs y: refuse the import beyond --check-tolerance.", show_default="none")] = None,
     check_tolerance: Annotated[float, typer.Option("--check-tolerance", help="Largest deviation allowed by --check, relative to the output scale.")] = 1e-4,
     base_activation: Annotated[Optional[str], typer.Option("--base-activation", help="Not stored in state_dicts: silu | gelu | relu | tanh | identity | zero (efficient-kan, FastKAN, pykan without config, KANConv).", show_default="the library's, stated")] = None,
@@ -684,6 +684,7 @@ def import_(
     grid_size: Annotated[Optional[int], typer.Option("--grid-size", help="torch-conv-kan KANConv grid size.", show_default="5, stated")] = None,
     spline_order: Annotated[Optional[int], typer.Option("--spline-order", help="torch-conv-kan KANConv spline order.", show_default="3, stated")] = None,
     grid_range: Annotated[Optional[str], typer.Option("--grid-range", help="torch-conv-kan KANConv grid range LO,HI.", show_default="-1,1, stated")] = None,
+    wavelet: Annotated[Optional[str], typer.Option("--wavelet", help="Wav-KAN: mexican_hat | morlet | dog | meyer | shannon.", show_default="mexican_hat, stated")] = None,
     force: Force = False,
 ) -> None:
     """Convert an upstream KAN state_dict into a kancompress dense checkpoint (outputs reproduced exactly).
@@ -697,7 +698,8 @@ def import_(
         path = check_output(output or source.with_name(f"{source.stem}-kancompress.safetensors"), force, (source,))
         options = ImportOptions(base_activation=base_activation, denominator=denominator,
                                 strides=_int_list("--strides", strides), grid_size=grid_size,
-                                spline_order=spline_order, grid_range=_range("--grid-range", grid_range))
+                                spline_order=spline_order, grid_range=_range("--grid-range", grid_range),
+                                wavelet=wavelet)
         result = api.import_checkpoint(source, library, options, dataset, config_file=config_file, task=task,
                                        data_file=data_file, target=target, check_file=check,
                                        check_tolerance=check_tolerance)

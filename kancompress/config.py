@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kancompress.bases import BasisConfig, BasisSpec, get_spec, model_names
+from kancompress.bases.spec import BASIS_OPTIONAL_FIELDS
 from kancompress.errors import ConfigError
 
 CONFIG_VERSION = 1
@@ -19,6 +20,9 @@ CONFIG_VERSION = 1
 MODEL_NAMES: tuple[str, ...] = model_names()
 """The registered models (`kancompress.bases`): kan (B-spline), fastkan (RBF), gramkan (Gram), chebykan
 (Chebyshev), legendrekan (Legendre)."""
+
+CONV_MODEL_NAMES: tuple[str, ...] = tuple(name for name in MODEL_NAMES if not get_spec(name).fc_only)
+"""The models that have conv layers (every basis but the fully-connected-only ones, e.g. wavkan)."""
 
 TASKS: tuple[str, ...] = ("classification", "regression")
 ACTIVATIONS: tuple[str, ...] = ("silu", "gelu", "relu", "tanh", "identity", "zero")
@@ -174,6 +178,9 @@ class ModelConfig:
         for key, default in OPTIONAL_FIELDS.items():
             if data[key] == default:
                 del data[key]
+        for key, default in BASIS_OPTIONAL_FIELDS.items():
+            if data["basis"][key] == default:
+                del data["basis"][key]
         return data
 
     @classmethod
@@ -236,6 +243,8 @@ class ModelConfig:
                 raise ConfigError(f"layer width {w} is out of range 1..{MAX_WIDTH}")
         if (self.arch == "conv") != (self.conv is not None):
             raise ConfigError("a conv model needs a 'conv' section, and only a conv model may have one")
+        if self.conv is not None and self.spec.fc_only:
+            raise ConfigError(f"{self.model} has fully-connected layers only (no conv layers)")
         if self.conv is not None:
             c = self.conv
             if len(c.strides) != len(self.widths) - 1 or not all(1 <= s <= 8 for s in c.strides):

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from kancompress.bases import BasisConfig, BasisSpec
 from kancompress.config import ModelConfig
+from kancompress.errors import ConfigError
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -82,6 +83,8 @@ class KANLinear(nn.Module):
         with_bias = extras.bias or config.output_bias
         self.bias = nn.Parameter(torch.zeros(out_features)) if with_bias else None
         self.output_norm = nn.LayerNorm(out_features) if extras.output_norm else None
+        self.output_bn = nn.BatchNorm1d(out_features) if extras.output_batchnorm else None
+        self.parametric = config.spec.parametric
         last = layer == len(config.layer_shapes) - 1
         self.final_norm = nn.LayerNorm(out_features) if last and config.has_final_norm else None
         if self.bias is not None:  # nn.Linear's default bias init, as FastKAN's base_linear
@@ -97,9 +100,13 @@ class KANLinear(nn.Module):
         lead = x.shape[:-1]
         flat = x.dim() != 2  # (a 2-D input needs no reshapes, which keeps the exported ONNX graph short)
         x = self.normalise(x.reshape(-1, self.in_features) if flat else x)  # (N, in)
-        bases = self._bases(x)  # (N, in, num_basis)
-        coeffs = edges[..., : self.num_basis].reshape(self.out_features, -1)  # (out, in*num_basis)
-        y = F.linear(bases.flatten(1), coeffs)  # (N, out)
+        if self.parametric:  # each edge's own function: (N, 1, in) against (1, out, in, nb) -> (N, out, in)
+            y = self.basis.spec.edge_function(self.basis, self._prepared(x).unsqueeze(1),
+                                              edges[..., : self.num_basis].unsqueeze(0)).sum(-1)  # (N, out)
+        else:
+            bases = self._bases(x)  # (N, in, num_basis)
+            coeffs = edges[..., : self.num_basis].reshape(self.out_features, -1)  # (out, in*num_basis)
+            y = F.linear(bases.flatten(1), coeffs)  # (N, out)
         y = y + F.linear(self.activation(x), edges[..., self.num_basis])  # base branch, weight (out, in)
         y = self.finish(y)
         return y.reshape(*lead, self.out_features) if flat else y
@@ -112,14 +119,22 @@ class KANLinear(nn.Module):
         """Every centroid's edge function at every input: R[i, c, n] = Σ_j C[c,j]·B_j(x[n,i]) + C[c,-1]·act(x[n,i]).
 
         x: (N, in); codebook C: (k, num_basis + 1). Returns R of shape (in, k, N). A clustered layer's
-        pre-activation is then y[n,o] = Σ_i R[i, I[o,i], n] (`kancompress.fastpath`).
+        pre-activation is then y[n,o] = Σ_i R[i, I[o,i], n] (`kancompress.fastpath`). A parametric basis evaluates
+        each centroid's own function: R[i, c, n] = φ(x[n,i]; C[c,:nb]) + C[c,-1]·act(x[n,i]).
         """
+        if self.parametric:
+            x = self.normalise(x)
+            t = self._prepared(x).T.unsqueeze(1)  # (in, 1, N)
+            values = self.basis.spec.edge_function(self.basis, t, codebook[:, None, : self.num_basis])  # (in, k, N)
+            return values + codebook[:, self.num_basis, None] * self.activation(x).T.unsqueeze(1)
         features = self.edge_features(x)  # (N, in, |w|)
         return torch.matmul(codebook, features.permute(1, 2, 0))  # (k, |w|) @ (in, |w|, N) -> (in, k, N)
 
     def edge_features(self, x: torch.Tensor) -> torch.Tensor:
         """What each edge's vector multiplies: f(x_i) = [B_1(x_i), ..., B_nb(x_i), act(x_i)], so that edge (o, i)
-        adds w[o,i]·f(x_i) to output o. x: (N, in) -> (N, in, |w|)."""
+        adds w[o,i]·f(x_i) to output o. x: (N, in) -> (N, in, |w|). Parametric bases have no such features."""
+        if self.parametric:
+            raise ConfigError("this basis's edge functions are not linear in their vectors; it has no edge features")
         x = self.normalise(x)
         return torch.cat([self._bases(x), self.activation(x).unsqueeze(-1)], dim=-1)
 
@@ -129,9 +144,15 @@ class KANLinear(nn.Module):
             y = y + self.bias
         if self.output_norm is not None:
             y = F.silu(self.output_norm(y))
+        if self.output_bn is not None:
+            y = self.output_bn(y)
         if self.final_norm is not None:
             y = self.final_norm(y)
         return y
+
+    def _prepared(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, in) -> the basis's prepared input (N, in) (parametric bases)."""
+        return self.basis.prepare(self.input_norm(x) if self.input_norm is not None else x)
 
     def _bases(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, in) -> basis values (N, in, num_basis); FastKAN's LayerNorm feeds the basis path only."""
@@ -235,6 +256,9 @@ def init_edge_vectors(config: ModelConfig, edge_shape: tuple[int, ...]) -> torch
     """
     nb = config.num_basis
     fan_in = math.prod(edge_shape[1:])
+    own = config.spec.initial_vectors(edge_shape, fan_in)
+    if own is not None:
+        return own
     base_bound = 1.0 / math.sqrt(fan_in)
     vectors = torch.empty(*edge_shape, nb + 1)
     scheme = config.spec.init if config.conv is None else "kaiming"

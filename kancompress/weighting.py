@@ -52,7 +52,7 @@ def layer_inputs(model: KANModel, x: torch.Tensor, batch_size: int = 2048) -> li
 def input_grams(model: KANModel, x: torch.Tensor, batch_size: int = 2048) -> list[torch.Tensor | None]:
     """Per layer, G_i for each of its inputs, (in, |w|, |w|) float64 with the ridge; None for a conv layer.
     `x`: training inputs (at most `GRAM_SAMPLES` of them are used, evenly strided)."""
-    if model.config.conv is not None:
+    if model.config.conv is not None or model.config.spec.parametric:  # no linear features: plain K-means
         return [None] * len(model.config.layer_shapes)
     x = x[:: -(-x.shape[0] // GRAM_SAMPLES)]  # stride ceil(N / GRAM_SAMPLES)
     grams: list[torch.Tensor | None] = []

@@ -168,10 +168,11 @@ def test_legendre_matches_numpy_on_range_normalised_inputs(degree: int) -> None:
 
 
 def test_registry_lists_every_basis_and_refuses_unknown_names() -> None:
-    assert model_names() == ("kan", "fastkan", "gramkan", "chebykan", "legendrekan", "fourierkan")
-    with pytest.raises(ConfigError, match="unknown model 'wavkan'; choose from: kan, fastkan"):
-        get_spec("wavkan")
-    assert {get_spec(m).basis for m in model_names()} == {"bspline", "rbf", "gram", "chebyshev", "legendre", "fourier"}
+    assert model_names() == ("kan", "fastkan", "gramkan", "chebykan", "legendrekan", "fourierkan", "wavkan")
+    with pytest.raises(ConfigError, match="unknown model 'jacobikan'; choose from: kan, fastkan"):
+        get_spec("jacobikan")
+    assert {get_spec(m).basis for m in model_names()} == {"bspline", "rbf", "gram", "chebyshev", "legendre", "fourier",
+                                                         "wavelet"}
 
 
 def test_no_module_outside_the_registry_compares_basis_names() -> None:

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 import torch
 from typer.testing import CliRunner
 
-from kancompress.config import MODEL_NAMES
+from kancompress.config import CONV_MODEL_NAMES, MODEL_NAMES
 from kancompress.cli import app
 from kancompress.format.header import read_header
 
@@ -154,7 +154,7 @@ def test_import_fixture_then_cluster(tmp_path: Path) -> None:
                           "weights_only")
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", CONV_MODEL_NAMES)
 def test_conv_pipeline_on_tiny_channels(tmp_path: Path, model: str) -> None:
     paths = {name: tmp_path / f"{name}.safetensors" for name in ("meta", "c", "f")}
     channels = [arg for c in (4, 8, 8, 8) for arg in ("--channels", str(c))]

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 
 from kancompress.format.header import read_header
-from kancompress.config import MODEL_NAMES, ConvConfig, MetaConfig, default_conv_config
+from kancompress.config import CONV_MODEL_NAMES, ConvConfig, MetaConfig, default_conv_config
 from kancompress.data import random_crop_flip
 from kancompress.models import build_model
 from kancompress.report import storage_report
@@ -71,7 +71,7 @@ def naive_conv_layer(layer, x: torch.Tensor, edges: torch.Tensor) -> torch.Tenso
     return y
 
 
-@pytest.mark.parametrize("model_name", MODEL_NAMES)
+@pytest.mark.parametrize("model_name", CONV_MODEL_NAMES)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("groups", [1, 2])
 def test_conv_layers_match_unfold_reference(model_name: str, kind: str, groups: int) -> None:
@@ -86,7 +86,7 @@ def test_conv_layers_match_unfold_reference(model_name: str, kind: str, groups: 
             x = got
 
 
-@pytest.mark.parametrize("model_name", MODEL_NAMES)
+@pytest.mark.parametrize("model_name", CONV_MODEL_NAMES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_conv_forward_backward_round_trip(tmp_path: Path, model_name: str, kind: str) -> None:
     model = conv_model(model_name, kind).train()

@@ -21,22 +21,30 @@ def test_layers_reproduce_upstream_fixture_logits(name: str) -> None:
 
 
 def naive_forward(model, x: torch.Tensor) -> torch.Tensor:
-    """Evaluate every edge's function φ(x) = Σ_j w_j B_j(x) + w_base·SiLU(x) one (o, i) at a time."""
+    """Evaluate every edge's function φ(x) = Σ_j w_j B_j(x) + w_base·SiLU(x) one (o, i) at a time (parametric
+    bases: φ(x; w[:-1]) + w_base·SiLU(x))."""
     for index, layer in enumerate(model.layers):
         vectors = model.edges(index).view(*layer.edge_shape, -1)
         if layer.pre_norm is not None:  # norm_between (ChebyKAN's model)
             x = layer.pre_norm(x)
         basis_in = layer.input_norm(x) if layer.input_norm is not None else x
-        bases = layer.basis(basis_in)  # (N, in, nb)
+        spec = layer.basis.spec
+        bases = None if spec.parametric else layer.basis(basis_in)  # (N, in, nb)
         out = torch.zeros(x.shape[0], layer.out_features, dtype=x.dtype)
         for o in range(layer.out_features):
             for i in range(layer.in_features):
                 w = vectors[o, i]
-                out[:, o] += bases[:, i] @ w[:-1] + w[-1] * F.silu(x[:, i])
+                edge = (spec.edge_function(layer.basis, layer.basis.prepare(basis_in)[:, i], w[:-1]) if bases is None
+                        else bases[:, i] @ w[:-1])
+                out[:, o] += edge + w[-1] * F.silu(x[:, i])
         if layer.bias is not None:
             out = out + layer.bias
         if layer.output_norm is not None:
             out = F.silu(layer.output_norm(out))
+        if layer.output_bn is not None:
+            out = layer.output_bn(out)
+        if layer.final_norm is not None:
+            out = layer.final_norm(out)
         x = out
     return x
 

@@ -14,7 +14,7 @@ from kancompress.bases.spec import (
 )
 
 # Registration order is the order of `model_names()` (help texts, test parametrisation).
-from kancompress.bases import bspline, rbf, gram, chebyshev, legendre, fourier  # noqa: E402,F401  (each registers itself)
+from kancompress.bases import bspline, rbf, gram, chebyshev, legendre, fourier, wavelet  # noqa: E402,F401  (each registers itself)
 
 __all__ = ["BasisConfig", "BasisSpec", "ConvExtras", "FCExtras", "LearningRates", "describe", "get_spec",
            "model_names", "register"]

@@ -34,6 +34,11 @@ class BasisConfig:
     degree: int = 3  # polynomial bases: highest degree D
     denominator: float | None = None  # rbf width; None means (grid_max - grid_min) / (grid_size - 1)
     stored_grid: bool = False  # bspline: a per-input grid (e.g. efficient-kan after update_grid) is stored
+    wavelet: str = "mexican_hat"  # wavelet: the mother wavelet (`bases.wavelet.WAVELETS`)
+
+
+BASIS_OPTIONAL_FIELDS: dict[str, Any] = {"wavelet": "mexican_hat"}
+"""Basis fields added after format version 5, written to a file's config only when they differ from these."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class FCExtras:
     basis_norm: bool = False  # LayerNorm(in) on the basis path only (FastKAN)
     bias: bool = False  # a per-output bias (FastKAN's base_linear bias)
     output_norm: bool = False  # y -> SiLU(LayerNorm(y)) (KAGN, KALN)
+    output_batchnorm: bool = False  # y -> BatchNorm1d(y) (Wav-KAN)
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ class BasisSpec:
     conv_meta_d_emb: ClassVar[int] = 1  # paper Table 7
     norm_between: ClassVar[bool] = False  # default of ModelConfig.norm_between (LayerNorm between FC layers)
     init: ClassVar[str] = "kaiming"  # FC dense init: "uniform-0.1" | "normal-0.1" | "kaiming" (`layers.init_edge_vectors`)
+    parametric: ClassVar[bool] = False  # the edge function is not Σ_j w_j·B_j(x): `edge_function` evaluates it
+    fc_only: ClassVar[bool] = False  # no conv layers of this basis
     layer_grid_ranges: ClassVar[bool] = False  # FC layers may each have their own [grid_min, grid_max]
     # (`ModelConfig.grid_ranges`, which `regrid` writes when it replaces stored per-input grids)
 
@@ -107,6 +115,15 @@ class BasisSpec:
     def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         """Basis values of prepared inputs t: (..., in) -> (..., in, num_basis)."""
         raise NotImplementedError
+
+    def edge_function(self, module: Any, t: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Parametric bases: the edge function at prepared inputs t (...) with edge parameters params (..., nb),
+        broadcast against each other."""
+        raise NotImplementedError
+
+    def initial_vectors(self, edge_shape: tuple[int, ...], fan_in: int) -> torch.Tensor | None:
+        """A dense layer's initial (*edge_shape, |w|) vectors, or None for `layers.init_edge_vectors`' scheme."""
+        return None
 
 
 class PolynomialSpec(BasisSpec):

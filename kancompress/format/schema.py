@@ -48,6 +48,7 @@ Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
                                                          basis_norm override); conv: BatchNorm (in,)
                 layers.{l}.bias                          F32 (out,)  FC, spec bias or output_bias
                 layers.{l}.output_norm.*                 FC: LayerNorm (out,) (output_norm); conv: BatchNorm (out,)
+                layers.{l}.output_bn.*                   FC: BatchNorm (out,) (output_batchnorm, Wav-KAN)
                 layers.{l}.prelu.weight                  F32 (1,)    conv, output "prelu"
                 head.linear.{weight,bias}                F32 (classes, C), (classes,)   conv
     version 3   normalize.input_{scale,shift}            F32 (in,) or conv (C,)   config input_affine
@@ -232,6 +233,8 @@ def _layer_tensors(config: ModelConfig) -> dict[str, TensorInfo]:
                 tensors[p + "bias"] = TensorInfo("F32", (out_f,))
             if spec.fc.output_norm:
                 tensors.update(_norm(p + "output_norm", out_f, batch=False))
+            if spec.fc.output_batchnorm:
+                tensors.update(_norm(p + "output_bn", out_f, batch=True))
             if layer == len(config.layer_shapes) - 1 and config.has_final_norm:
                 tensors.update(_norm(p + "final_norm", out_f, batch=False))
         else:

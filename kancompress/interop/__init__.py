@@ -21,21 +21,20 @@ from kancompress.interop import (
     pykan,
     torch_conv_kan,
     torch_conv_kan_fc,
+    wavkan,
 )
 from kancompress.interop.layout import OPTION_FLAGS, ImportOptions, Notes, StateReader, prefixes_with
 from kancompress.interop.source import SourceState, read_recorded_metadata, read_source, source_from_state_dict
 from kancompress.interop.state_export import EXPORT_LIBRARIES, export_state_dict
 from kancompress.models import KANModel
 
-READERS: tuple[ModuleType, ...] = (efficient_kan, fastkan, pykan, torch_conv_kan, torch_conv_kan_fc, chebykan,
+READERS: tuple[ModuleType, ...] = (efficient_kan, fastkan, pykan, torch_conv_kan, wavkan, torch_conv_kan_fc, chebykan,
                                    fourierkan)
 """Importers in detection order: the first whose `detect` accepts the keys reads them."""
 
 LIBRARIES: tuple[str, ...] = tuple(dict.fromkeys(reader.LIBRARY for reader in READERS))
 
 UNSUPPORTED: dict[str, str] = {
-    "wavelet_weights": "Wav-KAN (per-edge wavelet scale and translation): its edges are not a weighted sum of fixed "
-                       "basis functions, which kancompress's layers and clustering assume; not supported yet",
     "coeffs_a": "a rational (KAT GR-KAN) layer: it has no per-edge vectors to cluster",
 }
 """Keys of KAN layers that are recognised but not supported, and the reason given."""

@@ -35,6 +35,7 @@ class ImportOptions:
     grid_size: int | None = None  # torch-conv-kan KANConv (its grid is not stored)
     spline_order: int | None = None
     grid_range: tuple[float, float] | None = None
+    wavelet: str | None = None  # Wav-KAN's wavelet type
 
     def given(self) -> set[str]:
         return {name for name, value in vars(self).items() if value is not None}
@@ -42,7 +43,7 @@ class ImportOptions:
 
 OPTION_FLAGS: dict[str, str] = {"base_activation": "--base-activation", "denominator": "--rbf-denominator",
                                 "pykan_config": "--config", "strides": "--strides", "grid_size": "--grid-size",
-                                "spline_order": "--spline-order", "grid_range": "--grid-range"}
+                                "spline_order": "--spline-order", "grid_range": "--grid-range", "wavelet": "--wavelet"}
 
 
 @dataclass

@@ -11,7 +11,15 @@ import torch
 from torch import nn
 
 from kancompress.errors import FormatError
-from kancompress.interop import detect_library, efficient_kan, fastkan, import_source, pykan, torch_conv_kan
+from kancompress.interop import (
+    detect_library,
+    efficient_kan,
+    fastkan,
+    import_source,
+    pykan,
+    torch_conv_kan,
+    wavkan,
+)
 from kancompress.interop.check import DEFAULT_TOLERANCE, CheckResult, compare
 from kancompress.interop.layout import ImportOptions
 from kancompress.interop.source import source_from_state_dict
@@ -64,6 +72,11 @@ def _options(module: nn.Module, library: str) -> ImportOptions:
             raise FormatError(f"the module's RBF layers use different widths {sorted(widths)}; kancompress needs one")
         if widths:
             found["denominator"] = widths.pop()
+    wavelets = {str(value) for _, value in _modules_with(module, "wavelet_type")}
+    if len(wavelets) > 1:
+        raise FormatError(f"the module's layers use different wavelets {sorted(wavelets)}; kancompress needs one")
+    if wavelets and library in (wavkan.LIBRARY, torch_conv_kan.LIBRARY):
+        found["wavelet"] = wavelets.pop()
     if library == torch_conv_kan.LIBRARY:
         convs: list[Any] = [sub for sub in module.modules() if hasattr(sub, "base_conv") and hasattr(sub, "stride")]
         if convs:
@@ -93,6 +106,8 @@ def checked_from_module(module: nn.Module, example_inputs: torch.Tensor, library
         raise FormatError(f"from_module takes a torch.nn.Module, not {type(module).__name__}")
     source = source_from_state_dict(dict(module.state_dict()), f"the {type(module).__name__} module", ordered=True)
     library = library or detect_library(source)
+    if library == wavkan.LIBRARY and any(type(sub).__name__ == "WavKANLayer" for sub in module.modules()):
+        library = torch_conv_kan.LIBRARY  # torch-conv-kan's layer: the same keys, and a base branch
     imported = import_source(source, library, _options(module, library))
     was_training = module.training
     module.eval()

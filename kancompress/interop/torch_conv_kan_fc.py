@@ -1,5 +1,6 @@
-"""torch-conv-kan's fully-connected KANs (`kans.KAGN` of `GRAMLayer`s, `kans.KALN` of `KALNLayer`s; `kans.KACN`
-is ChebyKAN's layer and imports as `chebykan`), under any prefix, `nn.Dropout` entries and the `L1` wrapper
+"""torch-conv-kan's fully-connected KANs (`kans.KAGN` of `GRAMLayer`s, `kans.KALN` of `KALNLayer`s, `kans.WavKAN`
+of `WavKANLayer`s (`interop.wavkan`, with its base branch); `kans.KACN` is ChebyKAN's layer and imports as
+`chebykan`), under any prefix, `nn.Dropout` entries and the `L1` wrapper
 (`.module.`) included.
 
 - GRAMLayer: `{P}beta_weights` (D+1,), `{P}grams_basis_weights` (in, out, D+1), `{P}base_weights` (out, in),
@@ -19,18 +20,23 @@ from kancompress.bases import BasisConfig
 from kancompress.config import ModelConfig
 from kancompress.errors import ConfigError, FormatError
 from kancompress.interop.layout import ImportOptions, Notes, StateReader, edge_vectors, layer_stack, prefixes_with
+from kancompress.interop import wavkan
 from kancompress.models import KANModel, build_model
 
 LIBRARY = "torch-conv-kan"
-USES: frozenset[str] = frozenset()
+USES = frozenset({"wavelet"})
 
 
 def detect(names: list[str]) -> bool:
-    return bool(prefixes_with(names, "grams_basis_weights")) or bool(prefixes_with(names, "poly_weight"))
+    return any(prefixes_with(names, key) for key in ("grams_basis_weights", "poly_weight", "wavelet_weights"))
 
 
 def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     state = reader.state
+    if prefixes_with(state, "wavelet_weights"):
+        return wavkan.read_layers(reader, options, notes, with_base=True)
+    if options.wavelet is not None:
+        raise FormatError(f"{LIBRARY}: --wavelet applies to WavKAN layers only; drop it")
     gram = prefixes_with(state, "grams_basis_weights")
     legendre = prefixes_with(state, "poly_weight")
     if gram and legendre:
