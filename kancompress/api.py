@@ -204,7 +204,8 @@ def train(
                                      options.meta, options.conv, task, input_affine, target_affine)
     else:
         config = default_config(options.model, (data.num_features, *options.hidden, data.num_outputs), options.meta,
-                                task, input_affine, target_affine)
+                                task, input_affine, target_affine,
+                                (*options.mult_nodes, 0) if any(options.mult_nodes) else None)
     target = resolve_device(options.device)
     distributed.setup(target)
     seed = options.train.seed

@@ -199,6 +199,7 @@ def train(
     task: TaskOpt = None,
     download: Download = False,
     hidden: Annotated[list[int], typer.Option("--hidden", help="Hidden width; repeat for more layers.")] = [32],  # noqa: B006
+    mult_nodes: Annotated[Optional[list[int]], typer.Option("--mult-nodes", help="Multiplication nodes (pykan KAN 2.0, arity 2) among a hidden layer's nodes; one per --hidden.", show_default="none")] = None,
     conv: Annotated[bool, flag("--conv", help="The paper's 4-layer convolutional KAN instead.")] = False,
     channels: Annotated[list[int], typer.Option("--channels", help="Conv channels; repeat per layer (strides 1, 2, 2, 1, then 1).")] = [32, 64, 128, 256],  # noqa: B006
     groups: Annotated[int, typer.Option("--groups", min=1, help="Conv groups of layers 2+.")] = ConvConfig.groups,
@@ -237,7 +238,7 @@ def train(
             options = api.TrainOptions.build(
                 model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None,
                 data_file=str(data_file) if data_file else None, target=target, task=task, meta=meta_config,
-                hidden=tuple(hidden), conv=conv_config, channels=tuple(channels), lr=lr, lr_meta=lr_meta,
+                hidden=tuple(hidden), mult_nodes=tuple(mult_nodes or ()), conv=conv_config, channels=tuple(channels), lr=lr, lr_meta=lr_meta,
                 lr_embed=lr_embed, device=device,
                 train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed))
             return runs.Job("train", options)

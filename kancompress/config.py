@@ -100,6 +100,11 @@ class ModelConfig:
     # the last layer's output), for imported models whose norms sit elsewhere than between every pair of layers
     layer_norms: tuple[int, ...] | None = None
     basis_norm: bool | None = None  # FC: override the basis's LayerNorm on the basis path (FastKAN's use_layernorm)
+    # FC: multiplication nodes (pykan's MultKAN, KAN 2.0): per layer, how many of the `widths[l+1]` nodes after it
+    # multiply `mult_arity` consecutive sub-nodes (after the sum nodes); layer l then has widths[l+1] +
+    # (mult_arity - 1)·mult_nodes[l] outputs, and ends with a per-node affine (`node_scale`, `node_bias`)
+    mult_nodes: tuple[int, ...] | None = None
+    mult_arity: int = 2
     task: str = "classification"  # or "regression" (`kancompress.tasks`)
     input_affine: bool = False  # the model maps raw inputs to [-1, 1] with a stored per-feature (conv: channel) affine
     target_affine: bool = False  # regression: outputs are un-standardised with a stored per-output affine
@@ -149,8 +154,13 @@ class ModelConfig:
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:
-        """(out, in) features or channels of each KAN layer."""
-        return [(o, i) for i, o in zip(self.widths[:-1], self.widths[1:])]
+        """(out, in) features or channels of each KAN layer (with multiplication nodes, out counts sub-nodes)."""
+        mult = self.mult_nodes or (0,) * (len(self.widths) - 1)
+        return [(o + (self.mult_arity - 1) * m, i) for i, o, m in zip(self.widths[:-1], self.widths[1:], mult)]
+
+    def layer_mult_nodes(self, layer: int) -> int:
+        """How many multiplication nodes follow FC layer `layer` (0 without `mult_nodes`)."""
+        return self.mult_nodes[layer] if self.mult_nodes is not None else 0
 
     def layer_groups(self, layer: int) -> int:
         return 1 if self.conv is None or layer == 0 else self.conv.groups
@@ -209,11 +219,12 @@ class ModelConfig:
                     and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) for pair in ranges):
                 raise ConfigError("model config field 'grid_ranges' must be a list of [lo, hi] number pairs")
             fields["grid_ranges"] = tuple((float(lo), float(hi)) for lo, hi in ranges)
-        if fields.get("layer_norms") is not None:
-            positions = fields["layer_norms"]
-            if not isinstance(positions, (list, tuple)) or not all(_is_int(p) for p in positions):
-                raise ConfigError("model config field 'layer_norms' must be a list of integers")
-            fields["layer_norms"] = tuple(positions)
+        for name in ("layer_norms", "mult_nodes"):
+            if fields.get(name) is not None:
+                values = fields[name]
+                if not isinstance(values, (list, tuple)) or not all(_is_int(v) for v in values):
+                    raise ConfigError(f"model config field {name!r} must be a list of integers")
+                fields[name] = tuple(values)
         if "widths" in fields:
             widths = fields["widths"]
             if not isinstance(widths, (list, tuple)) or not all(_is_int(w) for w in widths):
@@ -269,6 +280,12 @@ class ModelConfig:
             if list(self.layer_norms) != sorted(set(self.layer_norms)) or not all(
                     _is_int(p) and 0 <= p <= depth for p in self.layer_norms):
                 raise ConfigError(f"layer_norms needs increasing positions in 0..{depth} (the number of layers)")
+        if self.mult_nodes is not None:
+            depth = len(self.widths) - 1
+            if self.conv is not None or len(self.mult_nodes) != depth or not 2 <= self.mult_arity <= 16 or not all(
+                    _is_int(m) and 0 <= m <= w for m, w in zip(self.mult_nodes, self.widths[1:])):
+                raise ConfigError(f"mult_nodes needs one count per layer ({depth}), each at most that layer's width, "
+                                  "mult_arity in 2..16, and a fully-connected model")
         if self.basis_norm is not None and self.conv is not None:
             raise ConfigError("basis_norm overrides fully-connected layers only")
         if self.fc_basis_norm and self.conv is None and min(self.widths[:-1]) < 2:
@@ -297,19 +314,19 @@ class ModelConfig:
 
 OPTIONAL_FIELDS: dict[str, Any] = {"norm_between": False, "task": "classification", "input_affine": False,
                                    "target_affine": False, "grid_ranges": None, "layer_norms": None,
-                                   "basis_norm": None}
+                                   "basis_norm": None, "mult_nodes": None, "mult_arity": 2}
 """Fields written only when they differ from these defaults."""
 
 
 def default_config(
     model: str, widths: tuple[int, ...], meta: MetaConfig | None = None, task: str = "classification",
-    input_affine: bool = False, target_affine: bool = False,
+    input_affine: bool = False, target_affine: bool = False, mult_nodes: tuple[int, ...] | None = None,
 ) -> ModelConfig:
-    """The paper's configuration of `model` (Tables 4-5) with the given layer widths."""
+    """The paper's configuration of `model` (Tables 4-5) with the given layer widths (and multiplication nodes)."""
     spec = get_spec(model)
     config = ModelConfig(model=model, widths=tuple(widths), basis=spec.fc_defaults, meta=meta,
                          norm_between=spec.norm_between and len(widths) > 2, task=task, input_affine=input_affine,
-                         target_affine=target_affine)
+                         target_affine=target_affine, mult_nodes=mult_nodes)
     config.validate()
     return config
 

@@ -82,11 +82,16 @@ class KANLinear(nn.Module):
         self.input_norm = nn.LayerNorm(in_features) if config.fc_basis_norm else None
         with_bias = extras.bias or config.output_bias
         self.bias = nn.Parameter(torch.zeros(out_features)) if with_bias else None
-        self.output_norm = nn.LayerNorm(out_features) if extras.output_norm else None
-        self.output_bn = nn.BatchNorm1d(out_features) if extras.output_batchnorm else None
+        self.mult_nodes, self.mult_arity = config.layer_mult_nodes(layer), config.mult_arity
+        nodes = out_features - (self.mult_arity - 1) * self.mult_nodes  # the outputs after multiplication nodes
+        self.output_norm = nn.LayerNorm(nodes) if extras.output_norm else None
+        self.output_bn = nn.BatchNorm1d(nodes) if extras.output_batchnorm else None
         self.parametric = config.spec.parametric
+        self.sum_nodes = nodes - self.mult_nodes
+        self.node_scale = nn.Parameter(torch.ones(nodes)) if self.mult_nodes else None
+        self.node_bias = nn.Parameter(torch.zeros(nodes)) if self.mult_nodes else None
         last = layer == len(config.layer_shapes) - 1
-        self.final_norm = nn.LayerNorm(out_features) if last and config.has_final_norm else None
+        self.final_norm = nn.LayerNorm(nodes) if last and config.has_final_norm else None
         if self.bias is not None:  # nn.Linear's default bias init, as FastKAN's base_linear
             bound = 1.0 / math.sqrt(in_features)
             nn.init.uniform_(self.bias, -bound, bound)
@@ -98,7 +103,8 @@ class KANLinear(nn.Module):
     def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """x: (..., in); edges: (out, in, num_basis + 1). Returns (..., out)."""
         lead = x.shape[:-1]
-        flat = x.dim() != 2  # (a 2-D input needs no reshapes, which keeps the exported ONNX graph short)
+        flat = x.dim() != 2
+        out_features = self.node_count  # (a 2-D input needs no reshapes, which keeps the exported ONNX graph short)
         x = self.normalise(x.reshape(-1, self.in_features) if flat else x)  # (N, in)
         if self.parametric:  # each edge's own function: (N, 1, in) against (1, out, in, nb) -> (N, out, in)
             y = self.basis.spec.edge_function(self.basis, self._prepared(x).unsqueeze(1),
@@ -109,7 +115,7 @@ class KANLinear(nn.Module):
             y = F.linear(bases.flatten(1), coeffs)  # (N, out)
         y = y + F.linear(self.activation(x), edges[..., self.num_basis])  # base branch, weight (out, in)
         y = self.finish(y)
-        return y.reshape(*lead, self.out_features) if flat else y
+        return y.reshape(*lead, out_features) if flat else y
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's input as both branches see it: x, or LayerNorm(x) with `norm_between`."""
@@ -138,10 +144,19 @@ class KANLinear(nn.Module):
         x = self.normalise(x)
         return torch.cat([self._bases(x), self.activation(x).unsqueeze(-1)], dim=-1)
 
+    @property
+    def node_count(self) -> int:
+        """The layer's output width as the next layer sees it (sub-nodes folded by multiplication nodes)."""
+        return self.out_features - (self.mult_arity - 1) * self.mult_nodes
+
     def finish(self, y: torch.Tensor) -> torch.Tensor:
-        """The per-output extras applied to the summed edges y: (N, out)."""
+        """The per-output extras applied to the summed edges y: (N, out) -> (N, node_count)."""
         if self.bias is not None:
             y = y + self.bias
+        if self.node_scale is not None and self.node_bias is not None:
+            # pykan MultKAN: node j >= sum_nodes multiplies sub-nodes sum_nodes + a·j' ... + a·j' + a-1
+            products = y[:, self.sum_nodes:].reshape(y.shape[0], self.mult_nodes, self.mult_arity).prod(-1)
+            y = torch.cat([y[:, : self.sum_nodes], products], dim=1) * self.node_scale + self.node_bias
         if self.output_norm is not None:
             y = F.silu(self.output_norm(y))
         if self.output_bn is not None:

@@ -69,6 +69,7 @@ class TrainOptions:
     task: str | None = None  # force classification or regression (default: inferred from the targets)
     meta: MetaConfig | None = None
     hidden: tuple[int, ...] = (32,)
+    mult_nodes: tuple[int, ...] = ()
     conv: ConvConfig | None = None
     channels: tuple[int, ...] = (32, 64, 128, 256)
     lr: float | None = None
@@ -87,6 +88,10 @@ class TrainOptions:
             raise ConfigError("--lr-meta and --lr-embed need --meta")
         if not self.hidden or any(w < 1 for w in self.hidden):
             raise ConfigError("--hidden widths must be >= 1")
+        if self.mult_nodes and (len(self.mult_nodes) != len(self.hidden) or self.conv is not None or any(
+                not 0 <= m <= w for m, w in zip(self.mult_nodes, self.hidden))):
+            raise ConfigError("--mult-nodes needs one count per --hidden layer, each from 0 to that layer's width "
+                              "(fully-connected models)")
         if self.conv is not None:
             if not self.channels or any(c < 1 for c in self.channels):
                 raise ConfigError("--channels must be >= 1")
@@ -112,6 +117,7 @@ class TrainOptions:
         data = dict(data)
         conv = data.pop("conv")
         meta = data.pop("meta")
+        data["mult_nodes"] = tuple(data.get("mult_nodes", ()))
         return cls(conv=ConvConfig(**{**conv, "strides": tuple(conv["strides"])}) if conv else None,
                    meta=MetaConfig(**meta) if meta else None, train=TrainConfig(**data.pop("train")),
                    hidden=tuple(data.pop("hidden")), channels=tuple(data.pop("channels")), **data)

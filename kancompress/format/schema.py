@@ -49,6 +49,7 @@ Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
                 layers.{l}.bias                          F32 (out,)  FC, spec bias or output_bias
                 layers.{l}.output_norm.*                 FC: LayerNorm (out,) (output_norm); conv: BatchNorm (out,)
                 layers.{l}.output_bn.*                   FC: BatchNorm (out,) (output_batchnorm, Wav-KAN)
+                layers.{l}.node_{scale,bias}             F32 (nodes,) FC with mult_nodes[l] > 0 (pykan MultKAN)
                 layers.{l}.prelu.weight                  F32 (1,)    conv, output "prelu"
                 head.linear.{weight,bias}                F32 (classes, C), (classes,)   conv
     version 3   normalize.input_{scale,shift}            F32 (in,) or conv (C,)   config input_affine
@@ -231,12 +232,16 @@ def _layer_tensors(config: ModelConfig) -> dict[str, TensorInfo]:
                 tensors.update(_norm(p + "input_norm", in_f, batch=False))
             if spec.fc.bias or config.output_bias:
                 tensors[p + "bias"] = TensorInfo("F32", (out_f,))
+            nodes = config.widths[layer + 1]  # out_f less the sub-nodes multiplication nodes fold
+            if config.layer_mult_nodes(layer):
+                tensors[p + "node_scale"] = TensorInfo("F32", (nodes,))
+                tensors[p + "node_bias"] = TensorInfo("F32", (nodes,))
             if spec.fc.output_norm:
-                tensors.update(_norm(p + "output_norm", out_f, batch=False))
+                tensors.update(_norm(p + "output_norm", nodes, batch=False))
             if spec.fc.output_batchnorm:
-                tensors.update(_norm(p + "output_bn", out_f, batch=True))
+                tensors.update(_norm(p + "output_bn", nodes, batch=True))
             if layer == len(config.layer_shapes) - 1 and config.has_final_norm:
-                tensors.update(_norm(p + "final_norm", out_f, batch=False))
+                tensors.update(_norm(p + "final_norm", config.widths[-1], batch=False))
         else:
             if spec.conv.basis_norm:
                 tensors.update(_norm(p + "input_norm", in_f, batch=True))

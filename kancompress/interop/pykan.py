@@ -6,8 +6,10 @@ Keys: `act_fun.{l}.{grid, coef, mask, scale_base, scale_sp}`, `{sub,}node_{scale
 scale_sp[i,o]·Σ_j coef[i,o,j]·B_j(x_i)), then y -> node_scale·(subnode_scale·y + subnode_bias) + node_bias; so edge
 (o, i) has vector s[o]·(coef[i,o,:]·scale_sp[i,o]·mask[i,o], scale_base[i,o]·mask[i,o]) with s = node_scale·
 subnode_scale, and the layer an output bias node_scale·subnode_bias + node_bias. The base function b is pykan's
-`base_fun` ('silu' by default, 'identity', 'zero'), recorded only in the config. Refused with the reason:
-symbolic edges (a formula, no spline form) and multiplication nodes (KAN 2.0).
+`base_fun` ('silu' by default, 'identity', 'zero'), recorded only in the config. Multiplication nodes (KAN 2.0,
+`width=[2, [3, 2], 1]`): the sub-node affine is folded as above, the products of `mult_arity` consecutive sub-nodes
+follow, then the node affine (`ModelConfig.mult_nodes`). Refused with the reason: symbolic edges (a formula, no
+spline form).
 """
 
 from __future__ import annotations
@@ -89,12 +91,12 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     if any(c.dim() != 3 for c in coefs):
         raise FormatError(f"{LIBRARY}: act_fun.*.coef must have shape (in, out, G+k); pykan <= 0.0.5 checkpoints "
                           "(flattened (out·in, G+k) coefficients) are not supported")
-    widths = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
-    _refuse_multiplication(state, options.pykan_config, n_layers)
+    mult, arity = _multiplication_nodes(reader, options.pykan_config, notes, n_layers)
+    widths = [coefs[0].shape[0]] + [c.shape[1] - (arity - 1) * m for c, m in zip(coefs, mult)]  # nodes
     for l in range(1, n_layers):
         if coefs[l].shape[0] != widths[l]:
             raise FormatError(f"{LIBRARY}: act_fun.{l}.coef takes {coefs[l].shape[0]} inputs but layer {l - 1} "
-                              f"has {widths[l]} outputs")
+                              f"has {widths[l]} nodes")
     n_basis = coefs[0].shape[2]
     grid0 = reader.take("act_fun.0.grid")
     sidecar = options.pykan_config or {}
@@ -108,7 +110,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     grids = [reader.take(f"act_fun.{l}.grid", (widths[l], n_basis + order + 1)) for l in range(n_layers)]
     basis = BasisConfig(grid_size=grid_size, spline_order=order, grid_min=lo, grid_max=hi)
     config = ModelConfig(model="kan", widths=tuple(widths), basis=basis, output_bias=True,
-                         base_activation=activation)
+                         base_activation=activation, mult_nodes=tuple(mult) if any(mult) else None, mult_arity=arity)
     config.validate()
     uniform = build_model(config)
     if any(not torch.allclose(g, b.basis.grid, atol=1e-6) for g, b in zip(grids, uniform.fc_layers())):
@@ -128,31 +130,58 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
             raise FormatError(f"{LIBRARY}: key 'symbolic_fun.{l}.mask' marks {count} symbolic edge(s) (a formula "
                               "such as sin or x^2, which has no spline form); call model.unfix_symbolic_all() "
                               "(or refit) in pykan and save again")
+        nodes = widths[l + 1]
         sub_scale = reader.take(f"subnode_scale_{l}", (out_f,))
         sub_bias = reader.take(f"subnode_bias_{l}", (out_f,))
-        node_scale = reader.take(f"node_scale_{l}", (out_f,))
-        node_bias = reader.take(f"node_bias_{l}", (out_f,))
+        node_scale = reader.take(f"node_scale_{l}", (nodes,))
+        node_bias = reader.take(f"node_bias_{l}", (nodes,))
         if config.basis.stored_grid:
             layer.basis.grid.copy_(grids[l])
-        scale = (node_scale * sub_scale)[:, None, None]  # (out, 1, 1): y -> ns·ss·y + (ns·sb + nb)
-        coeffs = (coef * (scale_sp * mask)[..., None]).permute(1, 0, 2)  # (in, out, G+k) -> (out, in, G+k)
-        base = (scale_base * mask).T[..., None]  # (out, in, 1)
-        edge_vectors(model, l, torch.cat([coeffs, base], dim=-1) * scale)
         bias = layer.bias
         assert bias is not None
-        bias.data.copy_(node_scale * sub_bias + node_bias)
+        if layer.node_scale is not None and layer.node_bias is not None:  # products between the two affines
+            scale, shift = sub_scale, sub_bias  # y -> ss·y + sb, then products, then ns·(.) + nb
+            layer.node_scale.data.copy_(node_scale)
+            layer.node_bias.data.copy_(node_bias)
+        else:  # y -> ns·ss·y + (ns·sb + nb), folded
+            scale, shift = node_scale * sub_scale, node_scale * sub_bias + node_bias
+        coeffs = (coef * (scale_sp * mask)[..., None]).permute(1, 0, 2)  # (in, out, G+k) -> (out, in, G+k)
+        base = (scale_base * mask).T[..., None]  # (out, in, 1)
+        edge_vectors(model, l, torch.cat([coeffs, base], dim=-1) * scale[:, None, None])  # scale: (out, 1, 1)
+        bias.data.copy_(shift)
     return model
 
 
-def _refuse_multiplication(state: dict[str, torch.Tensor], sidecar: dict[str, Any] | None, n_layers: int) -> None:
-    """KAN 2.0 multiplication nodes: a layer's sub-nodes (its spline outputs) outnumber its nodes."""
-    width = (sidecar or {}).get("width", [])
-    mult = [w[1] for w in width if isinstance(w, list) and len(w) > 1]
-    counts = [(state[f"subnode_scale_{l}"].numel(), state[f"node_scale_{l}"].numel()) for l in range(n_layers)
-              if f"subnode_scale_{l}" in state and f"node_scale_{l}" in state]
-    uneven = [(l, sub, node) for l, (sub, node) in enumerate(counts) if sub != node]
-    if any(mult) or uneven:
-        detail = (f"width {width}" if any(mult) else
-                  f"layer {uneven[0][0]} has {uneven[0][1]} sub-nodes for {uneven[0][2]} nodes")
-        raise FormatError(f"{LIBRARY}: this MultKAN has multiplication nodes (KAN 2.0; {detail}); kancompress "
-                          "does not support them yet: build the model without multiplication nodes")
+def _multiplication_nodes(reader: StateReader, sidecar: dict[str, Any] | None, notes: Notes,
+                          n_layers: int) -> tuple[list[int], int]:
+    """Per layer, the multiplication nodes after it (KAN 2.0), and their arity: from the config's width
+    ([[sum, mult], ...]) and mult_arity, else from the state (a layer's sub-nodes outnumber its nodes by
+    (arity - 1)·mult; arity 2, pykan's default, said in a note)."""
+    state = reader.state
+    counts: list[tuple[int, int]] = []
+    for l in range(n_layers):
+        sub_scale, node_scale = state.get(f"subnode_scale_{l}"), state.get(f"node_scale_{l}")
+        if sub_scale is None or node_scale is None:
+            raise FormatError(f"{LIBRARY}: key 'subnode_scale_{l}' or 'node_scale_{l}' is missing from the state_dict")
+        counts.append((sub_scale.numel(), node_scale.numel()))
+    width = (sidecar or {}).get("width")
+    arity = (sidecar or {}).get("mult_arity", 2)
+    if not isinstance(arity, int) or isinstance(arity, bool) or arity < 2:
+        raise FormatError(f"{LIBRARY}: mult_arity {arity!r} (per-node arities) is not supported; kancompress "
+                          "supports one arity for every multiplication node")
+    if isinstance(width, list) and len(width) == n_layers + 1:
+        mult = [int(w[1]) if isinstance(w, list) and len(w) > 1 else 0 for w in width[1:]]
+    else:
+        extra = [sub - node for sub, node in counts]
+        if any(extra) and sidecar is None:
+            notes.assume("mult_arity", 2, f"{LIBRARY}: the state has multiplication nodes and no config says their "
+                                          "arity: assumed 2 (pykan's default); pass --config to read it")
+        if any(e % (arity - 1) or e < 0 for e in extra):
+            raise FormatError(f"{LIBRARY}: sub-node counts {[c[0] for c in counts]} and node counts "
+                              f"{[c[1] for c in counts]} do not fit multiplication nodes of arity {arity}")
+        mult = [e // (arity - 1) for e in extra]
+    for l, ((sub, node), m) in enumerate(zip(counts, mult)):  # (sub-nodes, nodes) of layer l
+        if sub != node + (arity - 1) * m:
+            raise FormatError(f"{LIBRARY}: layer {l} has {sub} sub-nodes and {node} nodes, which {m} multiplication "
+                              f"nodes of arity {arity} do not explain")
+    return mult, arity
