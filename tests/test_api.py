@@ -31,7 +31,7 @@ def test_conv_training_through_the_api_applies_the_stride_rule() -> None:
 
 
 @pytest.mark.parametrize("bad,message", [
-    ({"lr": 0.0}, "--lr 0.0 must be a positive"), ({"lr_meta": 1e-3}, "need --meta"), ({"model": "wavkan"}, "unknown model"),
+    ({"lr": 0.0}, "--lr 0.0 must be a positive"), ({"lr_meta": 1e-3}, "need --meta"), ({"model": "jacobikan"}, "unknown model"),
     ({"hidden": ()}, "--hidden"), ({"device": "tpu"}, "device"),
 ])
 def test_train_options_refuse_bad_values(bad: dict, message: str) -> None:

@@ -31,7 +31,31 @@ def test_golden_set_covers_versions_kinds_codings_and_archs() -> None:
     assert any("context" in entry["index_codings"] for entry in MANIFEST.values())
     assert "v4-fc-kan-gridranges-dense" in names  # per-layer grid ranges (format 4)
     assert {"v5-fc-kan-sharedgrids-dense", "v5-fc-kan-sharedgrids-rans-int8"} <= names  # shared grids (format 5)
-    assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3, 4, 5}
+    assert {"v6-fc-fourierkan-layernorms-dense", "v6-fc-kan-multnodes-rans-int8", "v6-fc-wavkan-smallest-float16",
+            "v6-fc-fastkan-nolayernorm-packed"} <= names  # wave-3 import features and bases (format 6)
+    assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3, 4, 5, 6}
+
+
+@pytest.mark.parametrize("name", sorted(name for name in MANIFEST if name.startswith("v6-")))
+def test_a_format_5_stamp_cannot_hold_format_6_features(tmp_path: Path, name: str) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from kancompress.errors import FormatError
+    from kancompress.format.header import read_header
+    from kancompress.format.schema import metadata_checksum
+
+    path = GOLDEN / MANIFEST[name]["file"]
+    with safe_open(str(path), "pt") as handle:
+        metadata = dict(handle.metadata())
+    metadata["format_version"] = "5"
+    checksums = json.loads(metadata["checksums"])
+    checksums["metadata"] = metadata_checksum(metadata)  # a consistent file, only its version stamp older
+    metadata["checksums"] = json.dumps(checksums, separators=(",", ":"), sort_keys=True)
+    copy = tmp_path / "v5.safetensors"
+    save_file(load_file(str(path)), str(copy), metadata)
+    with pytest.raises(FormatError, match="format version 5 file cannot hold .* needs version 6"):
+        read_header(copy)
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

@@ -54,7 +54,8 @@ def test_report_agrees_with_independent_reader(tmp_path: Path, model_name: str, 
     with safe_open(str(path), "pt") as handle:  # an independent reader: shapes and metadata only
         metadata = handle.metadata()
         sizes = {name: handle.get_slice(name).get_shape() for name in handle.keys()}
-        nbytes = {name: math.prod(s) * (1 if "indices" in name else 4) for name, s in sizes.items()}
+        item = {"U8": 1, "I8": 1, "F16": 2, "BF16": 2, "I64": 8}  # else 4 bytes (F32)
+        nbytes = {name: math.prod(s) * item.get(handle.get_slice(name).get_dtype(), 4) for name, s in sizes.items()}
     config = json.loads(metadata["model"])
     widths = config["widths"]
     edges = [o * i for i, o in zip(widths[:-1], widths[1:])]

@@ -27,6 +27,7 @@ class Fourier(BasisSpec):
     lr = LearningRates(plain=1e-3, meta=(1e-3, 1e-2))
     fc = FCExtras(bias=True)
     conv = ConvExtras(output="silu")
+    format_version = 6
 
     def num_basis(self, basis: BasisConfig) -> int:
         return 2 * basis.grid_size

@@ -90,6 +90,7 @@ class BasisSpec:
     init: ClassVar[str] = "kaiming"  # FC dense init: "uniform-0.1" | "normal-0.1" | "kaiming" (`layers.init_edge_vectors`)
     parametric: ClassVar[bool] = False  # the edge function is not Σ_j w_j·B_j(x): `edge_function` evaluates it
     fc_only: ClassVar[bool] = False  # no conv layers of this basis
+    format_version: ClassVar[int] = 2  # the oldest file format that knows this basis
     layer_grid_ranges: ClassVar[bool] = False  # FC layers may each have their own [grid_min, grid_max]
     # (`ModelConfig.grid_ranges`, which `regrid` writes when it replaces stored per-input grids)
 

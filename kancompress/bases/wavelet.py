@@ -39,6 +39,7 @@ class Wavelet(BasisSpec):
     fc = FCExtras(output_batchnorm=True)
     parametric = True
     fc_only = True
+    format_version = 6
 
     def num_basis(self, basis: BasisConfig) -> int:
         return 3

@@ -31,6 +31,7 @@ from kancompress.format.schema import (
     declared_tensors,
     metadata_checksum,
     required_version,
+    v6_features,
 )
 
 
@@ -92,8 +93,8 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
         raise FormatError(f"{path}: provenance must be a JSON object")
     needed = required_version(config)  # (v4's context coding is checked in `_index_table`)
     if version < needed and needed > 2:
-        what = ("per-layer grid ranges" if config.grid_ranges is not None
-                else f"a {config.task} model with a stored data transform")
+        what = (", ".join(v6_features(config)) if needed == 6 else "per-layer grid ranges"
+                if config.grid_ranges is not None else f"a {config.task} model with a stored data transform")
         raise FormatError(f"{path}: a format version {version} file cannot hold {what} (that needs version {needed})")
     if (kind == "meta") != (config.meta is not None):
         raise FormatError(f"{path}: kind {kind!r} does not match the model config's meta-learner setting")

@@ -4,7 +4,10 @@ Layout (safetensors)
 --------------------
 `__metadata__` (str -> str), keys in this order:
     format          "kancompress"
-    format_version  "5" for files that store a layer's adapted grids as shared rows ("grids" below), else
+    format_version  "6" for models with LayerNorms placed in the stack (`layer_norms`), a `basis_norm` override,
+                    multiplication nodes (`mult_nodes`, `mult_arity`) or a basis added with it (fourierkan, wavkan:
+                    `layers.{l}.output_bn.*`, `node_{scale,bias}` below), else
+                    "5" for files that store a layer's adapted grids as shared rows ("grids" below), else
                     "4" for clustered files with a context-coded layer or models with per-layer grid ranges
                     (`ModelConfig.grid_ranges`), else "3" for files of regression models or
                     with a stored data transform, else "2" (the oldest version that can hold the file, so older
@@ -70,14 +73,15 @@ from kancompress.config import ModelConfig
 from kancompress.format.bits import index_bits, packed_length
 
 FORMAT = "kancompress"
-FORMAT_VERSION = 5  # the newest version this package reads and writes; v1 to v4 files stay readable
-READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 6  # the newest version this package reads and writes; v1 to v5 files stay readable
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 KINDS: tuple[str, ...] = ("dense", "meta", "clustered")
 # What a writer may be asked for: rans = rANS where smaller than packed; context = per layer the smallest of packed,
 # rANS and context coding (the last only for k <= entropy.CONTEXT_MAX_K).
 INDEX_CODINGS: tuple[str, ...] = ("packed", "rans", "context")
 FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans"), 3: ("packed", "rans"),
-                                            4: ("packed", "rans", "context"), 5: ("packed", "rans", "context")}
+                                            4: ("packed", "rans", "context"), 5: ("packed", "rans", "context"),
+                                            6: ("packed", "rans", "context")}
 CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
 CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}  # b of paper Eq. 10
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
@@ -137,16 +141,27 @@ def metadata_checksum(metadata: dict[str, str]) -> str:
 
 def required_version(config: ModelConfig) -> int:
     """The oldest format version that can hold a checkpoint of this config and any index coding but context."""
+    if v6_features(config):
+        return 6
     if config.grid_ranges is not None:
         return 4
     return 3 if config.task != "classification" or config.input_affine or config.target_affine else 2
+
+
+def v6_features(config: ModelConfig) -> list[str]:
+    """What in this config needs format version 6 (imports of the wave-3 layouts and bases)."""
+    features = [name for name, used in (("LayerNorms placed in the stack (layer_norms)", config.layer_norms is not None),
+                                        ("a basis_norm override", config.basis_norm is not None),
+                                        ("multiplication nodes", config.mult_nodes is not None))
+                if used]
+    return features + ([f"the {config.model} basis"] if config.spec.format_version >= 6 else [])
 
 
 def file_version(config: ModelConfig, table: list[IndexEntry] | None = None,
                  grids: list[IndexEntry | None] | None = None) -> int:
     """The format version a writer stamps: the oldest that holds this config, index table and grid table."""
     if grids and any(entry is not None for entry in grids):
-        return 5
+        return max(5, required_version(config))
     return 4 if table and any(entry.coding == "context" for entry in table) else required_version(config)
 
 
