@@ -142,8 +142,9 @@ def check_data(config: ModelConfig, dataset: Dataset) -> None:
     """Refuse data the model cannot take (task, input width or channels, outputs) with one line; needs only the
     model's config, so a command can check it from the file's header before loading any tensor."""
     if config.task != dataset.task:
-        raise DataError(f"the model is a {config.task} model but {dataset.name} holds {dataset.task} targets; "
-                        "use data of its task (or --task to read the targets as the other one)")
+        fix = ("pass --task regression to read its integer targets as numbers" if config.task == "regression" else
+               "use data of its task; a model imported with the wrong task is imported again with --task regression")
+        raise DataError(f"the model is a {config.task} model but {dataset.name} holds {dataset.task} targets; {fix}")
     if config.conv is not None:
         if config.widths[0] != dataset.input_shape[0]:
             raise DataError(f"the model takes {config.widths[0]}-channel images but {dataset.name} has "

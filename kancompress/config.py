@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kancompress.bases import BasisConfig, BasisSpec, get_spec, model_names
-from kancompress.bases.spec import BASIS_OPTIONAL_FIELDS
+from kancompress.bases.spec import BASIS_OPTIONAL_FIELDS, PolynomialSpec
 from kancompress.errors import ConfigError
 
 CONFIG_VERSION = 1
@@ -81,6 +81,10 @@ class ConvConfig:
     dropout: float = 0.25  # inside every conv layer but the first
     dropout_linear: float = 0.5  # before the linear head
     num_classes: int = 10
+    # None: a linear head; D: a KAN head of degree D in the model's own polynomial basis (torch-conv-kan
+    # SimpleConvKAGN / SimpleConvKALN with degree_out >= 2): one fully-connected layer from the pooled channels to
+    # the classes, stored uncompressed (`layers.ConvHead`)
+    head_degree: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,13 @@ class ModelConfig:
             return self.basis
         lo, hi = self.grid_ranges[layer]
         return dataclasses.replace(self.basis, grid_min=lo, grid_max=hi)
+
+    def head_config(self) -> ModelConfig | None:
+        """The fully-connected KAN head of a conv model with `conv.head_degree`, as a one-layer model config."""
+        if self.conv is None or self.conv.head_degree is None:
+            return None
+        return ModelConfig(model=self.model, widths=(self.widths[-1], self.conv.num_classes),
+                           basis=BasisConfig(degree=self.conv.head_degree))
 
     @property
     def fc_basis_norm(self) -> bool:
@@ -191,6 +202,8 @@ class ModelConfig:
         for key, default in BASIS_OPTIONAL_FIELDS.items():
             if data["basis"][key] == default:
                 del data["basis"][key]
+        if data["conv"] is not None and data["conv"]["head_degree"] is None:
+            del data["conv"]["head_degree"]
         return data
 
     @classmethod
@@ -264,6 +277,10 @@ class ModelConfig:
                 raise ConfigError("conv kernel_size must be odd, 1..15")
             if not 1 <= c.num_classes <= MAX_WIDTH:
                 raise ConfigError(f"conv num_classes {c.num_classes} is out of range")
+            if c.head_degree is not None and not (_is_int(c.head_degree) and 0 <= c.head_degree <= 32
+                                                  and isinstance(self.spec, PolynomialSpec)):
+                raise ConfigError("conv head_degree (a KAN head) needs a polynomial basis and an integer in 0..32 "
+                                  "(or null for a linear head)")
             if not (0.0 <= c.dropout < 1.0 and 0.0 <= c.dropout_linear < 1.0):
                 raise ConfigError("conv dropout rates must lie in [0, 1)")
             for l, (o, i) in enumerate(self.layer_shapes):
@@ -383,6 +400,8 @@ def _typed_fields(data: dict[str, Any], cls: type) -> dict[str, Any]:
             ok = _is_int(value)
         elif kind == "bool":
             ok = isinstance(value, bool)
+        elif kind == "int | None":
+            ok = value is None or _is_int(value)
         elif kind == "bool | None":
             ok = value is None or isinstance(value, bool)
         elif kind == "tuple[int, ...]":

@@ -238,15 +238,30 @@ class KANConv2d(nn.Module):
 
 
 class ConvHead(nn.Module):
-    """Global average pool, dropout and a linear classifier (torch-conv-kan baselines with degree_out < 2)."""
+    """Global average pool, dropout and the classifier: a linear layer (torch-conv-kan baselines with
+    degree_out < 2), or with `ConvConfig.head_degree` a fully-connected KAN layer of the model's basis
+    (degree_out >= 2: SimpleConvKAGN's GRAMLayer, SimpleConvKALN's KALNLayer), whose edge vectors `vectors` are an
+    uncompressed extra like the linear head's weights."""
 
-    def __init__(self, channels: int, num_classes: int, dropout: float):
+    def __init__(self, config: ModelConfig):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(channels, num_classes)
+        assert config.conv is not None
+        channels, classes = config.widths[-1], config.conv.num_classes
+        head = config.head_config()
+        self.dropout = nn.Dropout(config.conv.dropout_linear)
+        self.linear = nn.Linear(channels, classes) if head is None else None
+        self.kan: KANLinear | None = None
+        if head is not None:
+            self.kan = KANLinear(head, channels, classes)
+            self.vectors = nn.Parameter(init_edge_vectors(head, (classes, channels)).reshape(classes * channels, -1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.linear(self.dropout(x.mean(dim=(2, 3))))  # (N, C, H, W) -> (N, classes)
+        pooled = self.dropout(x.mean(dim=(2, 3)))  # (N, C, H, W) -> (N, C)
+        if self.kan is not None:
+            logits: torch.Tensor = self.kan(pooled, self.vectors.view(*self.kan.edge_shape, -1))
+        else:
+            assert self.linear is not None
+            logits = self.linear(pooled)
         return logits
 
 

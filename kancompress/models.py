@@ -75,7 +75,7 @@ class KANModel(nn.Module):
         self.config = config
         self.layers = nn.ModuleList(build_layers(config))
         conv = config.conv
-        self.head = ConvHead(config.widths[-1], conv.num_classes, conv.dropout_linear) if conv is not None else None
+        self.head = ConvHead(config) if conv is not None else None
         self.edges: EdgeStore = edges
         self.normalize = Normalization(config) if config.input_affine or config.target_affine else None
         # Clustered fully-connected layers may run inference in codebook space (`kancompress.fastpath`).

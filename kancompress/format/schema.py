@@ -54,7 +54,9 @@ Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
                 layers.{l}.output_bn.*                   FC: BatchNorm (out,) (output_batchnorm, Wav-KAN)
                 layers.{l}.node_{scale,bias}             F32 (nodes,) FC with mult_nodes[l] > 0 (pykan MultKAN)
                 layers.{l}.prelu.weight                  F32 (1,)    conv, output "prelu"
-                head.linear.{weight,bias}                F32 (classes, C), (classes,)   conv
+                head.linear.{weight,bias}                F32 (classes, C), (classes,)   conv, linear head
+                head.vectors                             F32 (classes·C, |w|)   conv, v6 KAN head (head_degree D),
+                head.kan.*                               with its layer's extras (Gram β, LayerNorm (classes,))
     version 3   normalize.input_{scale,shift}            F32 (in,) or conv (C,)   config input_affine
                 normalize.target_{scale,shift}           F32 (outputs,)           config target_affine (regression)
 A BatchNorm is {weight, bias, running_mean, running_var} F32 and num_batches_tracked I64 ().
@@ -152,7 +154,8 @@ def v6_features(config: ModelConfig) -> list[str]:
     """What in this config needs format version 6 (imports of the wave-3 layouts and bases)."""
     features = [name for name, used in (("LayerNorms placed in the stack (layer_norms)", config.layer_norms is not None),
                                         ("a basis_norm override", config.basis_norm is not None),
-                                        ("multiplication nodes", config.mult_nodes is not None))
+                                        ("multiplication nodes", config.mult_nodes is not None),
+                                        ("a KAN head", config.head_config() is not None))
                 if used]
     return features + ([f"the {config.model} basis"] if config.spec.format_version >= 6 else [])
 
@@ -270,7 +273,12 @@ def _layer_tensors(config: ModelConfig) -> dict[str, TensorInfo]:
     if config.target_affine:
         tensors["normalize.target_scale"] = TensorInfo("F32", (config.num_outputs,))
         tensors["normalize.target_shift"] = TensorInfo("F32", (config.num_outputs,))
-    if config.conv is not None:
+    head = config.head_config()
+    if config.conv is not None and head is None:
         tensors["head.linear.weight"] = TensorInfo("F32", (config.conv.num_classes, config.widths[-1]))
         tensors["head.linear.bias"] = TensorInfo("F32", (config.conv.num_classes,))
+    elif head is not None:  # a KAN head (v6): its vectors and the extras of a one-layer model of its config
+        tensors["head.vectors"] = TensorInfo("F32", (head.num_edges[0], head.edge_width))
+        tensors.update({"head.kan." + name.removeprefix("layers.0."): info
+                        for name, info in _layer_tensors(head).items()})
     return tensors

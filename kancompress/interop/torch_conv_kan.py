@@ -1,12 +1,14 @@
 """torch-conv-kan (IvanDrokin/torch-conv-kan) convolutional models: the `SimpleConv*` baselines' stacks of
-`KAGNConv2DLayer` (v1), `KALNConv2DLayer`, `KANConv2DLayer` or `FastKANConv2DLayer`, global pooling and the linear
-head `output.1.*` (`degree_out < 2`).
+`KAGNConv2DLayer` (v1), `KALNConv2DLayer`, `KANConv2DLayer` or `FastKANConv2DLayer`, global pooling and the head:
+linear `output.1.*` (`degree_out < 2`), or with `degree_out >= 2` SimpleConvKAGN's KAGN head (one GRAMLayer
+`output.layers.{0|1}.*`, after a Dropout when dropout_linear > 0) or SimpleConvKALN's KALN head (one KALNLayer;
+its range normalisation is per sample here, as in `torch_conv_kan_fc`).
 
 Per layer: `poly_weights` (groups, Og, Cg·(D+1), k, k), degree-major d·Cg + c (KAGN, with `beta_weights`; KALN
 without), or `spline_conv.{g}.weight` (Og, Cg·nb, k, k), channel-major c·nb + j (KANConv, FastKANConv);
 `base_conv.{g}.weight`; `layer_norm.{g}.*` (BatchNorm); `prelus.{g}.weight` (KANConv) / `rbf.grid` (FastKANConv).
 Not stored, so options (defaults: torch-conv-kan's) and said in a note: the strides, KANConv's grid and base
-activation (GELU). Refused with the reason: `KAGNConv2DLayerV2` (`poly_conv`), the KAGN head (`degree_out >= 2`).
+activation (GELU). Refused with the reason: `KAGNConv2DLayerV2` (`poly_conv`), WavKAN conv layers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ import torch
 from kancompress.bases import BasisConfig
 from kancompress.config import ConvConfig, ModelConfig
 from kancompress.errors import ConfigError, FormatError
-from kancompress.interop.layout import ImportOptions, Notes, StateReader, activation_option, edge_vectors
+from kancompress.interop.layout import (
+    ImportOptions,
+    Notes,
+    StateReader,
+    activation_option,
+    edge_vectors,
+    prefixes_with,
+)
+from kancompress.interop import torch_conv_kan_fc
 from kancompress.models import KANModel, build_model
 
 LIBRARY = "torch-conv-kan"
@@ -36,9 +46,14 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     if any(name.endswith(".poly_conv.weight") for name in state):
         raise FormatError(f"{LIBRARY}: KAGNConv2DLayerV2 layers (poly_conv.weight) are not supported; their grouped "
                           "degree-major weights have no whole per-edge vectors for groups > 1")
-    if any(name.startswith("output.") and name.endswith(("beta_weights", "grams_basis_weights")) for name in state):
-        raise FormatError(f"{LIBRARY}: the model's head is a KAGN layer (SimpleConvKAGN with degree_out >= 2); "
-                          "kancompress supports the linear head (degree_out=1, keys output.1.*) only")
+    if any(".wavelet_weights." in name or name.endswith(".wavelet_weights") for name in state):
+        raise FormatError(f"{LIBRARY}: WavKAN conv layers are not supported (their wavelet weights are convolutions "
+                          "over per-edge wavelets, with no per-edge vectors)")
+    head_keys = {"grams_basis_weights": "KAGNConv", "poly_weight": "KALNConv"}
+    kan_head = [(p, key) for key in (*head_keys, "spline_weight", "spline_linear.weight", "cheby_coeffs")
+                for p in prefixes_with(state, key) if p.startswith("output.")]
+    if len(kan_head) > 1:
+        raise FormatError(f"{LIBRARY}: the model's KAN head has {len(kan_head)} layers; kancompress supports one")
     n_layers = len({int(m.group(1)) for name in state if (m := re.fullmatch(r"layers\.(\d+)\.base_conv\.0\.weight", name))})
     if n_layers == 0:
         raise FormatError(f"{LIBRARY}: expected keys layers.0.base_conv.0.weight, ... (conv layers)")
@@ -72,10 +87,21 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     kernel, in_channels = base0.shape[-1], base0.shape[1]
     widths = [in_channels] + [reader.take(f"layers.{l}.base_conv.0.weight").shape[0] * groups[l]
                               for l in range(n_layers)]
-    head = reader.take("output.1.weight")
-    if head.dim() != 2 or head.shape[1] != widths[-1]:
-        raise FormatError(f"{LIBRARY}: key 'output.1.weight' has shape {list(head.shape)}, expected "
-                          f"(classes, {widths[-1]})")
+    if kan_head:
+        head_prefix, head_key = kan_head[0]
+        if head_keys.get(head_key) != kind:
+            raise FormatError(f"{LIBRARY}: the model's head is a KAN layer ({head_key}) with {kind} conv layers; "
+                              "kancompress supports the KAN heads of SimpleConvKAGN and SimpleConvKALN (and linear "
+                              "heads, degree_out < 2)")
+        weights = state[head_prefix + head_key]  # KAGN: (C, classes, D+1); KALN: (classes, C·(D+1))
+        classes = weights.shape[1] if kind == "KAGNConv" else weights.shape[0]
+        head_degree = weights.shape[2] - 1 if kind == "KAGNConv" else weights.shape[1] // widths[-1] - 1
+    else:
+        linear = reader.take("output.1.weight")
+        if linear.dim() != 2 or linear.shape[1] != widths[-1]:
+            raise FormatError(f"{LIBRARY}: key 'output.1.weight' has shape {list(linear.shape)}, expected "
+                              f"(classes, {widths[-1]})")
+        classes, head_degree = linear.shape[0], None
     activation = "silu"
     if kind == "KAGNConv":
         basis, model_name = BasisConfig(degree=reader.take("layers.0.beta_weights").numel() - 1), "gramkan"
@@ -100,7 +126,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
         model_name = "kan"
         activation = activation_option(options, notes, LIBRARY, "gelu", "KANConv2DLayer's default, nn.GELU")
     conv = ConvConfig(kernel_size=kernel, strides=tuple(strides), groups=groups[-1] if n_layers > 1 else 1,
-                      dropout=DROPOUT, dropout_linear=DROPOUT_LINEAR, num_classes=head.shape[0])
+                      dropout=DROPOUT, dropout_linear=DROPOUT_LINEAR, num_classes=classes, head_degree=head_degree)
     config = ModelConfig(model=model_name, widths=tuple(widths), basis=basis, base_activation=activation,
                          arch="conv", conv=conv)
     try:
@@ -110,8 +136,13 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     model = build_model(config)
     _fill_layers(reader, model, kind, groups)
     assert model.head is not None
-    model.head.linear.weight.data.copy_(head)
-    model.head.linear.bias.data.copy_(reader.take("output.1.bias", (head.shape[0],)))
+    if model.head.linear is not None:
+        model.head.linear.weight.data.copy_(reader.take("output.1.weight"))
+        model.head.linear.bias.data.copy_(reader.take("output.1.bias", (classes,)))
+    else:
+        assert model.head.kan is not None
+        vectors = torch_conv_kan_fc.read_layer(reader, model.head.kan, kan_head[0][0], kind == "KAGNConv")
+        model.head.vectors.data.copy_(vectors.reshape(-1, vectors.shape[-1]))
     return model
 
 

@@ -21,6 +21,7 @@ from kancompress.config import ModelConfig
 from kancompress.errors import ConfigError, FormatError
 from kancompress.interop.layout import ImportOptions, Notes, StateReader, edge_vectors, layer_stack, prefixes_with
 from kancompress.interop import wavkan
+from kancompress.layers import KANLinear
 from kancompress.models import KANModel, build_model
 
 LIBRARY = "torch-conv-kan"
@@ -71,21 +72,26 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     except ConfigError as exc:
         raise FormatError(f"{LIBRARY}: checkpoint does not fit: {exc}") from None
     model = build_model(config)
-    nb = degree + 1
     for l, (prefix, layer) in enumerate(zip(layers, model.fc_layers())):
-        out_f, in_f = layer.edge_shape
-        norm = layer.output_norm
-        assert norm is not None
-        if gram:
-            coeffs = reader.take(prefix + "grams_basis_weights", (in_f, out_f, nb)).permute(1, 0, 2)  # (out, in, nb)
-            base = reader.take(prefix + "base_weights", (out_f, in_f))
-            layer.basis.beta_weights.data.copy_(reader.take(prefix + "beta_weights", (nb,)))
-            norm_prefix = prefix + "norm."
-        else:
-            coeffs = reader.take(prefix + "poly_weight", (out_f, in_f * nb)).view(out_f, in_f, nb)  # i·(D+1) + d
-            base = reader.take(prefix + "base_weight", (out_f, in_f))
-            norm_prefix = prefix + "layer_norm."
-        norm.weight.data.copy_(reader.take(norm_prefix + "weight", (out_f,)))
-        norm.bias.data.copy_(reader.take(norm_prefix + "bias", (out_f,)))
-        edge_vectors(model, l, torch.cat([coeffs, base[..., None]], dim=-1))  # (out, in, nb + 1)
+        edge_vectors(model, l, read_layer(reader, layer, prefix, bool(gram)))
     return model
+
+
+def read_layer(reader: StateReader, layer: KANLinear, prefix: str, gram: bool) -> torch.Tensor:
+    """One GRAMLayer (`gram`) or KALNLayer into `layer`'s extras; returns its (out, in, nb + 1) edge vectors."""
+    out_f, in_f = layer.edge_shape
+    nb = layer.num_basis
+    norm = layer.output_norm
+    assert norm is not None
+    if gram:
+        coeffs = reader.take(prefix + "grams_basis_weights", (in_f, out_f, nb)).permute(1, 0, 2)  # (out, in, nb)
+        base = reader.take(prefix + "base_weights", (out_f, in_f))
+        layer.basis.beta_weights.data.copy_(reader.take(prefix + "beta_weights", (nb,)))
+        norm_prefix = prefix + "norm."
+    else:
+        coeffs = reader.take(prefix + "poly_weight", (out_f, in_f * nb)).view(out_f, in_f, nb)  # i·(D+1) + d
+        base = reader.take(prefix + "base_weight", (out_f, in_f))
+        norm_prefix = prefix + "layer_norm."
+    norm.weight.data.copy_(reader.take(norm_prefix + "weight", (out_f,)))
+    norm.bias.data.copy_(reader.take(norm_prefix + "bias", (out_f,)))
+    return torch.cat([coeffs, base[..., None]], dim=-1)  # (out, in, nb + 1)
