@@ -17,7 +17,7 @@ from _record import (
 )
 from safetensors.torch import load_file, save_file
 
-from kancompress.config import ModelConfig
+from kancompress.config import ConvConfig, ModelConfig
 from kancompress.format.checkpoint import save_checkpoint
 from kancompress.models import build_model
 
@@ -39,13 +39,18 @@ def main() -> None:
             "clustered", "rans", "int8"),
         "v6-fc-wavkan-smallest-float16": (
             ModelConfig(model="wavkan", widths=(12, 10, 3)), "clustered", "context", "float16"),
+        "v6-conv-gramkan-kanhead-packed": (
+            ModelConfig(model="gramkan", widths=(2, 4, 4), arch="conv",
+                        conv=ConvConfig(strides=(1, 2), groups=2, num_classes=3, head_degree=3)),
+            "clustered", "packed", "float32"),
     }
     for name, (config, kind, coding, dtype) in cases.items():
         model = build_model(config, kind, [6, 4] if kind == "clustered" else None)
         with torch.no_grad():
-            for parameter in model.layers.parameters():  # norms, biases, node affines off their defaults
+            extras = list(model.layers.parameters()) + list(model.head.parameters() if model.head is not None else [])
+            for parameter in extras:  # norms, biases, node affines, a KAN head off their defaults
                 parameter.add_(0.2 * torch.randn(parameter.shape, generator=generator))
-            for buffer_name, buffer in model.layers.named_buffers():
+            for buffer_name, buffer in model.named_buffers():
                 if buffer_name.endswith("running_var"):
                     buffer.uniform_(0.5, 1.5, generator=generator)
                 elif buffer_name.endswith("running_mean"):
@@ -63,7 +68,8 @@ def main() -> None:
                 model.edges.round_to_storage()
         path = HERE / f"{name}.safetensors"
         save_checkpoint(model, path, {"stage": "golden", "dataset": "digits"}, force=True)
-        loaded = record_golden(name, path, torch.rand(7, 12, generator=generator) * 3 - 1.5, probes, manifest)
+        shape = (7, 2, 8, 8) if config.conv is not None else (7, 12)
+        loaded = record_golden(name, path, torch.rand(*shape, generator=generator) * 3 - 1.5, probes, manifest)
         assert loaded.header.version == 6, (name, loaded.header.version)
     save_file(probes, str(HERE / "probes.safetensors"))
     (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
