@@ -47,8 +47,8 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
         raise FormatError(f"{LIBRARY}: KAGNConv2DLayerV2 layers (poly_conv.weight) are not supported; their grouped "
                           "degree-major weights have no whole per-edge vectors for groups > 1")
     if any(".wavelet_weights." in name or name.endswith(".wavelet_weights") for name in state):
-        raise FormatError(f"{LIBRARY}: WavKAN conv layers are not supported (their wavelet weights are convolutions "
-                          "over per-edge wavelets, with no per-edge vectors)")
+        raise FormatError(f"{LIBRARY}: WavKAN conv layers are not supported: their wavelet outputs are mixed by a 1x1 "
+                          "convolution (wavelet_out) across output channels, so an edge has no function of its own")
     head_keys = {"grams_basis_weights": "KAGNConv", "poly_weight": "KALNConv"}
     kan_head = [(p, key) for key in (*head_keys, "spline_weight", "spline_linear.weight", "cheby_coeffs")
                 for p in prefixes_with(state, key) if p.startswith("output.")]
