@@ -358,7 +358,7 @@ def finetune(
         split = split_validation(data, seed=seed)
         augment = random_crop_flip if conv and needs_augmentation(data.name) else None
         history = fit(model, split, parameter_groups(model, lr), options.train, on_batch, on_epoch, on_state,
-                      resume, augment)
+                      resume, augment, keep_start=True)
     edges.round_to_storage()
     test = evaluate(model, data.test_x, data.test_y)
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
@@ -428,7 +428,7 @@ def _finetuner(options: FinetuneOptions, split: Split) -> Callable[[KANModel], K
     def tune(model: KANModel) -> KANModel:
         rate = options.lr if options.lr is not None else default_finetune_lr(model)
         with _own_rng(options.train.seed, next(model.parameters()).device):
-            fit(model, split, parameter_groups(model, rate), options.train)
+            fit(model, split, parameter_groups(model, rate), options.train, keep_start=True)
         assert isinstance(model.edges, CodebookEdges)
         model.edges.round_to_storage()
         return model

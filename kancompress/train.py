@@ -77,8 +77,13 @@ def fit(
     resume: dict[str, Any] | None = None,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     teacher: nn.Module | None = None,
+    keep_start: bool = False,
 ) -> History:
     """Train with AdamW and cross-entropy; keep the weights of the best validation epoch.
+
+    With `keep_start` the starting weights count as epoch 0: an epoch must beat them on validation to be kept, so
+    the result is never worse on validation than the model given (fine-tuning; `History.best_epoch` 0 then says
+    no epoch improved on it).
 
     `param_groups` are AdamW groups (each with its own "lr"); parameters in no group stay frozen.
     `on_state` receives, after every epoch, a resumable state (plain tensors, numbers and lists, loadable with
@@ -109,6 +114,8 @@ def fit(
         best_state = resume["best_model"]
         stale, first_epoch = resume["stale"], resume["epoch"] + 1
         history = _history_from_state(resume["history"], resume["best_epoch"], model.config.task)
+    elif keep_start:
+        history.best_val = _validate(model, data, device)
     n = data.train_x.shape[0]
     steps = math.ceil(n / config.batch_size)
     target_scale = model.target_scale()

@@ -1,0 +1,36 @@
+"""Fine-tuning never returns a model worse on validation than its input: the input counts as epoch 0."""
+
+from __future__ import annotations
+
+import torch
+
+from kancompress import api
+from kancompress.config import TrainConfig
+from kancompress.data import load_dataset, split_validation
+from kancompress.train import evaluate
+
+
+def test_finetune_that_only_hurts_returns_its_input() -> None:
+    data = load_dataset("digits")
+    trained = api.train(api.TrainOptions(hidden=(8,), lr=1e-2, train=TrainConfig(epochs=3, seed=0))).model
+    clustered, _ = api.cluster(trained, api.ClusterConfig(k=8))
+    split = split_validation(data, seed=0)
+    before = evaluate(clustered, split.val_x, split.val_y)
+    result = api.finetune(clustered, api.FinetuneOptions(lr=50.0, train=TrainConfig(epochs=2, patience=0)), data)
+    assert result.history.best_epoch == 0  # no epoch at lr 50 beat the input
+    assert all(not report.improved for report in result.history.epochs) and len(result.history.epochs) == 2
+    after = evaluate(result.model, split.val_x, split.val_y)
+    assert after.accuracy == before.accuracy
+    for old, new in zip(clustered.edges.books(), result.model.edges.books()):
+        assert torch.equal(old.codebook, new.codebook) and torch.equal(old.indices, new.indices)
+
+
+def test_finetune_that_helps_keeps_its_best_epoch() -> None:
+    data = load_dataset("digits")
+    trained = api.train(api.TrainOptions(hidden=(8,), lr=1e-2, train=TrainConfig(epochs=3, seed=0))).model
+    clustered, _ = api.cluster(trained, api.ClusterConfig(k=4))
+    split = split_validation(data, seed=0)
+    before = evaluate(clustered, split.val_x, split.val_y)
+    result = api.finetune(clustered, api.FinetuneOptions(lr=1e-2, train=TrainConfig(epochs=3, patience=0)), data)
+    after = evaluate(result.model, split.val_x, split.val_y)
+    assert result.history.best_epoch >= 1 and after.accuracy > before.accuracy
