@@ -30,7 +30,7 @@ from kancompress.config import ModelConfig, TrainConfig, default_config, default
 from kancompress.data import Dataset, Split, load_dataset, needs_augmentation, random_crop_flip, split_validation
 from kancompress.distributed import resolve_device
 from kancompress.edges import CodebookEdges, MetaEdges
-from kancompress.errors import ConfigError, DataError, FormatError
+from kancompress.errors import BudgetError, ConfigError, DataError, FormatError
 from kancompress.userdata import dataset_from_arrays, load_data_file
 from kancompress.format.checkpoint import Checkpoint, load_checkpoint, payload_bytes, save_checkpoint
 from kancompress.models import KANModel, build_model, with_edges
@@ -550,9 +550,9 @@ def compress(
                 results.append(next((candidate, trial) for candidate, trial in finals if trial is chosen))
     if not results:
         closest = _best_trial(trial for trial in trials if trial.ks)
-        raise ConfigError(f"no codebook keeps the validation metric within --max-drop {options.max_drop:g} (best: "
+        raise BudgetError(f"no codebook keeps the validation metric within --max-drop {options.max_drop:g} (best: "
                           f"{closest.val.describe()} at k = {list(closest.ks)} against {base.describe()}); allow a "
-                          "larger drop or add larger --ks")
+                          "larger drop or add larger --ks", [trial.to_json() for trial in trials])
     best, chosen = min(results, key=lambda pair: pair[1].bytes)
     best = best.cpu()
     test = evaluate(best, data.test_x, data.test_y)

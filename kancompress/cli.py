@@ -19,9 +19,10 @@ from rich.table import Table
 from kancompress import __version__
 from kancompress.bases import describe
 from kancompress.config import ConvConfig, MetaConfig, TrainConfig
-from kancompress.errors import ConfigError, KanCompressError
+from kancompress.errors import BudgetError, ConfigError, KanCompressError
 from kancompress.format.files import check_output, write_atomic
 from kancompress.format.header import read_header
+from kancompress.gates import GATE_EXIT, Check, accuracy_limit, gate_json, metric_checks, size_checks
 from kancompress.report import inspect_json, storage_report
 
 if TYPE_CHECKING:  # the commands import torch-backed modules when they run, so --help and inspect stay fast
@@ -417,11 +418,19 @@ def compress(
                 err.print(f"{trial.method} k={ks_text} lr={trial.lr:g} {trial.epochs} epochs: {_kb(trial.bytes)} "
                           f"KB, validation {shown(row['val'])}", highlight=False, markup=False)
 
-        model, provenance, _ = api.compress(source, options, data, download=download, on_trial=on_trial)
+        try:
+            model, provenance, _ = api.compress(source, options, data, download=download, on_trial=on_trial)
+        except BudgetError as exc:  # a budget not met is a failed gate: exit 3, and --json says why
+            if as_json:
+                out.print_json(json.dumps({"passed": False, "reason": str(exc), "trials": exc.trials}))
+            else:
+                err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(GATE_EXIT) from None
         save_checkpoint(model, path, provenance if full_metadata else api.lean_provenance(provenance), force=force,
                         inputs=(checkpoint,))
         if as_json:
-            out.print_json(json.dumps({"output": str(path), "bytes": path.stat().st_size, "k": provenance["k"],
+            out.print_json(json.dumps({"passed": True, "output": str(path), "bytes": path.stat().st_size,
+                                       "k": provenance["k"],
                                        "lr": provenance["lr"], "source_val": provenance["source_val"],
                                        "val": provenance["val"], "test": provenance["test"],
                                        "trials": provenance["trials"]}))
@@ -628,20 +637,30 @@ def eval_(
         "--fc-forward", help="Clustered fully-connected layers: decode (same numbers every run) | auto (fastest, "
         "measured on this machine) | gather | onehot.",
     )] = "decode",
+    min_accuracy: Annotated[Optional[str], typer.Option("--min-accuracy", help="Gate: fail (exit 3) below this test accuracy: 0.93, 93 or 93% (a number up to 1 is a fraction).", show_default="none")] = None,
+    max_mse: Annotated[Optional[float], typer.Option("--max-mse", help="Gate (regression): fail above this test MSE.", show_default="none")] = None,
+    min_r2: Annotated[Optional[float], typer.Option("--min-r2", help="Gate (regression): fail below this test R².", show_default="none")] = None,
 ) -> None:
-    """Test accuracy and loss of a checkpoint (dataset defaults to the one it was trained on)."""
+    """Test accuracy and loss of a checkpoint (dataset defaults to the one it was trained on). With a gate
+    (--min-accuracy, --max-mse, --min-r2) a miss exits with status 3 and one line naming the value and the limit."""
     with _errors():
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint
         from kancompress.tasks import Metrics
 
+        if min_accuracy is not None:
+            accuracy_limit(min_accuracy)  # a bad limit is refused before any work
         data = _given_data(dataset, data_file, target, task, data_dir, download)
         if data is not None:  # a model that cannot take the data is refused from its header, before loading
             api.check_data(read_header(checkpoint).config, data)
         loaded = load_checkpoint(checkpoint)
         result = api.evaluation(loaded, data, download=download, device=device, fc_forward=fc_forward)
+        checks = metric_checks(result, min_accuracy, max_mse, min_r2)
+        if checks:
+            result.update(gate_json(checks))
         if as_json:
             out.print_json(json.dumps(result))
+            _gate_exit(checks, quiet=True)
         else:
             out.print(f"{checkpoint} ({loaded.kind}) on {result['dataset']} test ({result['n']} examples): "
                       f"{Metrics.from_json(result).describe()}", highlight=False, markup=False)
@@ -649,6 +668,20 @@ def eval_(
             if any(methods != ["decode"] for methods in paths.values()):
                 used = ", ".join(f"layer {layer}: {'/'.join(methods)}" for layer, methods in paths.items())
                 out.print(f"codebook-space forward ({used})", highlight=False, markup=False)
+            _gate_exit(checks)
+
+
+def _gate_exit(checks: list[Check], quiet: bool = False) -> None:
+    """Exit with `GATE_EXIT` and one line per missed limit (on stderr; none with --json, whose "passed" says it)."""
+    failed = [check for check in checks if not check.passed]
+    if not failed:
+        if checks and not quiet:
+            out.print(f"gate passed: {'; '.join(check.describe() for check in checks)}", highlight=False, markup=False)
+        return
+    if not quiet:
+        for check in failed:
+            err.print(f"gate failed: {check.describe()}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(GATE_EXIT)
 
 
 @app.command()
@@ -656,15 +689,21 @@ def inspect(
     checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint (only its header is read).")],
     k: Annotated[int, typer.Option("-k", "--clusters", help="For dense/meta checkpoints: project clustering at this k.")] = 16,
     as_json: JsonOut = False,
+    max_bytes: Annotated[Optional[int], typer.Option("--max-bytes", min=1, help="Gate: fail (exit 3) if the file is larger on disk.", show_default="none")] = None,
+    max_bits_per_edge: Annotated[Optional[float], typer.Option("--max-bits-per-edge", help="Gate: fail (exit 3) above these bits per edge, all-in (file bytes·8 / edges).", show_default="none")] = None,
 ) -> None:
-    """Storage report per layer and in total (paper Eq. 10), from the file's header alone."""
+    """Storage report per layer and in total (paper Eq. 10), from the file's header alone. With a gate (--max-bytes,
+    --max-bits-per-edge) a miss exits with status 3 and one line naming the value and the limit."""
     with _errors():
         if k < 2:
             raise ConfigError(f"-k {k} is too small; use k >= 2")
+        report = inspect_json(read_header(checkpoint), k)
+        checks = size_checks(report, max_bytes, max_bits_per_edge)
         if as_json:
-            out.print_json(json.dumps(inspect_json(read_header(checkpoint), k)))
+            out.print_json(json.dumps({**report, **(gate_json(checks) if checks else {})}))
         else:
             _render_report(checkpoint, k)
+        _gate_exit(checks, quiet=as_json)
 
 
 @app.command("import")

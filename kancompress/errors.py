@@ -25,3 +25,11 @@ class DataError(KanCompressError):
 
 class OutputExistsError(KanCompressError):
     """An output path exists and overwriting was not asked for."""
+
+
+class BudgetError(ConfigError):
+    """`compress` found nothing within the budget; `trials` (JSON-ready) say what it tried."""
+
+    def __init__(self, message: str, trials: list[dict[str, object]]):
+        super().__init__(message)
+        self.trials = trials

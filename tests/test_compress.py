@@ -91,3 +91,15 @@ def test_compress_cli_writes_once_and_reports(meta_checkpoint: Path, tmp_path: P
     table = runner.invoke(app, [*args, "--force", "--full-metadata"])
     assert table.exit_code == 0 and "within" in table.output and "compressed meta (cluster)" in table.output
     assert load_checkpoint(out).header.provenance["trials"]
+
+
+def test_compress_that_fits_nothing_exits_3_and_says_why(meta_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "none.safetensors"
+    args = ["compress", str(meta_checkpoint), "--max-drop", "0", "--ks", "2", "--search-epochs", "1", "--epochs", "1",
+            "--lr", "1e-9", "--methods", "cluster", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 3 and not out.exists()
+    report = json.loads(result.stdout)
+    assert report["passed"] is False and "no codebook keeps" in report["reason"] and report["trials"]
+    text = runner.invoke(app, args)
+    assert text.exit_code == 3 and text.output.strip().splitlines()[-1].startswith("error: no codebook keeps")
