@@ -67,10 +67,10 @@ JsonOut = Annotated[bool, flag("--json", help="Print machine-readable JSON inste
 ResultJson = Annotated[bool, flag("--json", help="Print the result as JSON (for scripts and CI).")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when available) | cpu | cuda.")]
 Resume = Annotated[bool, flag("--resume", help="Continue the interrupted run writing --output.")]
-Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Most epochs to run (early stopping may end sooner).")]
-Patience = Annotated[int, typer.Option("--patience", min=0,
+Epochs = Annotated[int, typer.Option("--epochs", min=1, metavar="N", help="Most epochs to run (early stopping may end sooner).")]
+Patience = Annotated[int, typer.Option("--patience", min=0, metavar="N",
                                        help="Stop after this many epochs without a better validation accuracy (0: never).")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Training batch size.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Training batch size.")]
 Lean = Annotated[bool, flag("--lean-metadata",
                                     help="Keep only stage and dataset in the provenance (smallest file).")]
 Clusters = Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codebook size per layer.",
@@ -81,7 +81,7 @@ IndexCoding = Annotated[str, typer.Option("--index-coding",
                                           help="packed: fixed bits per index | rans: rANS-coded where smaller | "
                                                "context: per layer the smallest of those and context-adaptive "
                                                "coding (format v4).")]
-NInit = Annotated[int, typer.Option("--n-init", min=1, help="K-means restarts (best inertia kept).")]
+NInit = Annotated[int, typer.Option("--n-init", min=1, metavar="N", help="K-means restarts (best inertia kept).")]
 KMeans = Annotated[str, typer.Option("--kmeans", help="auto (torch above 4M n·k) | sklearn | torch.")]
 
 
@@ -117,23 +117,31 @@ def _progress(label: str) -> Iterator[tuple[Any, Any]]:
         yield None, None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(f"{label} epoch 1", total=None)
-        epoch_box = [1]
+    progress = Progress(*columns, console=err, transient=True)
+    task = progress.add_task(f"{label} epoch 1", total=None)
+    epoch_box = [1]
+    started = [False]  # the bar starts with the first batch: an error while loading data leaves no blank line
 
-        def on_batch(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total, description=f"{label} epoch {epoch_box[0]}")
+    def on_batch(done: int, total: int) -> None:
+        if not started[0]:
+            progress.start()
+            started[0] = True
+        progress.update(task, completed=done, total=total, description=f"{label} epoch {epoch_box[0]}")
 
-        def on_epoch(report: EpochReport) -> None:
-            mark = " [green]*[/green]" if report.improved else ""
-            progress.console.print(
-                f"epoch {report.epoch:>3}/{report.epochs}  loss {report.train_loss:.4f}  "
-                f"val {report.val.describe()}{mark}",
-                highlight=False,
-            )
-            epoch_box[0] = report.epoch + 1
+    def on_epoch(report: EpochReport) -> None:
+        mark = " [green]*[/green]" if report.improved else ""
+        progress.console.print(
+            f"epoch {report.epoch:>3}/{report.epochs}  loss {report.train_loss:.4f}  "
+            f"val {report.val.describe()}{mark}",
+            highlight=False,
+        )
+        epoch_box[0] = report.epoch + 1
 
+    try:
         yield on_batch, on_epoch
+    finally:
+        if started[0]:
+            progress.stop()
 
 
 def _parse_layer_ks(values: list[str]) -> dict[int, int]:
@@ -203,14 +211,14 @@ def train(
     mult_nodes: Annotated[Optional[list[int]], typer.Option("--mult-nodes", help="Multiplication nodes (pykan KAN 2.0, arity 2) among a hidden layer's nodes; one per --hidden.", show_default="none")] = None,
     conv: Annotated[bool, flag("--conv", help="The paper's 4-layer convolutional KAN instead.")] = False,
     channels: Annotated[list[int], typer.Option("--channels", help="Conv channels; repeat per layer (strides 1, 2, 2, 1, then 1).")] = [32, 64, 128, 256],  # noqa: B006
-    groups: Annotated[int, typer.Option("--groups", min=1, help="Conv groups of layers 2+.")] = ConvConfig.groups,
+    groups: Annotated[int, typer.Option("--groups", min=1, metavar="N", help="Conv groups of layers 2+.")] = ConvConfig.groups,
     epochs: Epochs = TrainConfig.epochs,
     batch_size: BatchSize = TrainConfig.batch_size,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate of the edges (meta: of norms and biases).", show_default="the basis's, paper Tables 4-7")] = None,
     lr_meta: Annotated[Optional[float], typer.Option("--lr-meta", help="Meta-learner learning rate (paper lr_h).", show_default="the basis's: paper Table 5; FC gramkan 10×")] = None,
     lr_embed: Annotated[Optional[float], typer.Option("--lr-embed", help="Embedding learning rate (paper lr_e).", show_default="the basis's: paper Table 5; FC gramkan 10×")] = None,
-    d_emb: Annotated[Optional[int], typer.Option("--d-emb", min=1, help="Embedding dimension per edge.", show_default="1; conv kan/fastkan 2")] = None,
-    meta_hidden: Annotated[int, typer.Option("--meta-hidden", min=1, help="Hidden width of the meta-learner.")] = MetaConfig.hidden,
+    d_emb: Annotated[Optional[int], typer.Option("--d-emb", min=1, metavar="N", help="Embedding dimension per edge.", show_default="1; conv kan/fastkan 2")] = None,
+    meta_hidden: Annotated[int, typer.Option("--meta-hidden", min=1, metavar="N", help="Hidden width of the meta-learner.")] = MetaConfig.hidden,
     meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner | layer: one per layer | groups:C: C meta-learners, layers grouped by K-means on their output widths (MetaKAN).")] = MetaConfig.sharing,
     patience: Patience = TrainConfig.patience,
     seed: Seed = TrainConfig.seed,
@@ -359,8 +367,8 @@ def compress(
     max_drop: Annotated[float, typer.Option("--max-drop", help="Largest allowed loss on the validation split: accuracy points (classification), or a relative MSE increase, e.g. 0.05 (regression).")],
     ks: Annotated[str, typer.Option("--ks", help="Comma-separated codebook sizes tried per layer.")] = "2,4,8,16,32,64,128,256",
     methods: Annotated[str, typer.Option("--methods", help="cluster: the source's own vectors; distill: first distil a dense source into a MetaKAN, whose vectors cluster better. The smaller result within budget wins.")] = "cluster,distill",
-    distill_epochs: Annotated[int, typer.Option("--distill-epochs", min=1, help="Task epochs of the distilled MetaKAN (early stopping).")] = 20,
-    search_epochs: Annotated[int, typer.Option("--search-epochs", min=1, help="Fine-tuning epochs behind each trial's validation metric.")] = 2,
+    distill_epochs: Annotated[int, typer.Option("--distill-epochs", min=1, metavar="N", help="Task epochs of the distilled MetaKAN (early stopping).")] = 20,
+    search_epochs: Annotated[int, typer.Option("--search-epochs", min=1, metavar="N", help="Fine-tuning epochs behind each trial's validation metric.")] = 2,
     epochs: Epochs = 10,
     patience: Patience = 3,
     lr: Annotated[list[float], typer.Option("--lr", help="Final fine-tuning rate, repeatable; the best on the validation split is kept (the search uses the first).", show_default="10x and 1x the paper's lr_c")] = [],  # noqa: B006
@@ -371,7 +379,7 @@ def compress(
     n_init: NInit = 4,
     kmeans: KMeans = "auto",
     device: Device = "auto",
-    data_aware: Annotated[bool, flag("--data-aware/--no-data-aware", help="Also search with K-means in the metric of each layer's output error on the training inputs (besides plain K-means).")] = True,
+    plain_only: Annotated[bool, flag("--plain-only", help="Search with plain K-means only (by default also with K-means in the metric of each layer's output error on the training inputs).")] = False,
     grids: Annotated[str, typer.Option("--grids", help="Adapted per-input B-spline grids (from update_grid): share (each layer's fewest shared grids of --grid-counts within a fifth of the budget) | keep (store every input's grid) | regrid (one uniform grid per layer; experimental).")] = "share",
     grid_counts: Annotated[str, typer.Option("--grid-counts", help="Comma-separated shared-grid counts tried per layer with --grids share.")] = "1,4,16,64",
     full_metadata: Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (every trial, the parent's history) instead of only stage and dataset.")] = False,
@@ -396,7 +404,7 @@ def compress(
             patience=patience, lrs=tuple(lr) or None, methods=tuple(m.strip() for m in methods.split(",")),
             distill_epochs=distill_epochs, batch_size=batch_size, codebook_dtype=codebook_dtype,
             index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device, grids=grids,
-            grid_counts=tuple(_parse_ks(grid_counts, "--grid-counts")), data_aware=data_aware)
+            grid_counts=tuple(_parse_ks(grid_counts, "--grid-counts")), data_aware=not plain_only)
         path = check_output(output or _default_output(checkpoint, f"drop{max_drop:g}"), force, (checkpoint,))
         source = load_checkpoint(checkpoint)
         data = _given_data(dataset, data_file, target, task, data_dir, download)
@@ -510,7 +518,7 @@ def finetune(
 def sweep(
     checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint.")],
     ks: Annotated[str, typer.Option("--ks", help="Comma-separated codebook sizes.")] = "2,4,8,16,32,64",
-    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0, help="Fine-tune each point for this many epochs (0: off).")] = 0,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", min=0, metavar="N", help="Fine-tune each point for this many epochs (0: off).")] = 0,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Fine-tuning learning rate (paper lr_c).", show_default="1e-4; conv 1e-5")] = None,
     codebook_dtype: CodebookDtype = "float32",
     index_coding: IndexCoding = "packed",
@@ -689,7 +697,7 @@ def inspect(
     checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint (only its header is read).")],
     k: Annotated[int, typer.Option("-k", "--clusters", help="For dense/meta checkpoints: project clustering at this k.")] = 16,
     as_json: JsonOut = False,
-    max_bytes: Annotated[Optional[int], typer.Option("--max-bytes", min=1, help="Gate: fail (exit 3) if the file is larger on disk.", show_default="none")] = None,
+    max_bytes: Annotated[Optional[int], typer.Option("--max-bytes", min=1, metavar="N", help="Gate: fail (exit 3) if the file is larger on disk.", show_default="none")] = None,
     max_bits_per_edge: Annotated[Optional[float], typer.Option("--max-bits-per-edge", help="Gate: fail (exit 3) above these bits per edge, all-in (file bytes·8 / edges).", show_default="none")] = None,
 ) -> None:
     """Storage report per layer and in total (paper Eq. 10), from the file's header alone. With a gate (--max-bytes,
@@ -776,7 +784,7 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint.")],
     to: Annotated[str, typer.Option("--to", help="efficient-kan | fastkan (dense state_dicts) | onnx (the model as an ONNX graph; compressed checkpoints stay compressed).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output: .safetensors or .pt/.pth (torch.save of a plain state_dict) for a state_dict; .onnx for onnx.")],
-    image_size: Annotated[int, typer.Option("--image-size", min=1, help="onnx, conv models: image size to trace with (the graph takes any size).")] = 32,
+    image_size: Annotated[int, typer.Option("--image-size", min=1, metavar="N", help="onnx, conv models: image size to trace with (the graph takes any size).")] = 32,
     force: Force = False,
 ) -> None:
     """Write a dense state_dict in an upstream library's layout (clustered checkpoints are decoded), or an ONNX graph
@@ -924,9 +932,24 @@ def main(
 
 
 def run() -> None:
-    """The `kancompress` command: the Typer app, with Ctrl-C at any moment (even while importing) one line."""
+    """The `kancompress` command: the Typer app, with Ctrl-C at any moment (even while importing) one line, and a
+    usage error (an unknown option, a missing argument) one `error:` line with exit status 2."""
     try:
-        app(prog_name="kancompress")
+        code = app(prog_name="kancompress", standalone_mode=False)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]: no output was written", highlight=False)
         raise SystemExit(130) from None
+    except Exception as exc:  # click's UsageError (vendored by newer Typer versions): matched by name
+        if not any(cls.__name__ == "UsageError" for cls in type(exc).__mro__):
+            if type(exc).__name__ == "Abort":
+                err.print("[red]interrupted[/red]: no output was written", highlight=False)
+                raise SystemExit(130) from None
+            raise
+        message = exc.format_message()  # type: ignore[attr-defined]
+        if not message:  # no arguments at all: the help was shown
+            raise SystemExit(2) from None
+        context = getattr(exc, "ctx", None)
+        command = context.command_path if context is not None else "kancompress"
+        err.print(f"[red]error:[/red] {escape(message)} (see '{command} --help')", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -229,3 +229,26 @@ def test_json_output_of_train_and_finetune(tmp_path: Path) -> None:
     assert code == 0 and last_json(output)["k"] == [4, 4]
     code, output = run("finetune", clustered, "--epochs", "1", "-o", tuned, "--json")
     assert code == 0 and last_json(output)["kind"] == "clustered"
+
+
+def test_usage_errors_are_one_line_with_exit_2() -> None:
+    """The installed command (not CliRunner): an unknown option or a missing argument is one `error:` line."""
+    import subprocess
+    import sys
+
+    for args, expected in ((["train", "--bogus"], "No such option: --bogus"),
+                           (["cluster"], "Missing argument 'checkpoint'"),
+                           (["cluster", "x.safetensors", "-k", "abc"], "'-k' / '--clusters'")):
+        result = subprocess.run([sys.executable, "-m", "kancompress", *args], capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: ") and expected in lines[0] and "--help" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["train", "cluster", "finetune", "compress", "eval", "inspect", "sweep",
+                                     "import", "export", "predict"])
+def test_every_help_is_whole_at_80_columns(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0
+    assert "…" not in result.output, [line for line in result.output.splitlines() if "…" in line]
+    assert max(len(line) for line in result.output.splitlines()) <= 80
