@@ -15,8 +15,13 @@ for arg in "$@"; do
     *) echo "usage: bash examples/reproduce.sh [--quick] [--write-results]" >&2; exit 2 ;;
   esac
 done
-py=${PYTHON:-python}
-"$py" -c "import kancompress" 2>/dev/null || { echo "install first: pip install -e '.[dev]'" >&2; exit 1; }
+# The project's own environment: .venv (the README's install), else $PYTHON; never a bare system python that
+# imports kancompress from the checkout without torch.
+if [ -n "${PYTHON:-}" ]; then py=$PYTHON; elif [ -x .venv/bin/python ]; then py=.venv/bin/python; else
+  echo "no .venv here: install first (the README's command), or set PYTHON to an interpreter that has it" >&2; exit 1
+fi
+"$py" -c "import torch, kancompress" 2>/dev/null || {
+  echo "$py cannot import torch and kancompress: install first: $py -m pip install -e '.[dev]'" >&2; exit 1; }
 "$py" examples/reproduce_table1.py --dataset digits "${write[@]}"
 [ "$quick" = 1 ] && exit 0
 "$py" -c "import kan, matplotlib" 2>/dev/null || { echo "the full run needs: pip install -e '.[dev]'" >&2; exit 1; }

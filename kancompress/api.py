@@ -48,7 +48,7 @@ from kancompress.options import (
 )
 from kancompress.search import SweepPoint, choose_ks, smallest_per_layer
 from kancompress.search import sweep as search_sweep
-from kancompress.tasks import Metrics, better, within_budget
+from kancompress.tasks import Metrics, better, budget_resolution_warning, within_budget
 from kancompress.train import EpochReport, History, evaluate, fit
 
 __all__ = [
@@ -462,10 +462,13 @@ def compress(
     *,
     download: bool = False,
     on_trial: Callable[[CompressTrial], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> tuple[KANModel, dict[str, Any], list[CompressTrial]]:
     """The smallest clustered model of a dense or meta checkpoint whose validation metric, after fine-tuning,
     stays within `options.max_drop` of the source's; every choice is made on the validation split the source was
-    trained with, the test split is only reported.
+    trained with (the 10 % of its training data `data.split_validation` holds out with the training seed), the
+    test split is only reported. A validation split too small to resolve the budget (one example worth more than
+    half of it) is said to `on_warning` and recorded in the provenance (`warnings`).
 
     Each method clusters with plain K-means and, unless `options.data_aware` is False, also data-aware (`weighting`:
     each layer's K-means in the metric of its output error on the training split; a separate search, named
@@ -495,6 +498,9 @@ def compress(
     target = resolve_device(options.device)
     original = _on_device(model, target)
     base = evaluate(original, split.val_x, split.val_y)
+    warning = budget_resolution_warning(base, options.max_drop)
+    if warning is not None and on_warning is not None:
+        on_warning(warning)
     lr_c = default_finetune_lr(model)
     rates = options.lrs or (10 * lr_c, lr_c)
     trials: list[CompressTrial] = []
@@ -570,6 +576,7 @@ def compress(
         "val": chosen.val.to_json(),
         "test": test.to_json(),
         "trials": [trial.to_json() for trial in trials],
+        **({"warnings": [warning]} if warning is not None else {}),
         **_environment(target, options.seed),
         "parent": parent,
     }
@@ -764,6 +771,15 @@ def export_checkpoint(checkpoint: Checkpoint, library: str) -> dict[str, torch.T
     from kancompress.interop import export_state_dict
 
     return export_state_dict(checkpoint.model, library)
+
+
+def export_c(checkpoint: Checkpoint, name: str | None = None) -> Any:
+    """The checkpoint's model as C source (`interop.c_export.CExport`: the files, flash data and RAM bytes, notes);
+    `name` the C prefix (default: from the file name)."""
+    from kancompress.interop.arrays import model_arrays
+    from kancompress.interop.c_export import c_name, render_c
+
+    return render_c(model_arrays(checkpoint.model), name or c_name(Path(checkpoint.header.path).stem))
 
 
 def _recorded_dataset(

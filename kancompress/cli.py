@@ -427,7 +427,9 @@ def compress(
                           f"KB, validation {shown(row['val'])}", highlight=False, markup=False)
 
         try:
-            model, provenance, _ = api.compress(source, options, data, download=download, on_trial=on_trial)
+            model, provenance, _ = api.compress(source, options, data, download=download, on_trial=on_trial,
+                                                on_warning=lambda text: err.print(f"warning: {text}", highlight=False,
+                                                                                  markup=False, soft_wrap=True))
         except BudgetError as exc:  # a budget not met is a failed gate: exit 3, and --json says why
             if as_json:
                 out.print_json(json.dumps({"passed": False, "reason": str(exc), "trials": exc.trials}))
@@ -441,7 +443,7 @@ def compress(
                                        "k": provenance["k"],
                                        "lr": provenance["lr"], "source_val": provenance["source_val"],
                                        "val": provenance["val"], "test": provenance["test"],
-                                       "trials": provenance["trials"]}))
+                                       "trials": provenance["trials"], "warnings": provenance.get("warnings", [])}))
             return
         out.print(table)
         out.print(f"compressed {source.kind} ({provenance['method']}) -> {path}: {path.stat().st_size:,} bytes, "
@@ -782,8 +784,9 @@ def _range(flag_name: str, value: str | None) -> tuple[float, float] | None:
 @app.command("export")
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Any kancompress checkpoint.")],
-    to: Annotated[str, typer.Option("--to", help="efficient-kan | fastkan (dense state_dicts) | onnx (the model as an ONNX graph; compressed checkpoints stay compressed).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output: .safetensors or .pt/.pth (torch.save of a plain state_dict) for a state_dict; .onnx for onnx.")],
+    to: Annotated[str, typer.Option("--to", help="efficient-kan | fastkan (dense state_dicts) | onnx (an ONNX graph) | c (C99 source, fully-connected models); compressed checkpoints stay compressed in onnx and c.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output: .safetensors or .pt/.pth (torch.save of a plain state_dict) for a state_dict; .onnx for onnx; a folder for c.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="c: the C prefix (NAME.h, NAME_predict).", show_default="from the checkpoint's file name")] = None,
     image_size: Annotated[int, typer.Option("--image-size", min=1, metavar="N", help="onnx, conv models: image size to trace with (the graph takes any size).")] = 32,
     force: Force = False,
 ) -> None:
@@ -793,6 +796,18 @@ def export(
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint, save_state_dict
 
+        if to == "c":
+            from kancompress.format.files import write_folder_atomic
+
+            exported = api.export_c(load_checkpoint(checkpoint), name)
+            write_folder_atomic(output, {file: text.encode() for file, text in exported.files.items()}, force)
+            for note in exported.notes:
+                err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+            main = next(file for file in exported.files if file.endswith(".c") and file != "main.c")
+            out.print(f"exported C ({exported.data_bytes:,} bytes of constant data, {exported.ram_bytes:,} bytes of "
+                      f"RAM) -> {output}/: build with gcc -O2 -std=c99 {output}/{main} {output}/main.c -lm",
+                      highlight=False, markup=False, soft_wrap=True)
+            return
         if to == "onnx":
             from kancompress.onnx_export import export_onnx, require_onnx
 

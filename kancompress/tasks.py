@@ -144,3 +144,16 @@ def within_budget(candidate: Metrics, reference: Metrics, budget: float) -> bool
         return candidate.accuracy >= reference.accuracy - budget / 100.0
     assert candidate.mse is not None and reference.mse is not None
     return candidate.mse <= reference.mse * (1.0 + budget)
+
+
+def budget_resolution_warning(reference: Metrics, budget: float) -> str | None:
+    """A warning when the validation split cannot resolve a classification budget: one example is worth
+    100/n accuracy points, and a budget under two examples' worth is mostly noise (None when it resolves)."""
+    if reference.task != "classification" or reference.n <= 0:
+        return None
+    per_example = 100.0 / reference.n
+    if per_example <= budget / 2:
+        return None
+    return (f"the validation split has {reference.n} examples, so one example is {per_example:.2g} accuracy points: "
+            f"it cannot resolve --max-drop {budget:g}; the test drop may be larger (use more data, or a larger "
+            "--max-drop)")

@@ -84,7 +84,7 @@ def test_compress_cli_writes_once_and_reports(meta_checkpoint: Path, tmp_path: P
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["bytes"] == out.stat().st_size and report["trials"]
+    assert report["bytes"] == out.stat().st_size and report["trials"] and report["warnings"] == []
     assert load_checkpoint(out).header.provenance == {"stage": "compress", "dataset": "digits"}  # lean by default
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--force" in again.output
@@ -103,3 +103,13 @@ def test_compress_that_fits_nothing_exits_3_and_says_why(meta_checkpoint: Path, 
     assert report["passed"] is False and "no codebook keeps" in report["reason"] and report["trials"]
     text = runner.invoke(app, args)
     assert text.exit_code == 3 and text.output.strip().splitlines()[-1].startswith("error: no codebook keeps")
+
+
+def test_a_validation_split_too_small_for_the_budget_is_said() -> None:
+    from kancompress.tasks import Metrics, budget_resolution_warning
+
+    val = Metrics("classification", 0.3, 135, 0.9, None, None)  # digits: one example is 0.74 points
+    assert budget_resolution_warning(val, 3.0) is None
+    warning = budget_resolution_warning(val, 0.5)
+    assert warning is not None and "135 examples" in warning and "0.74 accuracy points" in warning
+    assert budget_resolution_warning(Metrics("regression", 0.1, 10, None, 0.1, 0.9), 0.01) is None

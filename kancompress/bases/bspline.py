@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, LearningRates, register, require
+from kancompress.bases.spec import CSource, BasisConfig, BasisSpec, ConvExtras, LearningRates, register, require
 
 if TYPE_CHECKING:
     import torch
@@ -60,6 +60,25 @@ class BSpline(BasisSpec):
         # The uniform grid follows from the config, so it is stored only when it was adapted per input.
         module.register_buffer("grid", knots.expand(in_features, -1).contiguous(),  # (in, G+2k+1)
                                persistent=basis.stored_grid)
+
+    def export_constants(self, module: Any) -> dict[str, Any]:
+        grid = module.grid.detach().float().cpu().numpy()  # (in, G+2k+1)
+        return {"knots": grid[:1] if module.uniform else grid}
+
+    def c_source(self, module: Any) -> CSource:
+        """Cox–de Boor on half-open intervals, as `cox_de_boor` (efficient-kan's recursion)."""
+        knots = module.grid.shape[1]
+        row = "0" if module.uniform else "i"
+        return CSource(features=f"""{{
+    const float *g = $knots + {row} * {knots};
+    float b[{knots - 1}];
+    int j, d;
+    for (j = 0; j < {knots - 1}; ++j) b[j] = (u >= g[j] && u < g[j + 1]) ? 1.0f : 0.0f;
+    for (d = 1; d <= {module.spline_order}; ++d)
+        for (j = 0; j < {knots - 1} - d; ++j)
+            b[j] = (u - g[j]) / (g[j + d] - g[j]) * b[j] + (g[j + d + 1] - u) / (g[j + d + 1] - g[j + 1]) * b[j + 1];
+    for (j = 0; j < $nb; ++j) f[j] = b[j];
+}}""")
 
     def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         import torch

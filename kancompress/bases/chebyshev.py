@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, PolynomialSpec, ConvExtras, LearningRates, register
+from kancompress.bases.spec import CSource, BasisConfig, PolynomialSpec, ConvExtras, LearningRates, register
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +28,14 @@ class Chebyshev(PolynomialSpec):
     lr = LearningRates(plain=1e-3, meta=(1e-3, 1e-2))
     conv = ConvExtras(dropout_prepared=True, output="silu")
     norm_between = True
+
+    def c_source(self, module: Any) -> CSource:
+        return CSource(prepare="for (i = 0; i < $n; ++i) t[i] = tanhf(t[i]);", features="""{
+    int d;
+    f[0] = 1.0f;
+    if ($nb > 1) f[1] = u;
+    for (d = 2; d < $nb; ++d) f[d] = 2 * u * f[d - 1] - f[d - 2];
+}""")
 
     def prepare(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
+from kancompress.bases.spec import CSource, BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +41,13 @@ class Fourier(BasisSpec):
         module.num_basis = 2 * basis.grid_size
         frequencies = torch.arange(1, basis.grid_size + 1, dtype=torch.float32)  # (G,): k = 1..G
         module.register_buffer("frequencies", frequencies, persistent=False)
+
+    def c_source(self, module: Any) -> CSource:
+        half = module.num_basis // 2
+        return CSource(features=f"""{{
+    int j;
+    for (j = 0; j < {half}; ++j) {{ const float a = (float)(j + 1) * u; f[j] = cosf(a); f[{half} + j] = sinf(a); }}
+}}""")
 
     def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, PolynomialSpec, ConvExtras, FCExtras, LearningRates, register
+from kancompress.bases.spec import CSource, BasisConfig, PolynomialSpec, ConvExtras, FCExtras, LearningRates, register
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +38,21 @@ class Gram(PolynomialSpec):
         super().setup(module, basis, in_features)
         module.beta_weights = nn.Parameter(torch.empty(basis.degree + 1))  # (D+1,), shared by the layer's edges
         nn.init.normal_(module.beta_weights, mean=0.0, std=1.0 / (in_features * (basis.degree + 1.0)))
+
+    def export_constants(self, module: Any) -> dict[str, Any]:
+        """β(m-1, m) for m = 2..D (at index m-2), as the recurrence uses them; [0] when D < 2 (unused)."""
+        weights = module.beta_weights.detach().float().cpu()
+        return {"betas": [float(beta(weights, m - 1, m)) for m in range(2, module.degree + 1)] or [0.0]}
+
+    def c_source(self, module: Any) -> CSource:
+        return CSource(prepare="for (i = 0; i < $n; ++i) t[i] = tanhf(t[i]);", features="""{
+    float p0 = 1.0f, p1 = u, p2;
+    int m;
+    f[0] = p0;
+    if ($nb > 1) f[1] = p1;
+    for (m = 2; m < $nb; ++m) { p2 = u * p1 - $betas[m - 2] * p0; f[m] = p2; p0 = p1; p1 = p2; }
+    for (m = 0; m < $nb; ++m) f[m] = f[m] / (1.0f + expf(-f[m]));
+}""")
 
     def prepare(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         import torch

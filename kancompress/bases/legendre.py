@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, PolynomialSpec, ConvExtras, FCExtras, LearningRates, register
+from kancompress.bases.spec import CSource, BasisConfig, PolynomialSpec, ConvExtras, FCExtras, LearningRates, register
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +31,19 @@ class Legendre(PolynomialSpec):
     lr = LearningRates(plain=1e-3, meta=(1e-3, 1e-2))
     fc = FCExtras(output_norm=True)
     conv = ConvExtras(dropout_prepared=True, output="silu", base_activation=False)
+
+    def c_source(self, module: Any) -> CSource:
+        return CSource(prepare="""{
+    float lo = t[0], hi = t[0], span;
+    for (i = 1; i < $n; ++i) { if (t[i] < lo) lo = t[i]; if (t[i] > hi) hi = t[i]; }
+    span = hi - lo > 1e-12f ? hi - lo : 1e-12f;
+    for (i = 0; i < $n; ++i) t[i] = 2 * (t[i] - lo) / span - 1;
+}""", features="""{
+    int d;
+    f[0] = 1.0f;
+    if ($nb > 1) f[1] = u;
+    for (d = 1; d + 1 < $nb; ++d) f[d + 1] = ((2 * d + 1) * u * f[d] - d * f[d - 1]) / (d + 1);
+}""")
 
     def prepare(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         """Per-sample range normalisation to [-1, 1]: x is (N, in) or (N, H, W, C) (channels last)."""

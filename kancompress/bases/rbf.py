@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
+from kancompress.bases.spec import CSource, BasisConfig, BasisSpec, ConvExtras, FCExtras, LearningRates, register, require
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +46,15 @@ class RBF(BasisSpec):
         module.denominator = float(basis.denominator or default)
         centres = torch.linspace(basis.grid_min, basis.grid_max, basis.grid_size)  # (G,)
         module.register_buffer("grid", centres, persistent=False)
+
+    def export_constants(self, module: Any) -> dict[str, Any]:
+        return {"centres": module.grid.detach().float().cpu().numpy(), "width": module.denominator}
+
+    def c_source(self, module: Any) -> CSource:
+        return CSource(features="""{
+    int j;
+    for (j = 0; j < $nb; ++j) { const float z = (u - $centres[j]) / $width[0]; f[j] = expf(-(z * z)); }
+}""")
 
     def evaluate(self, module: Any, t: torch.Tensor) -> torch.Tensor:
         import torch

@@ -42,6 +42,19 @@ BASIS_OPTIONAL_FIELDS: dict[str, Any] = {"wavelet": "mexican_hat"}
 
 
 @dataclass(frozen=True)
+class CSource:
+    """A basis in C (`kancompress.interop.c_export`), as `string.Template` text: `$name` is a constant of
+    `BasisSpec.export_constants` (a `static const float` array), `$nb` the functions per edge, `$n` the layer's
+    inputs. `prepare`: statements on `float *t` (the n inputs the basis sees) in place, e.g. tanh. `features`:
+    statements setting `f[0..nb)` from the prepared input `u` of input `i`. `edge` (parametric bases instead of
+    features): statements setting `float v` from `u` and the edge's parameters `const float *q`."""
+
+    prepare: str = ""
+    features: str = ""
+    edge: str = ""
+
+
+@dataclass(frozen=True)
 class LearningRates:
     """AdamW learning rates. MetaCluster Appendix A.1: Table 4 (plain), Table 5 (meta: lr_h for the meta-learner,
     lr_e for the embeddings), Tables 6-7 (conv), lr_c for fine-tuning the codebooks."""
@@ -121,6 +134,14 @@ class BasisSpec:
         """Parametric bases: the edge function at prepared inputs t (...) with edge parameters params (..., nb),
         broadcast against each other."""
         raise NotImplementedError
+
+    def export_constants(self, module: Any) -> dict[str, Any]:
+        """The basis module's numbers an exporter needs, by name (arrays or scalars, float32)."""
+        return {}
+
+    def c_source(self, module: Any) -> CSource:
+        """What this basis computes, in C (see `CSource`)."""
+        raise ConfigError(f"the {self.model} basis has no C export yet")
 
     def initial_vectors(self, edge_shape: tuple[int, ...], fan_in: int) -> torch.Tensor | None:
         """A dense layer's initial (*edge_shape, |w|) vectors, or None for `layers.init_edge_vectors`' scheme."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from kancompress.bases.spec import BasisConfig, BasisSpec, FCExtras, LearningRates, register, require
+from kancompress.bases.spec import CSource, BasisConfig, BasisSpec, FCExtras, LearningRates, register, require
 
 if TYPE_CHECKING:
     import torch
@@ -60,6 +60,18 @@ class Wavelet(BasisSpec):
         vectors[..., 1] = 1.0
         vectors[..., 3].uniform_(-bound, bound)
         return vectors
+
+    def c_source(self, module: Any) -> CSource:
+        """ψ((u - q[2]) / q[1])·q[0], the same formulas as `edge_function`."""
+        psi = {"mexican_hat": f"{MEXICAN_HAT_C!r}f * (z * z - 1) * expf(-0.5f * z * z)",
+               "morlet": "expf(-0.5f * z * z) * cosf(5.0f * z)",
+               "dog": "-z * expf(-0.5f * z * z)",
+               "meyer": "meyer(z)",
+               "shannon": "(z == 0.0f ? 1.0f : sinf(z) / z)"}[module.wavelet]
+        return CSource(edge=f"""{{
+    const float z = (u - q[2]) / q[1];
+    v = ({psi}) * q[0];
+}}""")
 
     def edge_function(self, module: Any, t: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """w·ψ((t - translation)/scale), broadcasting t (...) against params (..., 3)."""

@@ -47,3 +47,37 @@ def write_atomic(path: PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_folder_atomic(path: PathLike, files: dict[str, bytes], force: bool) -> Path:
+    """Write `files` (name -> bytes) as the folder `path`: built as a temporary folder beside it, then renamed into
+    place. An existing folder is refused unless `force`, and then replaced only once the new one is complete."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{path}: is a file; give a folder path for the output")
+    if path.exists() and any(path.iterdir()) and not force:
+        raise OutputExistsError(f"{path}: already exists and is not empty; pass --force to replace it")
+    if not path.parent.exists():
+        raise OutputExistsError(f"{path.parent}: output folder does not exist; create it first")
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        for name, data in files.items():
+            write_atomic(staging / name, data)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(staging, path)
+            for leftover in (old / path.name).iterdir():
+                leftover.unlink()
+            (old / path.name).rmdir()
+            old.rmdir()
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        for leftover in staging.glob("*") if staging.exists() else ():
+            leftover.unlink()
+        if staging.exists():
+            staging.rmdir()
+        raise
+    return path
