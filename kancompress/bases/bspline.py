@@ -63,18 +63,45 @@ class BSpline(BasisSpec):
 
     def export_constants(self, module: Any) -> dict[str, Any]:
         grid = module.grid.detach().float().cpu().numpy()  # (in, G+2k+1)
+        if module.uniform and module.spline_order > 0:
+            return {}  # the recurrence needs only the first knot and the step
         return {"knots": grid[:1] if module.uniform else grid}
 
     def c_source(self, module: Any) -> CSource:
-        """Cox–de Boor on half-open intervals, as `cox_de_boor` (efficient-kan's recursion)."""
-        knots = module.grid.shape[1]
+        """Uniform grids: the local recurrence of `uniform_bsplines` (k+1 non-zero functions, no search); stored
+        grids: Cox–de Boor on half-open intervals, as `cox_de_boor` (efficient-kan's recursion)."""
+        knots, order = module.grid.shape[1], module.spline_order
+        if module.uniform and order > 0:
+            first, inverse_step = float(module.first_knot), 1.0 / float(module.step)
+            steps = []  # the recurrence unrolled: v{d}_{m} = ((t + d - m)·v{d-1}_{m-1} + (m + 1 - t)·v{d-1}_{m}) / d
+            for d in range(1, order + 1):
+                for m in range(d + 1):
+                    terms = ([f"(frac + {float(d - m)!r}f) * v{d - 1}_{m - 1}"] if m > 0 else []) + \
+                            ([f"({float(m + 1)!r}f - frac) * v{d - 1}_{m}"] if m < d else [])
+                    steps.append(f"        const float v{d}_{m} = ({' + '.join(terms)}) * {1.0 / d!r}f;")
+            stores = "\n".join(f"        if (span + {m - order} >= 0 && span + {m - order} < $nb) "
+                                f"f[span + {m - order}] = v{order}_{m};" for m in range(order + 1))
+            unrolled = "\n".join(steps)
+            return CSource(features=f"""{{
+    const float pos = (u - {first!r}f) * {inverse_step!r}f;
+    lo = hi = 0;
+    if (pos >= 0.0f && pos < {knots - 1}.0f) {{
+        const int span = (int)pos;
+        const float frac = pos - (float)span;
+        const float v0_0 = 1.0f;
+{unrolled}
+{stores}
+        lo = span - {order} > 0 ? span - {order} : 0;
+        hi = span + 1 < $nb ? span + 1 : $nb;
+    }}
+}}""")
         row = "0" if module.uniform else "i"
         return CSource(features=f"""{{
     const float *g = $knots + {row} * {knots};
     float b[{knots - 1}];
     int j, d;
     for (j = 0; j < {knots - 1}; ++j) b[j] = (u >= g[j] && u < g[j + 1]) ? 1.0f : 0.0f;
-    for (d = 1; d <= {module.spline_order}; ++d)
+    for (d = 1; d <= {order}; ++d)
         for (j = 0; j < {knots - 1} - d; ++j)
             b[j] = (u - g[j]) / (g[j + d] - g[j]) * b[j] + (g[j + d + 1] - u) / (g[j + d + 1] - g[j + 1]) * b[j + 1];
     for (j = 0; j < $nb; ++j) f[j] = b[j];

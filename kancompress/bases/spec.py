@@ -46,8 +46,10 @@ class CSource:
     """A basis in C (`kancompress.interop.c_export`), as `string.Template` text: `$name` is a constant of
     `BasisSpec.export_constants` (a `static const float` array), `$nb` the functions per edge, `$n` the layer's
     inputs. `prepare`: statements on `float *t` (the n inputs the basis sees) in place, e.g. tanh. `features`:
-    statements setting `f[0..nb)` from the prepared input `u` of input `i`. `edge` (parametric bases instead of
-    features): statements setting `float v` from `u` and the edge's parameters `const float *q`."""
+    statements setting `f[lo..hi)` from the prepared input `u` of input `i`, where `int lo = 0, hi = nb` on entry
+    and the functions outside [lo, hi) are 0 (a basis with local support narrows the range; the caller zeroes `f`
+    where it needs every entry). `edge` (parametric bases instead of features): statements setting `float v` from
+    `u` and the edge's parameters `const float *q`."""
 
     prepare: str = ""
     features: str = ""

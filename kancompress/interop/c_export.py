@@ -117,20 +117,23 @@ def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 8) -> str:
 
 
 def _edge_decode(layer: "_Layer", edges: Edges) -> str:
-    """C that decodes a clustered layer's codebook into the scratch `cb` (k·|w| floats), in its own precision."""
+    """C that decodes a clustered layer's codebook, stored in its own precision, into the scratch `cb` (k·|w|
+    floats, transposed)."""
     assert edges.codebook is not None
-    size = edges.codebook.size
+    k, width = edges.codebook.shape
+    # transposed on decoding, cb[j·k + c] = C[c][j]: the response loop then runs over k contiguous centroids
+    loop = f"    for (int c = 0; c < {k}; ++c)\n        for (int j = 0; j < {width}; ++j) cb[j * {k} + c] = "
     if edges.codebook_dtype == "int8":
         stored = layer.constant("cb", edges.codebook, "int8_t")
         scale = layer.constant("cb_scale", np.array([edges.scale], dtype=np.float32))
-        return f"    for (int j = 0; j < {size}; ++j) cb[j] = (float){stored}[j] * {scale}[0];\n"
+        return loop + f"(float){stored}[c * {width} + j] * {scale}[0];\n"
     if edges.codebook_dtype in ("float16", "bfloat16"):
         helper = "half_to_float" if edges.codebook_dtype == "float16" else "bf16_to_float"
         layer.helpers.add(helper)
         stored = layer.constant("cb", edges.codebook, "uint16_t")
-        return f"    for (int j = 0; j < {size}; ++j) cb[j] = {helper}({stored}[j]);\n"
+        return loop + f"{helper}({stored}[c * {width} + j]);\n"
     stored = layer.constant("cb", edges.codebook)
-    return f"    for (int j = 0; j < {size}; ++j) cb[j] = {stored}[j];\n"
+    return loop + f"{stored}[c * {width} + j];\n"
 
 
 class _Layer:
@@ -187,24 +190,33 @@ class _Layer:
         scratch, codebook = 0, 0
         if edges.codebook is not None:
             assert edges.packed is not None
-            self.helpers.add("index_at")
             packed = self.constant("idx", np.concatenate([edges.packed, np.zeros(2, dtype=np.uint8)]), "uint8_t")
             body += _edge_decode(self, edges)
             k, codebook, scratch = edges.k, edges.codebook.size, n * edges.k
             if edge:  # parametric: each centroid's own function
                 body += (f"    for (int i = 0; i < {n}; ++i) {{\n        const float u = t[i], a = {act}(x[i]);\n"
-                         f"        for (int c = 0; c < {k}; ++c) {{\n            const float *q = cb + c * {w};\n"
+                         f"        for (int c = 0; c < {k}; ++c) {{\n            float q[{w}];\n"
+                         f"            for (int j = 0; j < {w}; ++j) q[j] = cb[j * {k} + c];\n"
                          f"            float v;\n{_indent(edge, 3)}\n            r[i * {k} + c] = v + q[{nb}] * a;\n"
                          "        }\n    }\n")
-            else:
-                body += (f"    for (int i = 0; i < {n}; ++i) {{\n        float f[{w}];\n        const float u = t[i];\n"
-                         f"{_indent(features, 2)}\n        f[{nb}] = {act}(x[i]);\n"
-                         f"        for (int c = 0; c < {k}; ++c) {{\n            float acc = 0.0f;\n"
-                         f"            for (int j = 0; j < {w}; ++j) acc += cb[c * {w} + j] * f[j];\n"
-                         f"            r[i * {k} + c] = acc;\n        }}\n    }}\n")
-            body += (f"    for (int o = 0; o < {out}; ++o) {{\n        float acc = 0.0f;\n"
-                     f"        for (int i = 0; i < {n}; ++i) acc += r[i * {k} + (int)index_at({packed}, "
-                     f"(uint32_t)(o * {n} + i), {edges.bits}u)];\n        y[o] = acc;\n    }}\n")
+            else:  # R[i][c] = Σ_j C[c][j]·f_j over the basis functions that are not 0, plus the base branch
+                body += (f"    for (int i = 0; i < {n}; ++i) {{\n        float f[{w}];\n        int lo = 0, hi = {nb};\n"
+                         f"        const float u = t[i];\n{_indent(features, 2)}\n"
+                         f"        const float a = {act}(x[i]);\n        float *ri = r + i * {k};\n"
+                         f"        for (int c = 0; c < {k}; ++c) ri[c] = a * cb[{nb * k} + c];\n"
+                         f"        for (int j = lo; j < hi; ++j) {{\n            const float fj = f[j];\n"
+                         f"            const float *row = cb + j * {k};\n"
+                         f"            for (int c = 0; c < {k}; ++c) ri[c] += fj * row[c];\n        }}\n    }}\n")
+            def term(offset: str) -> str:
+                return f"r[(i + {offset}) * {k} + {_index_expression(self, packed, f'base + i + {offset}', edges.bits)}]"
+
+            # four partial sums: a single running sum would wait on each addition's latency
+            body += (f"    for (int o = 0; o < {out}; ++o) {{\n        const int base = o * {n};\n"
+                     "        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;\n        int i = 0;\n"
+                     f"        for (; i + 4 <= {n}; i += 4) {{\n            a0 += {term('0')};\n"
+                     f"            a1 += {term('1')};\n            a2 += {term('2')};\n            a3 += {term('3')};\n"
+                     f"        }}\n        for (; i < {n}; ++i) a0 += {term('0')};\n"
+                     "        y[o] = (a0 + a1) + (a2 + a3);\n    }\n")
         else:
             assert edges.dense is not None
             weights = self.constant("w", edges.dense)
@@ -215,11 +227,16 @@ class _Layer:
                          f"            acc += v + q[{nb}] * {act}(x[i]);\n        }}\n        y[o] = acc;\n    }}\n")
             else:
                 scratch = n * w
-                body += (f"    for (int i = 0; i < {n}; ++i) {{\n        float *f = r + i * {w};\n        const float u = t[i];\n"
-                         f"{_indent(features, 2)}\n        f[{nb}] = {act}(x[i]);\n    }}\n"
+                body += (f"    for (int i = 0; i < {n}; ++i) {{\n        float *f = r + i * {w};\n        int lo = 0, hi = {nb};\n"
+                         f"        const float u = t[i];\n        for (int j = 0; j < {nb}; ++j) f[j] = 0.0f;\n"
+                         f"{_indent(features, 2)}\n        (void)lo;\n        (void)hi;\n        f[{nb}] = {act}(x[i]);\n    }}\n"
                          f"    for (int o = 0; o < {out}; ++o) {{\n        const float *wv = {weights} + o * {n * w};\n"
-                         f"        float acc = 0.0f;\n        for (int j = 0; j < {n * w}; ++j) acc += wv[j] * r[j];\n"
-                         "        y[o] = acc;\n    }\n")
+                         "        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;\n        int j = 0;\n"
+                         f"        for (; j + 4 <= {n * w}; j += 4) {{\n            a0 += wv[j] * r[j];\n"
+                         "            a1 += wv[j + 1] * r[j + 1];\n            a2 += wv[j + 2] * r[j + 2];\n"
+                         "            a3 += wv[j + 3] * r[j + 3];\n        }\n"
+                         f"        for (; j < {n * w}; ++j) a0 += wv[j] * r[j];\n"
+                         "        y[o] = (a0 + a1) + (a2 + a3);\n    }\n")
         body += self._finish()
         text = "\n".join(self.arrays) + f"\n\nstatic void {p}(float *x, float *y)\n{{\n{body}}}\n"
         return text, scratch, codebook
@@ -242,6 +259,17 @@ class _Layer:
         code += self.norm("bn_out", layer.output_bn, "y", layer.nodes)
         code += self.norm("final", layer.final_norm, "y", layer.nodes)
         return code
+
+
+def _index_expression(layer: _Layer, packed: str, edge: str, bits: int) -> str:
+    """C reading index number `edge` from the packed bytes: one shift and mask where `bits` divides a byte."""
+    if bits == 8:
+        return f"(int){packed}[{edge}]"
+    if 8 % bits == 0:
+        per = 8 // bits
+        return f"(int)(({packed}[(unsigned)({edge}) / {per}u] >> (((unsigned)({edge}) % {per}u) * {bits}u)) & {(1 << bits) - 1}u)"
+    layer.helpers.add("index_at")
+    return f"(int)index_at({packed}, (uint32_t)({edge}), {bits}u)"
 
 
 def _indent(code: str, level: int) -> str:
