@@ -2,7 +2,7 @@
 onnxruntime (1 intra-op thread), kancompress eager and the efficient-kan formula eager (torch, 1 thread), on the
 paper's 784-32-10 KAN, dense and clustered (k = 16, int8 codebooks), side by side in one interleaved run. Also the
 flash size of the C object (`size`: text + data, constant data included) at -O2 and -Os against the checkpoint's
-tensor bytes, and the static RAM.
+tensor bytes, for a Cortex-M4 where Debian's gcc-arm-none-eabi is installed, and the static RAM.
 
     python examples/bench_c.py            # prints the table; --write also writes examples/results/bench_c.md
 
@@ -59,6 +59,14 @@ def compiled(model: KANModel, folder: Path, compiler: str) -> tuple[Any, dict[st
         text, data = subprocess.run(["size", str(obj)], capture_output=True, text=True,
                                     check=True).stdout.splitlines()[1].split()[:2]
         flash[level] = int(text) + int(data)
+    arm = shutil.which("arm-none-eabi-gcc")
+    if arm is not None:  # a microcontroller: Cortex-M4 with its single-precision FPU
+        obj = folder / "kan-m4.o"
+        subprocess.run([arm, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os", *FLAGS,
+                        "-c", str(folder / "kan.c"), "-o", str(obj)], check=True)
+        text, data = subprocess.run(["arm-none-eabi-size", str(obj)], capture_output=True, text=True,
+                                    check=True).stdout.splitlines()[1].split()[:2]
+        flash["cortex-m4 -Os"] = int(text) + int(data)
     predict = ctypes.CDLL(str(library)).kan_predict
     predict.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
     predict.restype = ctypes.c_int
@@ -129,9 +137,11 @@ def main() -> None:
                 ratios = f"efficient-kan eager / C k=16 {result['efficient-kan eager'] / c16:.1f}x; " + ratios
             rows.append((name, "ratio", "batch 1", ratios))
             for kind, (flash, ram, tensors) in sizes.items():
-                rows.append((name, "size", f"C {kind}", f"flash {flash['-O2']:,} B at -O2, {flash['-Os']:,} B at -Os "
-                             f"({flash['-Os'] / tensors:.2f}x the checkpoint's {tensors:,} tensor bytes); static RAM "
-                             f"{ram:,} B"))
+                m4 = (f"; Cortex-M4 (-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -Os) {flash['cortex-m4 -Os']:,} B"
+                      if "cortex-m4 -Os" in flash else "; Cortex-M4: arm-none-eabi-gcc not installed")
+                rows.append((name, "size", f"C {kind}", f"flash (text + data) {flash['-O2']:,} B at -O2, "
+                             f"{flash['-Os']:,} B at -Os ({flash['-Os'] / tensors:.2f}x the checkpoint's {tensors:,} "
+                             f"tensor bytes){m4}; static RAM {ram:,} B"))
     lines = ["# C export against the other runtimes, 784-32-10, batch 1, one thread (ms per call, medians)", "",
              f"`python examples/bench_c.py --write` at commit {stamp.commit()}, torch {torch.__version__}, onnxruntime "
              f"{onnxruntime.__version__}, {Path(compiler).name} "
