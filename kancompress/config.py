@@ -45,10 +45,23 @@ class TrainConfig:
     patience: int = 10  # epochs without a better validation accuracy before stopping; 0 disables
     seed: int = 0
     weight_decay: float = 1e-4
+    # Small data: at least this many optimizer steps, and patience of at least this many steps (epochs are
+    # raised to reach them; 0: epochs alone). A table of 150 rows makes one step an epoch at batch 128.
+    min_steps: int = 0
+    min_patience_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 0 or self.weight_decay < 0:
             raise ConfigError("training needs epochs >= 1, batch size >= 1, patience >= 0 and weight decay >= 0")
+        if self.min_steps < 0 or self.min_patience_steps < 0:
+            raise ConfigError("--min-steps and the patience floor must be >= 0")
+
+    def for_steps_per_epoch(self, steps: int) -> TrainConfig:
+        """The epochs and patience that give at least `min_steps` and `min_patience_steps` at `steps` per epoch."""
+        steps = max(steps, 1)
+        epochs = max(self.epochs, -(-self.min_steps // steps))
+        patience = max(self.patience, -(-self.min_patience_steps // steps)) if self.patience else 0
+        return dataclasses.replace(self, epochs=epochs, patience=patience)
 
 
 @dataclass(frozen=True)

@@ -131,3 +131,20 @@ def inspect_json(header: Header, k: int = 16) -> dict[str, Any]:
     """`inspect --json`: the storage report, the file's format version, its model config and provenance."""
     return {"schema_version": INSPECT_SCHEMA_VERSION, "path": str(header.path), "format_version": header.version,
             **storage_report(header, k).to_dict(), "config": header.config.to_dict(), "provenance": header.provenance}
+
+
+EXTRA_KINDS: tuple[tuple[str, str], ...] = (
+    ("normalize.", "data transform"), ("head.", "conv head"), ("norm", "norms"), ("grid", "grids"),
+    ("beta_weights", "Gram β"), ("prelu", "PReLU"), ("node_", "node affines"), ("bias", "biases"),
+)
+"""What an extra tensor is, by the first matching part of its name."""
+
+
+def extras_label(report: StorageReport) -> str:
+    """The kinds of tensors `extras_bytes` counts in this file, e.g. "norms, biases, data transform"."""
+    kinds: list[str] = []
+    for name in report.extra_tensors:
+        kind = next((label for part, label in EXTRA_KINDS if part in name), "other")
+        if kind not in kinds:
+            kinds.append(kind)
+    return ", ".join(kinds) or "none"

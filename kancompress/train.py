@@ -118,6 +118,7 @@ def fit(
         history.best_val = _validate(model, data, device)
     n = data.train_x.shape[0]
     steps = math.ceil(n / config.batch_size)
+    config = config.for_steps_per_epoch(steps)  # small data: the step floors raise epochs and patience
     target_scale = model.target_scale()
     for epoch in range(first_epoch, config.epochs + 1):
         if config.patience and stale >= config.patience:

@@ -88,3 +88,19 @@ def test_the_readme_ci_one_liner(clustered: Path, tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     too_big = subprocess.run(["bash", "-c", line.format(size=100, accuracy="50%")], env=env, capture_output=True)
     assert too_big.returncode == GATE_EXIT and b"gate failed: file size" in too_big.stderr
+
+
+def test_readme_lists_the_eval_json_keys(clustered: Path) -> None:
+    import re
+
+    from kancompress.tasks import Metrics
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    match = re.search(r'`eval --json` prints `\{([^}]*)\}` for a\s+classifier and `\{([^}]*)\}` for a\s+regression',
+                      readme)
+    assert match is not None
+    listed = [set(re.findall(r'"(\w+)"', group)) for group in match.groups()]
+    keys = set(json.loads(runner.invoke(app, ["eval", str(clustered), "--json"]).output))
+    assert listed[0] == keys
+    regression = Metrics("regression", 0.1, 10, None, 0.1, 0.9).to_json()
+    assert listed[1] == (keys - {"accuracy"}) | set(regression)
