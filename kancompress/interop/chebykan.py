@@ -12,11 +12,12 @@ import torch
 
 from kancompress.bases import BasisConfig
 from kancompress.config import ModelConfig
-from kancompress.errors import ConfigError, FormatError
+from kancompress.errors import FormatError
 from kancompress.interop.layout import (
     ImportOptions,
     Notes,
     StateReader,
+    built,
     edge_vectors,
     fill_norms,
     layer_stack,
@@ -24,7 +25,7 @@ from kancompress.interop.layout import (
     place_norms,
     prefixes_with,
 )
-from kancompress.models import KANModel, build_model
+from kancompress.models import KANModel
 
 LIBRARY = "chebykan"
 USES: frozenset[str] = frozenset()
@@ -52,11 +53,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     norms = place_norms(reader, layers, widths)
     config = ModelConfig(model="chebykan", widths=tuple(widths), basis=BasisConfig(degree=degree),
                          **norm_config(norms, len(layers)))
-    try:
-        config.validate()
-    except ConfigError as exc:
-        raise FormatError(f"{LIBRARY}: checkpoint does not fit: {exc}") from None
-    model = build_model(config)
+    model: KANModel = built(config, LIBRARY)
     for l, (prefix, layer) in enumerate(zip(layers, model.fc_layers())):
         out_f, in_f = layer.edge_shape
         coeffs = reader.take(names[prefix], (in_f, out_f, degree + 1))

@@ -22,6 +22,7 @@ from kancompress.interop.layout import (
     Notes,
     StateReader,
     activation_option,
+    built,
     edge_vectors,
     fill_norms,
     layer_stack,
@@ -29,7 +30,7 @@ from kancompress.interop.layout import (
     place_norms,
     prefixes_with,
 )
-from kancompress.models import KANModel, build_model
+from kancompress.models import KANModel
 
 LIBRARY = "efficient-kan"
 USES = frozenset({"base_activation"})
@@ -65,13 +66,12 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     config = ModelConfig(model="kan", widths=tuple(widths), base_activation=activation,
                          basis=BasisConfig(grid_size=grid_size, spline_order=order, grid_min=lo, grid_max=hi),
                          **norm_config(norms, len(layers)))
-    config.validate()
-    uniform = build_model(config)
+    uniform = built(config, LIBRARY)
     adapted = any(g.shape != b.basis.grid.shape or not torch.allclose(g, b.basis.grid, atol=1e-6)
                   for g, b in zip(grids, uniform.fc_layers()))
     if adapted:  # grids moved by update_grid(): keep them per input
         config = dataclasses.replace(config, basis=dataclasses.replace(config.basis, stored_grid=True))
-    model = build_model(config)
+    model: KANModel = built(config, LIBRARY)
     for l, (prefix, layer) in enumerate(zip(layers, model.fc_layers())):
         out_f, in_f = layer.edge_shape
         weight = reader.take(prefix + "spline_weight", (out_f, in_f, n_basis))

@@ -21,6 +21,7 @@ from kancompress.interop.layout import (
     Notes,
     StateReader,
     activation_option,
+    built,
     edge_vectors,
     fill_norms,
     layer_stack,
@@ -28,7 +29,7 @@ from kancompress.interop.layout import (
     place_norms,
     prefixes_with,
 )
-from kancompress.models import KANModel, build_model
+from kancompress.models import KANModel
 
 LIBRARY = "fastkan"
 USES = frozenset({"base_activation", "denominator"})
@@ -74,8 +75,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     config = ModelConfig(model="fastkan", widths=tuple(widths), base_activation=activation,
                          basis=BasisConfig(grid_size=size, grid_min=lo, grid_max=hi, denominator=options.denominator),
                          basis_norm=None if with_norm[0] else False, **norm_config(norms, len(layers)))
-    config.validate()
-    model = build_model(config)
+    model: KANModel = built(config, LIBRARY)
     for l, (prefix, layer) in enumerate(zip(layers, model.fc_layers())):
         out_f, in_f = layer.edge_shape
         centres = reader.take(prefix + "rbf.grid", (size,))

@@ -16,6 +16,7 @@ from kancompress.interop.layout import (
     ImportOptions,
     Notes,
     StateReader,
+    built,
     edge_vectors,
     fill_norms,
     layer_stack,
@@ -23,7 +24,7 @@ from kancompress.interop.layout import (
     place_norms,
     prefixes_with,
 )
-from kancompress.models import KANModel, build_model
+from kancompress.models import KANModel
 
 LIBRARY = "fourierkan"
 USES: frozenset[str] = frozenset()
@@ -51,8 +52,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     norms = place_norms(reader, layers, widths)
     config = ModelConfig(model="fourierkan", widths=tuple(widths), basis=BasisConfig(grid_size=size),
                          **norm_config(norms, len(layers)))
-    config.validate()
-    model = build_model(config)
+    model: KANModel = built(config, LIBRARY)
     for l, (prefix, layer) in enumerate(zip(layers, model.fc_layers())):
         out_f, in_f = layer.edge_shape
         coeffs = reader.take(prefix + "fouriercoeffs", (2, out_f, in_f, size))

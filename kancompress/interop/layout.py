@@ -245,6 +245,19 @@ def activation_option(options: ImportOptions, notes: Notes, library: str, defaul
     return default
 
 
+def built(config: Any, library: str) -> Any:
+    """A fresh model of an importer's config, which is validated first: a config the checkpoint implies but
+    kancompress cannot hold is a FormatError naming the library."""
+    from kancompress.errors import ConfigError
+    from kancompress.models import build_model
+
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise FormatError(f"{library}: checkpoint does not fit: {exc}") from None
+    return build_model(config)
+
+
 def edge_vectors(model: Any, layer: int, vectors: torch.Tensor) -> None:
     """Fill a dense model's layer `layer` with (*edge_shape, |w|) vectors."""
     model.dense_edges().vectors[layer].data.copy_(vectors.reshape(-1, vectors.shape[-1]))

@@ -25,8 +25,8 @@ import torch
 from kancompress.bases import BasisConfig
 from kancompress.config import ModelConfig
 from kancompress.errors import FormatError
-from kancompress.interop.layout import ImportOptions, Notes, StateReader, activation_option, edge_vectors
-from kancompress.models import KANModel, build_model
+from kancompress.interop.layout import ImportOptions, Notes, StateReader, activation_option, built, edge_vectors
+from kancompress.models import KANModel
 
 LIBRARY = "pykan"
 USES = frozenset({"base_activation", "pykan_config"})
@@ -111,11 +111,10 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
     basis = BasisConfig(grid_size=grid_size, spline_order=order, grid_min=lo, grid_max=hi)
     config = ModelConfig(model="kan", widths=tuple(widths), basis=basis, output_bias=True,
                          base_activation=activation, mult_nodes=tuple(mult) if any(mult) else None, mult_arity=arity)
-    config.validate()
-    uniform = build_model(config)
+    uniform = built(config, LIBRARY)
     if any(not torch.allclose(g, b.basis.grid, atol=1e-6) for g, b in zip(grids, uniform.fc_layers())):
         config = dataclasses.replace(config, basis=dataclasses.replace(basis, stored_grid=True))
-    model = build_model(config)
+    model: KANModel = built(config, LIBRARY)
     for l, layer in enumerate(model.fc_layers()):
         out_f, in_f = layer.edge_shape
         p = f"act_fun.{l}."

@@ -19,17 +19,18 @@ import torch
 
 from kancompress.bases import BasisConfig
 from kancompress.config import ConvConfig, ModelConfig
-from kancompress.errors import ConfigError, FormatError
+from kancompress.errors import FormatError
 from kancompress.interop.layout import (
     ImportOptions,
     Notes,
     StateReader,
     activation_option,
+    built,
     edge_vectors,
     prefixes_with,
 )
 from kancompress.interop import torch_conv_kan_fc
-from kancompress.models import KANModel, build_model
+from kancompress.models import KANModel
 
 LIBRARY = "torch-conv-kan"
 USES = frozenset({"base_activation", "strides", "grid_size", "spline_order", "grid_range"})
@@ -129,11 +130,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
                       dropout=DROPOUT, dropout_linear=DROPOUT_LINEAR, num_classes=classes, head_degree=head_degree)
     config = ModelConfig(model=model_name, widths=tuple(widths), basis=basis, base_activation=activation,
                          arch="conv", conv=conv)
-    try:
-        config.validate()
-    except ConfigError as exc:
-        raise FormatError(f"{LIBRARY}: checkpoint does not fit: {exc}") from None
-    model = build_model(config)
+    model: KANModel = built(config, LIBRARY)
     _fill_layers(reader, model, kind, groups)
     assert model.head is not None
     if model.head.linear is not None:

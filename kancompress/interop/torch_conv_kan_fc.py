@@ -18,11 +18,11 @@ import torch
 
 from kancompress.bases import BasisConfig
 from kancompress.config import ModelConfig
-from kancompress.errors import ConfigError, FormatError
-from kancompress.interop.layout import ImportOptions, Notes, StateReader, edge_vectors, layer_stack, prefixes_with
+from kancompress.errors import FormatError
+from kancompress.interop.layout import ImportOptions, Notes, StateReader, built, edge_vectors, layer_stack, prefixes_with
 from kancompress.interop import wavkan
 from kancompress.layers import KANLinear
-from kancompress.models import KANModel, build_model
+from kancompress.models import KANModel
 
 LIBRARY = "torch-conv-kan"
 USES = frozenset({"wavelet"})
@@ -67,11 +67,7 @@ def read(reader: StateReader, options: ImportOptions, notes: Notes) -> KANModel:
                                             "which kancompress's gramkan/legendrekan layers run")
     config = ModelConfig(model="gramkan" if gram else "legendrekan", widths=tuple(widths),
                          basis=BasisConfig(degree=degree))
-    try:
-        config.validate()
-    except ConfigError as exc:
-        raise FormatError(f"{LIBRARY}: checkpoint does not fit: {exc}") from None
-    model = build_model(config)
+    model: KANModel = built(config, LIBRARY)
     for l, (prefix, layer) in enumerate(zip(layers, model.fc_layers())):
         edge_vectors(model, l, read_layer(reader, layer, prefix, bool(gram)))
     return model

@@ -17,8 +17,8 @@ from kancompress.bases import BasisConfig
 from kancompress.bases.wavelet import WAVELETS
 from kancompress.config import ModelConfig
 from kancompress.errors import FormatError
-from kancompress.interop.layout import ImportOptions, Notes, StateReader, edge_vectors, layer_stack, prefixes_with
-from kancompress.models import KANModel, build_model
+from kancompress.interop.layout import ImportOptions, Notes, StateReader, built, edge_vectors, layer_stack, prefixes_with
+from kancompress.models import KANModel
 
 LIBRARY = "wav-kan"
 USES = frozenset({"wavelet"})
@@ -56,8 +56,7 @@ def read_layers(reader: StateReader, options: ImportOptions, notes: Notes, with_
     elif wavelet not in WAVELETS:
         raise FormatError(f"unknown --wavelet {wavelet!r}; choose from: {', '.join(WAVELETS)}")
     config = ModelConfig(model="wavkan", widths=tuple(widths), basis=BasisConfig(wavelet=wavelet))
-    config.validate()
-    model = build_model(config)
+    model: KANModel = built(config, LIBRARY)
     for l, (prefix, layer) in enumerate(zip(layers, model.fc_layers())):
         out_f, in_f = layer.edge_shape
         weight = reader.take(prefix + "wavelet_weights", (out_f, in_f))
