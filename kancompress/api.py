@@ -424,11 +424,12 @@ def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
     return split_validation(data, seed=seed if isinstance(seed, int) else 0)
 
 
-def _finetuner(options: FinetuneOptions, split: Split) -> Callable[[KANModel], KANModel]:
+def _finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metrics], bool] | None = None
+               ) -> Callable[[KANModel], KANModel]:
     def tune(model: KANModel) -> KANModel:
         rate = options.lr if options.lr is not None else default_finetune_lr(model)
         with _own_rng(options.train.seed, next(model.parameters()).device):
-            fit(model, split, parameter_groups(model, rate), options.train, keep_start=True)
+            fit(model, split, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when)
         assert isinstance(model.edges, CodebookEdges)
         model.edges.round_to_storage()
         return model
@@ -480,8 +481,9 @@ def compress(
     0. "distill": a MetaKAN fitted to the source's edge vectors (`distill.meta_from_dense`), then trained on the
        task for up to `distill_epochs` with the source as teacher (`tasks.distillation_loss`), so that its
        vectors lie on a meta-learner's manifold and cluster well.
-    1. Per-layer k: `search.choose_ks`, each trial clustered (int8/rANS storage as asked) and fine-tuned for
-       `search_epochs` at the first candidate rate before its validation metric counts.
+    1. Per-layer k: `search.choose_ks`, each trial clustered (int8/rANS storage as asked) and fine-tuned for up to
+       `search_epochs` at the first candidate rate before its validation metric counts; a trial stops as soon as
+       it is within budget (before any epoch, if clustering alone keeps it there), which decides it the same way.
     2. The chosen ks fine-tuned for up to `epochs` (early stopping, best validation epoch kept) at each candidate
        rate; the best validation metric wins (its codebooks rounded to their storage precision, as the file
        holds them), and only a result still within budget counts.
@@ -511,9 +513,11 @@ def compress(
             on_trial(trial)
         return trial
 
-    def tuned(method: str, clusterer: Clusterer, ks: list[int], lr: float, epochs: int, patience: int
-              ) -> tuple[KANModel, CompressTrial]:
-        tune = _finetuner(FinetuneOptions(lr=lr, train=options.train_config(epochs, patience)), split)
+    def tuned(method: str, clusterer: Clusterer, ks: list[int], lr: float, epochs: int, patience: int,
+              search: bool = False) -> tuple[KANModel, CompressTrial]:
+        # a search trial only needs to know whether the budget can be met: it stops fine-tuning once it is
+        stop = (lambda val: within_budget(val, base, options.max_drop)) if search else None
+        tune = _finetuner(FinetuneOptions(lr=lr, train=options.train_config(epochs, patience)), split, stop)
         candidate = tune(clusterer.build(ks).to(target))
         val = evaluate(candidate, split.val_x, split.val_y)
         return candidate, record(CompressTrial(method, tuple(ks), lr, epochs, payload_bytes(candidate), val,
@@ -547,7 +551,7 @@ def compress(
             label = prefix + method + (" data-aware" if weighted else "")
 
             def score(ks: list[int]) -> Metrics:
-                return tuned(label, clusterer, ks, rates[0], options.search_epochs, 0)[1].val  # noqa: B023
+                return tuned(label, clusterer, ks, rates[0], options.search_epochs, 0, search=True)[1].val  # noqa: B023
 
             ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score, base=base)
             finals = [tuned(label, clusterer, ks, lr, options.epochs, options.patience) for lr in rates]

@@ -78,12 +78,15 @@ def fit(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     teacher: nn.Module | None = None,
     keep_start: bool = False,
+    stop_when: Callable[[Metrics], bool] | None = None,
 ) -> History:
     """Train with AdamW and cross-entropy; keep the weights of the best validation epoch.
 
     With `keep_start` the starting weights count as epoch 0: an epoch must beat them on validation to be kept, so
     the result is never worse on validation than the model given (fine-tuning; `History.best_epoch` 0 then says
-    no epoch improved on it).
+    no epoch improved on it). `stop_when(best validation metrics)` ends training as soon as it holds (checked
+    after epoch 0 with `keep_start`, then after every epoch): a search that only needs to know whether a trial can
+    meet a budget stops paying once it has.
 
     `param_groups` are AdamW groups (each with its own "lr"); parameters in no group stay frozen.
     `on_state` receives, after every epoch, a resumable state (plain tensors, numbers and lists, loadable with
@@ -116,12 +119,13 @@ def fit(
         history = _history_from_state(resume["history"], resume["best_epoch"], model.config.task)
     elif keep_start:
         history.best_val = _validate(model, data, device)
+    reached = stop_when is not None and history.best_val is not None and stop_when(history.best_val)
     n = data.train_x.shape[0]
     steps = math.ceil(n / config.batch_size)
     config = config.for_steps_per_epoch(steps)  # small data: the step floors raise epochs and patience
     target_scale = model.target_scale()
     for epoch in range(first_epoch, config.epochs + 1):
-        if config.patience and stale >= config.patience:
+        if (config.patience and stale >= config.patience) or reached:
             break
         model.train()
         total_loss = 0.0
@@ -153,6 +157,7 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
+        reached = stop_when is not None and history.best_val is not None and stop_when(history.best_val)
         report = EpochReport(epoch, config.epochs, total_loss / n, val, improved)
         history.epochs.append(report)
         if on_epoch is not None:  # before the state is taken: what it changes (finetune --reassign) is resumed too

@@ -34,3 +34,18 @@ def test_finetune_that_helps_keeps_its_best_epoch() -> None:
     result = api.finetune(clustered, api.FinetuneOptions(lr=1e-2, train=TrainConfig(epochs=3, patience=0)), data)
     after = evaluate(result.model, split.val_x, split.val_y)
     assert result.history.best_epoch >= 1 and after.accuracy > before.accuracy
+
+
+def test_a_search_trial_stops_once_it_is_within_budget() -> None:
+    """`stop_when` is checked on the input (epoch 0) and after every epoch: a trial already within budget trains
+    no epoch at all; one that is not trains on."""
+    from kancompress.train import fit
+
+    data = load_dataset("digits")
+    trained = api.train(api.TrainOptions(hidden=(8,), lr=1e-2, train=TrainConfig(epochs=3, seed=0))).model
+    split = split_validation(data, seed=0)
+    for accept, expected in ((lambda val: True, 0), (lambda val: False, 2)):
+        clustered, _ = api.cluster(trained, api.ClusterConfig(k=8))
+        history = fit(clustered, split, api.parameter_groups(clustered, 1e-3), TrainConfig(epochs=2, patience=0),
+                      keep_start=True, stop_when=accept)
+        assert len(history.epochs) == expected
