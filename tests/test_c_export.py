@@ -109,3 +109,31 @@ def test_conv_models_are_refused_in_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", str(golden), "--to", "c", "-o", str(tmp_path / "c")])
     assert result.exit_code == 1 and "only fully-connected models" in result.output
     assert not (tmp_path / "c").exists()
+
+
+ARM_GCC, QEMU_ARM = shutil.which("arm-linux-gnueabihf-gcc"), shutil.which("qemu-arm")
+
+
+@pytest.mark.skipif(ARM_GCC is None or QEMU_ARM is None,
+                    reason="32-bit ARM needs Debian's gcc-arm-linux-gnueabihf (or crossbuild-essential-armhf) and "
+                           "qemu-user")
+@pytest.mark.parametrize("name", ["v4-fc-kan-context-int8", "v6-fc-kan-multnodes-rans-int8",
+                                  "v6-fc-wavkan-smallest-float16"])
+def test_the_driver_runs_on_32_bit_arm(tmp_path: Path, name: str) -> None:
+    """Cross-compiled for armhf (static), run under qemu-user: the same outputs to 1e-4."""
+    entry = json.loads((GOLDEN / "manifest.json").read_text())[name]
+    model = load_checkpoint(GOLDEN / entry["file"]).model.eval()
+    for file, text in render_c(model_arrays(model), "arm").files.items():
+        (tmp_path / file).write_text(text)
+    binary = tmp_path / "arm-model"
+    built = subprocess.run([str(ARM_GCC), *FLAGS, "-static", str(tmp_path / "arm.c"), str(tmp_path / "main.c"),
+                            "-lm", "-o", str(binary)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    x = load_file(str(GOLDEN / "probes.safetensors"))[f"{name}.x"]
+    result = subprocess.run([str(QEMU_ARM), str(binary)], input=x.numpy().astype("<f4").tobytes(),
+                            capture_output=True)
+    assert result.returncode == 0, result.stderr
+    with torch.no_grad():
+        expected = model(x).double().numpy()
+    got = np.frombuffer(result.stdout, dtype="<f4").reshape(expected.shape)
+    assert np.abs(got - expected).max() <= 1e-4 * max(np.abs(expected).max(), 1e-6)
