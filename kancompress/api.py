@@ -218,7 +218,7 @@ def train(
         rates = default_learning_rates(options.model, options.conv is not None, options.meta is not None,
                                        options.lr, options.lr_meta, options.lr_embed)
         groups = parameter_groups(model, *rates)
-        split = split_validation(data, seed=seed)
+        split = split_validation(data, options.train.val_fraction, seed=seed)
         augment = random_crop_flip if options.conv is not None and needs_augmentation(data.name) else None
         history = fit(model, split, groups, options.train, on_batch, on_epoch, on_state, resume, augment)
     test = evaluate(model, data.test_x, data.test_y)
@@ -355,7 +355,7 @@ def finetune(
 
     seed = options.train.seed
     with _own_rng(seed, target):
-        split = split_validation(data, seed=seed)
+        split = split_validation(data, options.train.val_fraction, seed=seed)
         augment = random_crop_flip if conv and needs_augmentation(data.name) else None
         history = fit(model, split, parameter_groups(model, lr), options.train, on_batch, on_epoch, on_state,
                       resume, augment, keep_start=True)
@@ -419,9 +419,11 @@ def _evaluated(
 
 
 def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
-    """The validation split the checkpoint was trained with (same seed), so it holds unseen data."""
-    seed = (checkpoint.header.provenance.get("train_config") or {}).get("seed", 0)
-    return split_validation(data, seed=seed if isinstance(seed, int) else 0)
+    """The validation split the checkpoint was trained with (same seed and fraction), so it holds unseen data."""
+    recorded = checkpoint.header.provenance.get("train_config") or {}
+    seed, fraction = recorded.get("seed", 0), recorded.get("val_fraction", 0.1)
+    fraction = fraction if isinstance(fraction, float) and 0.0 < fraction < 1.0 else 0.1
+    return split_validation(data, fraction, seed=seed if isinstance(seed, int) else 0)
 
 
 def _finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metrics], bool] | None = None

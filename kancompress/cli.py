@@ -222,6 +222,7 @@ def train(
     meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner | layer: one per layer | groups:C: C meta-learners, layers grouped by K-means on their output widths (MetaKAN).")] = MetaConfig.sharing,
     patience: Patience = TrainConfig.patience,
     seed: Seed = TrainConfig.seed,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the training data held out for validation (early stopping; compress's budget later), drawn with --seed and recorded.")] = TrainConfig.val_fraction,
     min_steps: Annotated[Optional[int], typer.Option("--min-steps", min=0, metavar="N", help="Small data: train at least N optimizer steps, with patience of at least N/7 steps (epochs are raised to reach them; 0: epochs alone).", show_default="2000, or 0 with --epochs")] = None,
     output: Output = None,
     as_json: ResultJson = False,
@@ -254,6 +255,7 @@ def train(
                 hidden=tuple(hidden), mult_nodes=tuple(mult_nodes or ()), conv=conv_config, channels=tuple(channels), lr=lr, lr_meta=lr_meta,
                 lr_embed=lr_embed, device=device,
                 train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed,
+                                  val_fraction=val_fraction,
                                   **step_floors(min_steps, "epochs" in _given(ctx, ("epochs",)))))
             return runs.Job("train", options)
 

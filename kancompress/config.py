@@ -49,12 +49,17 @@ class TrainConfig:
     # raised to reach them; 0: epochs alone). A table of 150 rows makes one step an epoch at batch 128.
     min_steps: int = 0
     min_patience_steps: int = 0
+    # The share of the training data held out for validation (early stopping, and later `compress`'s budget): a
+    # seeded random split (`data.split_validation`), recorded in the provenance so later commands draw the same one
+    val_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 0 or self.weight_decay < 0:
             raise ConfigError("training needs epochs >= 1, batch size >= 1, patience >= 0 and weight decay >= 0")
         if self.min_steps < 0 or self.min_patience_steps < 0:
             raise ConfigError("--min-steps and the patience floor must be >= 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"--val-fraction {self.val_fraction} must be between 0 and 1, e.g. 0.2")
 
     def for_steps_per_epoch(self, steps: int) -> TrainConfig:
         """The epochs and patience that give at least `min_steps` and `min_patience_steps` at `steps` per epoch."""

@@ -155,5 +155,5 @@ def budget_resolution_warning(reference: Metrics, budget: float) -> str | None:
     if per_example <= budget / 2:
         return None
     return (f"the validation split has {reference.n} examples, so one example is {per_example:.2g} accuracy points: "
-            f"it cannot resolve --max-drop {budget:g}; the test drop may be larger (use more data, or a larger "
-            "--max-drop)")
+            f"it cannot resolve --max-drop {budget:g}; the test drop may be larger (train with a larger "
+            "--val-fraction, use more data, or allow a larger --max-drop)")

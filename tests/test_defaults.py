@@ -28,3 +28,23 @@ def test_the_cli_default_floor_yields_to_an_explicit_epoch_count() -> None:
     assert step_floors(700, epochs_given=True) == {"min_steps": 700, "min_patience_steps": 100}
     with pytest.raises(ConfigError, match="--min-steps"):
         TrainConfig(min_steps=-1)
+
+
+def test_the_validation_fraction_is_recorded_and_reused_by_later_commands(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from kancompress import api
+    from kancompress.cli import app
+    from kancompress.data import load_dataset
+    from kancompress.format.checkpoint import load_checkpoint
+
+    path = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(app, ["train", "--hidden", "8", "--epochs", "1", "--val-fraction", "0.3", "-o",
+                                      str(path)])
+    assert result.exit_code == 0, result.output
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.header.provenance["train_config"]["val_fraction"] == 0.3
+    data = load_dataset("digits")
+    assert api._source_split(checkpoint, data).val_x.shape[0] == round(data.train_x.shape[0] * 0.3)
+    bad = CliRunner().invoke(app, ["train", "--val-fraction", "1.5", "-o", str(tmp_path / "x.safetensors")])
+    assert bad.exit_code == 1 and "--val-fraction 1.5 must be between 0 and 1" in bad.output
