@@ -83,7 +83,8 @@ class KANLinear(nn.Module):
         with_bias = extras.bias or config.output_bias
         self.bias = nn.Parameter(torch.zeros(out_features)) if with_bias else None
         self.mult_nodes, self.mult_arity = config.layer_mult_nodes(layer), config.mult_arity
-        nodes = out_features - (self.mult_arity - 1) * self.mult_nodes  # the outputs after multiplication nodes
+        # the layer's output width as the next layer sees it (sub-nodes folded by multiplication nodes)
+        self.node_count = nodes = out_features - (self.mult_arity - 1) * self.mult_nodes
         self.output_norm = nn.LayerNorm(nodes) if extras.output_norm else None
         self.output_bn = nn.BatchNorm1d(nodes) if extras.output_batchnorm else None
         self.parametric = config.spec.parametric
@@ -103,8 +104,7 @@ class KANLinear(nn.Module):
     def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """x: (..., in); edges: (out, in, num_basis + 1). Returns (..., out)."""
         lead = x.shape[:-1]
-        flat = x.dim() != 2
-        out_features = self.node_count  # (a 2-D input needs no reshapes, which keeps the exported ONNX graph short)
+        flat = x.dim() != 2  # (a 2-D input needs no reshapes, which keeps the exported ONNX graph short)
         x = self.normalise(x.reshape(-1, self.in_features) if flat else x)  # (N, in)
         if self.parametric:  # each edge's own function: (N, 1, in) against (1, out, in, nb) -> (N, out, in)
             y = self.basis.spec.edge_function(self.basis, self._prepared(x).unsqueeze(1),
@@ -115,7 +115,7 @@ class KANLinear(nn.Module):
             y = F.linear(bases.flatten(1), coeffs)  # (N, out)
         y = y + F.linear(self.activation(x), edges[..., self.num_basis])  # base branch, weight (out, in)
         y = self.finish(y)
-        return y.reshape(*lead, out_features) if flat else y
+        return y.reshape(*lead, self.node_count) if flat else y
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's input as both branches see it: x, or LayerNorm(x) with `norm_between`."""
@@ -144,11 +144,6 @@ class KANLinear(nn.Module):
         x = self.normalise(x)
         return torch.cat([self._bases(x), self.activation(x).unsqueeze(-1)], dim=-1)
 
-    @property
-    def node_count(self) -> int:
-        """The layer's output width as the next layer sees it (sub-nodes folded by multiplication nodes)."""
-        return self.out_features - (self.mult_arity - 1) * self.mult_nodes
-
     def finish(self, y: torch.Tensor) -> torch.Tensor:
         """The per-output extras applied to the summed edges y: (N, out) -> (N, node_count)."""
         if self.bias is not None:
@@ -166,13 +161,12 @@ class KANLinear(nn.Module):
         return y
 
     def _prepared(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, in) -> the basis's prepared input (N, in) (parametric bases)."""
+        """x: (N, in) -> the basis's prepared input (N, in); FastKAN's LayerNorm feeds the basis path only."""
         return self.basis.prepare(self.input_norm(x) if self.input_norm is not None else x)
 
     def _bases(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, in) -> basis values (N, in, num_basis); FastKAN's LayerNorm feeds the basis path only."""
-        values: torch.Tensor = self.basis(self.input_norm(x) if self.input_norm is not None else x)
-        return values
+        """x: (N, in) -> basis values (N, in, num_basis)."""
+        return self.basis.evaluate(self._prepared(x))
 
 
 class KANConv2d(nn.Module):

@@ -119,14 +119,15 @@ def fit(
         history = _history_from_state(resume["history"], resume["best_epoch"], model.config.task)
     elif keep_start:
         history.best_val = _validate(model, data, device)
-    reached = stop_when is not None and history.best_val is not None and stop_when(history.best_val)
     n = data.train_x.shape[0]
     steps = math.ceil(n / config.batch_size)
     config = config.for_steps_per_epoch(steps)  # small data: the step floors raise epochs and patience
     target_scale = model.target_scale()
     for epoch in range(first_epoch, config.epochs + 1):
-        if (config.patience and stale >= config.patience) or reached:
+        if config.patience and stale >= config.patience:
             break
+        if stop_when is not None and history.best_val is not None and stop_when(history.best_val):
+            break  # checked before each epoch: after epoch 0 (keep_start) and after every epoch since
         model.train()
         total_loss = 0.0
         for step, index in enumerate(batches(n, config.batch_size, generator), start=1):
@@ -157,7 +158,6 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-        reached = stop_when is not None and history.best_val is not None and stop_when(history.best_val)
         report = EpochReport(epoch, config.epochs, total_loss / n, val, improved)
         history.epochs.append(report)
         if on_epoch is not None:  # before the state is taken: what it changes (finetune --reassign) is resumed too

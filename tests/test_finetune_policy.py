@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from kancompress import api
 from kancompress.config import TrainConfig
 from kancompress.data import load_dataset, split_validation
+from kancompress.models import KANModel
 from kancompress.train import evaluate
 
 
-def test_finetune_that_only_hurts_returns_its_input() -> None:
+@pytest.fixture(scope="module")
+def trained() -> KANModel:
+    """A small digits KAN (3 epochs), the source every test here clusters (clustering copies it)."""
+    return api.train(api.TrainOptions(hidden=(8,), lr=1e-2, train=TrainConfig(epochs=3, seed=0))).model
+
+
+def test_finetune_that_only_hurts_returns_its_input(trained: KANModel) -> None:
     data = load_dataset("digits")
-    trained = api.train(api.TrainOptions(hidden=(8,), lr=1e-2, train=TrainConfig(epochs=3, seed=0))).model
     clustered, _ = api.cluster(trained, api.ClusterConfig(k=8))
     split = split_validation(data, seed=0)
     before = evaluate(clustered, split.val_x, split.val_y)
@@ -25,9 +32,8 @@ def test_finetune_that_only_hurts_returns_its_input() -> None:
         assert torch.equal(old.codebook, new.codebook) and torch.equal(old.indices, new.indices)
 
 
-def test_finetune_that_helps_keeps_its_best_epoch() -> None:
+def test_finetune_that_helps_keeps_its_best_epoch(trained: KANModel) -> None:
     data = load_dataset("digits")
-    trained = api.train(api.TrainOptions(hidden=(8,), lr=1e-2, train=TrainConfig(epochs=3, seed=0))).model
     clustered, _ = api.cluster(trained, api.ClusterConfig(k=4))
     split = split_validation(data, seed=0)
     before = evaluate(clustered, split.val_x, split.val_y)
@@ -36,14 +42,12 @@ def test_finetune_that_helps_keeps_its_best_epoch() -> None:
     assert result.history.best_epoch >= 1 and after.accuracy > before.accuracy
 
 
-def test_a_search_trial_stops_once_it_is_within_budget() -> None:
+def test_a_search_trial_stops_once_it_is_within_budget(trained: KANModel) -> None:
     """`stop_when` is checked on the input (epoch 0) and after every epoch: a trial already within budget trains
     no epoch at all; one that is not trains on."""
     from kancompress.train import fit
 
-    data = load_dataset("digits")
-    trained = api.train(api.TrainOptions(hidden=(8,), lr=1e-2, train=TrainConfig(epochs=3, seed=0))).model
-    split = split_validation(data, seed=0)
+    split = split_validation(load_dataset("digits"), seed=0)
     for accept, expected in ((lambda val: True, 0), (lambda val: False, 2)):
         clustered, _ = api.cluster(trained, api.ClusterConfig(k=8))
         history = fit(clustered, split, api.parameter_groups(clustered, 1e-3), TrainConfig(epochs=2, patience=0),

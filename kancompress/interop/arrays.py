@@ -63,6 +63,7 @@ class LayerArrays:
     pre_norm: Norm | None = None  # over the layer input (both branches)
     basis_norm: Norm | None = None  # over the basis path's input (FastKAN)
     bias: np.ndarray | None = None
+    nodes: int = 0  # the outputs after multiplication nodes (`KANLinear.node_count`)
     mult_nodes: int = 0
     mult_arity: int = 2
     node_scale: np.ndarray | None = None
@@ -70,10 +71,6 @@ class LayerArrays:
     output_norm: Norm | None = None  # LayerNorm then SiLU (KAGN, KALN)
     output_bn: Norm | None = None  # eval BatchNorm (Wav-KAN), affine_only
     final_norm: Norm | None = None
-
-    @property
-    def nodes(self) -> int:
-        return self.out_features - (self.mult_arity - 1) * self.mult_nodes
 
 
 @dataclass
@@ -157,7 +154,7 @@ def _layer(model: KANModel, index: int, layer: KANLinear, vectors: torch.Tensor)
                          model.config.base_activation, _edges(model, index, vectors),
                          pre_norm=_layer_norm(layer.pre_norm), basis_norm=_layer_norm(layer.input_norm),
                          bias=_f32(layer.bias) if layer.bias is not None else None,
-                         mult_nodes=layer.mult_nodes, mult_arity=layer.mult_arity,
+                         nodes=layer.node_count, mult_nodes=layer.mult_nodes, mult_arity=layer.mult_arity,
                          output_norm=_layer_norm(layer.output_norm), output_bn=_folded_batch_norm(layer.output_bn),
                          final_norm=_layer_norm(layer.final_norm))
     if layer.node_scale is not None and layer.node_bias is not None:

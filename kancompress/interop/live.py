@@ -20,7 +20,7 @@ from kancompress.interop import (
     torch_conv_kan,
     wavkan,
 )
-from kancompress.interop.check import DEFAULT_TOLERANCE, CheckResult, compare
+from kancompress.interop.check import DEFAULT_TOLERANCE, compare
 from kancompress.interop.layout import ImportOptions
 from kancompress.interop.source import source_from_state_dict
 from kancompress.layers import _ACTIVATIONS
@@ -95,13 +95,6 @@ def from_module(module: nn.Module, example_inputs: torch.Tensor, library: str | 
     torch-conv-kan), checked against `module(example_inputs)`: a FormatError names the deviation when the two
     differ by more than `tolerance` of the output scale. The module order of its state_dict is used, and its
     base activation, RBF width, strides and KANConv grid are read from the module."""
-    model, _ = checked_from_module(module, example_inputs, library, tolerance=tolerance)
-    return model
-
-
-def checked_from_module(module: nn.Module, example_inputs: torch.Tensor, library: str | None = None, *,
-                        tolerance: float = DEFAULT_TOLERANCE) -> tuple[KANModel, CheckResult]:
-    """`from_module`, and the check it passed."""
     if not isinstance(module, nn.Module):
         raise FormatError(f"from_module takes a torch.nn.Module, not {type(module).__name__}")
     source = source_from_state_dict(dict(module.state_dict()), f"the {type(module).__name__} module", ordered=True)
@@ -123,4 +116,4 @@ def checked_from_module(module: nn.Module, example_inputs: torch.Tensor, library
     if not result.passed:
         raise FormatError(f"the imported {library} model differs from the module: {result.describe()}; "
                           "it is not imported (a layer or option kancompress does not reproduce)")
-    return imported.model, result
+    return imported.model
