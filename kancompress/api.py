@@ -16,8 +16,7 @@ import dataclasses
 import functools
 import os
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -29,15 +28,14 @@ from kancompress.cluster import Clusterer
 from kancompress.config import ModelConfig, TrainConfig, default_config, default_conv_config
 from kancompress.data import Dataset, Split, load_dataset, needs_augmentation, random_crop_flip, split_validation
 from kancompress.distributed import resolve_device
-from kancompress.edges import CodebookEdges, MetaEdges
-from kancompress.errors import BudgetError, ConfigError, DataError, FormatError
+from kancompress.edges import CodebookEdges
+from kancompress.errors import ConfigError, DataError, FormatError
 from kancompress.userdata import dataset_from_arrays, load_data_file
-from kancompress.format.checkpoint import Checkpoint, load_checkpoint, payload_bytes, save_checkpoint
+from kancompress.optim import default_finetune_lr, default_learning_rates, on_device, own_rng, parameter_groups
+from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.models import KANModel, build_model, with_edges
-from kancompress.regrid import has_adapted_grid, regrid, share_grids
 from kancompress.weighting import input_grams
 from kancompress.options import (
-    GRID_BUDGET,
     ClusterConfig,
     CompressOptions,
     FinetuneOptions,
@@ -46,9 +44,13 @@ from kancompress.options import (
     default_k,
     default_meta,
 )
-from kancompress.search import SweepPoint, choose_ks, smallest_per_layer
+from kancompress.compress.engine import compress_model
+from kancompress.compress.greedy import choose_ks
+from kancompress.compress.policy import finetuner
+from kancompress.compress.trials import CompressTrial, Progress
+from kancompress.search import SweepPoint
 from kancompress.search import sweep as search_sweep
-from kancompress.tasks import Metrics, better, budget_resolution_warning, within_budget
+from kancompress.tasks import Metrics
 from kancompress.train import EpochReport, History, evaluate, fit
 
 __all__ = [
@@ -91,20 +93,6 @@ class TrainResult:
     history: History
     test: Metrics
     provenance: dict[str, Any]
-
-
-def parameter_groups(
-    model: KANModel, lr: float, lr_meta: float | None = None, lr_embed: float | None = None
-) -> list[dict[str, Any]]:
-    """AdamW groups: meta-learner at `lr_meta`, embeddings at `lr_embed`, everything else at `lr`."""
-    extras = {"params": model.extra_parameters(), "lr": lr}
-    if isinstance(model.edges, MetaEdges):
-        return [
-            {"params": list(model.edges.learners.parameters()), "lr": lr if lr_meta is None else lr_meta},
-            {"params": list(model.edges.embeddings.parameters()), "lr": lr if lr_embed is None else lr_embed},
-            extras,
-        ]
-    return [{"params": list(model.edges.parameters()), "lr": lr}, extras]
 
 
 def load_data(
@@ -162,21 +150,6 @@ def check_data(config: ModelConfig, dataset: Dataset) -> None:
                         f"{dataset.num_outputs} targets per row")
 
 
-@contextmanager
-def _own_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's global generators for this run only; the caller's generator state is restored afterwards."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def _on_device(model: KANModel, device: torch.device) -> KANModel:
-    """`model` itself when it already lives on `device`, else a copy there (the caller's model never moves)."""
-    current = next(model.parameters()).device
-    return model if current == device else copy.deepcopy(model).to(device)
-
-
 def train(
     options: TrainOptions = TrainOptions(),
     data: Dataset | None = None,
@@ -210,7 +183,7 @@ def train(
     target = resolve_device(options.device)
     distributed.setup(target)
     seed = options.train.seed
-    with _own_rng(seed, target):
+    with own_rng(seed, target):
         model = build_model(config, "meta" if options.meta else "dense")
         if model.normalize is not None:  # the data transform, from the training data
             model.normalize.fit(data.train_x, data.train_y if task == "regression" else None)
@@ -228,31 +201,6 @@ def train(
     return TrainResult(model.cpu(), history, test, provenance)
 
 
-def default_learning_rates(
-    model_name: str, conv: bool, meta: bool, lr: float | None = None, lr_meta: float | None = None,
-    lr_embed: float | None = None,
-) -> tuple[float, float | None, float | None]:
-    """(lr of the edges or the extras, lr of the meta-learner, lr of the embeddings): the given ones, else the
-    basis's defaults (paper Tables 4-7 where it has them). The last two are None for a plain model."""
-    from kancompress.bases import get_spec
-
-    rates = get_spec(model_name).lr
-    if not meta:
-        return (lr if lr is not None else rates.conv_plain if conv else rates.plain), None, None
-    if conv:
-        lr_h, lr_e, rest = rates.conv_meta
-    else:
-        (lr_h, lr_e), rest = rates.meta, rates.plain
-    return (lr if lr is not None else rest, lr_meta if lr_meta is not None else lr_h,
-            lr_embed if lr_embed is not None else lr_e)
-
-
-def default_finetune_lr(model: KANModel) -> float:
-    """Paper lr_c: the basis's fine-tuning rate (FC 1e-4, conv 1e-5)."""
-    rates = model.config.spec.lr
-    return rates.conv_finetune if model.config.conv is not None else rates.finetune
-
-
 def cluster(
     checkpoint: Checkpoint | KANModel,
     options: ClusterConfig = ClusterConfig(),
@@ -268,7 +216,7 @@ def cluster(
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
     source_kind = model.kind
     target = resolve_device(options.device)
-    source = _on_device(model, target)
+    source = on_device(model, target)
     split: Split | None = None
     if options.max_drop is not None or options.data_aware:
         if not isinstance(checkpoint, Checkpoint):
@@ -354,7 +302,8 @@ def finetune(
                 user_on_epoch(report)
 
     seed = options.train.seed
-    with _own_rng(seed, target):
+    edges.quantization_aware = True  # every epoch is judged as the file will hold it (int8/float16 codebooks)
+    with own_rng(seed, target):
         split = split_validation(data, options.train.val_fraction, seed=seed)
         augment = random_crop_flip if conv and needs_augmentation(data.name) else None
         history = fit(model, split, parameter_groups(model, lr), options.train, on_batch, on_epoch, on_state,
@@ -413,7 +362,7 @@ def _evaluated(
 ) -> tuple[str, Metrics, KANModel]:
     data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
     check_data(checkpoint.model.config, data)
-    model = _on_device(checkpoint.model, resolve_device(device))
+    model = on_device(checkpoint.model, resolve_device(device))
     model.set_fc_forward(fc_forward)
     return data.name, evaluate(model, data.test_x, data.test_y), model
 
@@ -426,38 +375,6 @@ def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
     return split_validation(data, fraction, seed=seed if isinstance(seed, int) else 0)
 
 
-def _finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metrics], bool] | None = None
-               ) -> Callable[[KANModel], KANModel]:
-    def tune(model: KANModel) -> KANModel:
-        rate = options.lr if options.lr is not None else default_finetune_lr(model)
-        with _own_rng(options.train.seed, next(model.parameters()).device):
-            fit(model, split, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when)
-        assert isinstance(model.edges, CodebookEdges)
-        model.edges.round_to_storage()
-        return model
-
-    return tune
-
-
-@dataclass(frozen=True)
-class CompressTrial:
-    """One configuration `compress` tried: the method ("cluster": the source's own vectors; "distill": those of a
-    MetaKAN distilled from it), per-layer k, fine-tuning rate and epochs, tensor bytes, and the validation metrics
-    after that fine-tuning. The distillation itself is a trial with no k."""
-
-    method: str
-    ks: tuple[int, ...]
-    lr: float
-    epochs: int
-    bytes: int
-    val: Metrics
-    within: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "k": list(self.ks), "lr": self.lr, "epochs": self.epochs,
-                "bytes": self.bytes, "val": self.val.to_json(), "within_budget": self.within}
-
-
 def compress(
     checkpoint: Checkpoint,
     options: CompressOptions,
@@ -466,31 +383,29 @@ def compress(
     download: bool = False,
     on_trial: Callable[[CompressTrial], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> tuple[KANModel, dict[str, Any], list[CompressTrial]]:
     """The smallest clustered model of a dense or meta checkpoint whose validation metric, after fine-tuning,
     stays within `options.max_drop` of the source's; every choice is made on the validation split the source was
-    trained with (the 10 % of its training data `data.split_validation` holds out with the training seed), the
-    test split is only reported. A validation split too small to resolve the budget (one example worth more than
-    half of it) is said to `on_warning` and recorded in the provenance (`warnings`).
+    trained with (the share of its training data `data.split_validation` holds out with the training seed and
+    fraction), the test split is only reported. A validation split too small to resolve the budget (one example
+    worth more than half of it) is said to `on_warning` and recorded in the provenance (`warnings`).
 
     Each method clusters with plain K-means and, unless `options.data_aware` is False, also data-aware (`weighting`:
-    each layer's K-means in the metric of its output error on the training split; a separate search, named
-    "… data-aware"). A dense B-spline source with adapted per-input grids is first given shared grids
-    (`options.grids` "share": `_shared_grids`, methods named "grids+cluster", "grids+distill") or re-gridded
-    ("regrid": `regrid.regrid`, methods named "regrid+…"), on the training split, unless "keep"; fine-tuning and
-    distillation still answer to the original's validation metric.
-    For each method (`options.methods`; "distill" applies to dense sources only):
-    0. "distill": a MetaKAN fitted to the source's edge vectors (`distill.meta_from_dense`), then trained on the
-       task for up to `distill_epochs` with the source as teacher (`tasks.distillation_loss`), so that its
-       vectors lie on a meta-learner's manifold and cluster well.
-    1. Per-layer k: `search.choose_ks`, each trial clustered (int8/rANS storage as asked) and fine-tuned for up to
-       `search_epochs` at the first candidate rate before its validation metric counts; a trial stops as soon as
-       it is within budget (before any epoch, if clustering alone keeps it there), which decides it the same way.
-    2. The chosen ks fine-tuned for up to `epochs` (early stopping, best validation epoch kept) at each candidate
-       rate; the best validation metric wins (its codebooks rounded to their storage precision, as the file
-       holds them), and only a result still within budget counts.
+    each layer's K-means in the metric of its output error on the training split). A dense B-spline source with
+    adapted per-input grids is first given shared grids (`options.grids` "share": methods named "grids+cluster",
+    "grids+distill") or re-gridded ("regrid": "regrid+…"), on the training split, unless "keep"; fine-tuning and
+    distillation still answer to the original's validation metric. For each method (`options.methods`; "distill"
+    applies to dense sources only; it first distils the source into a MetaKAN whose vectors cluster well):
+    - `options.search` "fast" (default): every layer's bytes and loss increase at each k and clustering measured
+      without training, their rate–distortion frontier across layers, a binary search along it whose candidates
+      are fine-tuned at most `search_steps` steps on a slice of the training split (stopping once within budget),
+      then the final fine-tuning of the smallest one within budget (`compress.engine`).
+    - "thorough": per-layer k chosen greedily, each trial fine-tuned `search_epochs` epochs, finals at every rate.
+    Every fine-tuning keeps its starting point unless an epoch beats it on validation; BatchNorm statistics are
+    re-estimated after clustering. `on_progress` receives where the run stands (`compress.trials.Progress`).
     The smallest result within budget over the methods is returned, with its provenance and every trial. Raises
-    ConfigError when none fits the budget.
+    BudgetError when none fits the budget.
     """
     model = checkpoint.model
     if model.kind == "clustered":
@@ -500,73 +415,8 @@ def compress(
     check_data(model.config, data)
     split = _source_split(checkpoint, data)
     target = resolve_device(options.device)
-    original = _on_device(model, target)
-    base = evaluate(original, split.val_x, split.val_y)
-    warning = budget_resolution_warning(base, options.max_drop)
-    if warning is not None and on_warning is not None:
-        on_warning(warning)
-    lr_c = default_finetune_lr(model)
-    rates = options.lrs or (10 * lr_c, lr_c)
-    trials: list[CompressTrial] = []
-
-    def record(trial: CompressTrial) -> CompressTrial:
-        trials.append(trial)
-        if on_trial is not None:
-            on_trial(trial)
-        return trial
-
-    def tuned(method: str, clusterer: Clusterer, ks: list[int], lr: float, epochs: int, patience: int,
-              search: bool = False) -> tuple[KANModel, CompressTrial]:
-        # a search trial only needs to know whether the budget can be met: it stops fine-tuning once it is
-        stop = (lambda val: within_budget(val, base, options.max_drop)) if search else None
-        tune = _finetuner(FinetuneOptions(lr=lr, train=options.train_config(epochs, patience)), split, stop)
-        candidate = tune(clusterer.build(ks).to(target))
-        val = evaluate(candidate, split.val_x, split.val_y)
-        return candidate, record(CompressTrial(method, tuple(ks), lr, epochs, payload_bytes(candidate), val,
-                                               within_budget(val, base, options.max_drop)))
-
-    start, prefix = original, ""
-    counts: tuple[int, ...] = ()  # the shared grids per layer
-    if options.grids != "keep" and has_adapted_grid(original) and original.kind == "dense":
-        if options.grids == "regrid":
-            start = regrid(original, split.train_x.to(target))
-            val = evaluate(start, split.val_x, split.val_y)
-        else:
-            start, counts, val = _shared_grids(original, split, options, base, target)
-        if start is not original:
-            step = {"share": "grids", "regrid": "regrid"}[options.grids]
-            prefix = step + "+"
-            record(CompressTrial(step, counts, 0.0, 0, payload_bytes(start), val,
-                                 within_budget(val, base, options.max_drop)))
-    results: list[tuple[KANModel, CompressTrial]] = []
-    for method in options.methods:
-        if method == "distill" and model.kind != "dense":
-            continue
-        source = (_distilled(start, original, split, options, target, base, record, prefix) if method == "distill"
-                  else start)
-        for weighted in (False, True) if options.data_aware else (False,):
-            grams = input_grams(source, split.train_x.to(target)) if weighted else None
-            if weighted and all(g is None for g in grams or ()):
-                continue  # a conv model: data-aware clustering would be plain K-means again
-            clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
-                                  options.kmeans, grams)
-            label = prefix + method + (" data-aware" if weighted else "")
-
-            def score(ks: list[int]) -> Metrics:
-                return tuned(label, clusterer, ks, rates[0], options.search_epochs, 0, search=True)[1].val  # noqa: B023
-
-            ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score, base=base)
-            finals = [tuned(label, clusterer, ks, lr, options.epochs, options.patience) for lr in rates]
-            chosen = _best_trial(trial for _, trial in finals)
-            if chosen.within:
-                results.append(next((candidate, trial) for candidate, trial in finals if trial is chosen))
-    if not results:
-        closest = _best_trial(trial for trial in trials if trial.ks)
-        raise BudgetError(f"no codebook keeps the validation metric within --max-drop {options.max_drop:g} (best: "
-                          f"{closest.val.describe()} at k = {list(closest.ks)} against {base.describe()}); allow a "
-                          "larger drop or add larger --ks", [trial.to_json() for trial in trials])
-    best, chosen = min(results, key=lambda pair: pair[1].bytes)
-    best = best.cpu()
+    result = compress_model(on_device(model, target), split, options, target, on_trial, on_warning, on_progress)
+    best, chosen = result.model.cpu(), result.chosen
     test = evaluate(best, data.test_x, data.test_y)
     parent = checkpoint.header.provenance
     provenance = {
@@ -576,73 +426,18 @@ def compress(
         "clustered_from": model.kind,
         "method": chosen.method,
         "k": list(chosen.ks),
+        "codebook_dtype": chosen.codebook_dtype,
         "lr": chosen.lr,
         "options": dataclasses.asdict(options),
-        "source_val": base.to_json(),
+        "source_val": result.base.to_json(),
         "val": chosen.val.to_json(),
         "test": test.to_json(),
-        "trials": [trial.to_json() for trial in trials],
-        **({"warnings": [warning]} if warning is not None else {}),
+        "trials": [trial.to_json() for trial in result.trials],
+        **({"warnings": [result.warning]} if result.warning is not None else {}),
         **_environment(target, options.seed),
         "parent": parent,
     }
-    return best, provenance, trials
-
-
-def _shared_grids(
-    model: KANModel, split: Split, options: CompressOptions, base: Metrics, target: torch.device
-) -> tuple[KANModel, tuple[int, ...], Metrics]:
-    """`compress`'s first step for adapted grids: per layer (widest first) the fewest shared grids of
-    `options.grid_counts` (`regrid.share_grids`) whose model stays within `GRID_BUDGET`·max_drop of `base` on the
-    validation split; `model` itself when no count is accepted. Returns the model, the counts and its metrics."""
-    widths = [layer.in_features for layer in model.fc_layers()]
-    tried: dict[tuple[int, ...], tuple[KANModel, Metrics]] = {tuple(widths): (model, base)}
-    x = split.train_x.to(target)
-
-    def score(counts: list[int]) -> Metrics:
-        if tuple(counts) not in tried:
-            shared = share_grids(model, x, counts, options.seed)
-            tried[tuple(counts)] = shared, evaluate(shared, split.val_x, split.val_y)
-        return tried[tuple(counts)][1]
-
-    options_per_layer = [[count for count in options.grid_counts if count < width] + [width] for width in widths]
-    order = sorted(range(len(widths)), key=lambda layer: -widths[layer])
-    counts, val = smallest_per_layer(options_per_layer, order, score,
-                                     lambda trial: within_budget(trial, base, GRID_BUDGET * options.max_drop))
-    return tried[tuple(counts)][0], tuple(counts), val
-
-
-def _best_trial(trials: Iterable[CompressTrial]) -> CompressTrial:
-    """The trial with the best validation metrics (`tasks.better`); the first of equals."""
-    best: CompressTrial | None = None
-    for trial in trials:
-        if best is None or better(trial.val, best.val):
-            best = trial
-    assert best is not None
-    return best
-
-
-def _distilled(
-    source: KANModel, teacher: KANModel, split: Split, options: CompressOptions, target: torch.device, base: Metrics,
-    record: Callable[[CompressTrial], CompressTrial], prefix: str = "",
-) -> KANModel:
-    """`compress`'s distill method: a MetaKAN fitted to `source`'s vectors, then trained on the task with `teacher`
-    (the original model; `source` itself unless it was re-gridded) as teacher (the basis's meta learning rates,
-    early stopping on the validation split)."""
-    from kancompress.distill import meta_from_dense
-
-    config = source.config
-    conv = config.conv is not None
-    meta, _ = meta_from_dense(source, default_meta(config.model, conv), seed=options.seed)
-    meta = meta.to(target)
-    lr, lr_meta, lr_embed = default_learning_rates(config.model, conv, True)
-    with _own_rng(options.seed, target):
-        fit(meta, split, parameter_groups(meta, lr, lr_meta, lr_embed),
-            options.train_config(options.distill_epochs, options.patience), teacher=teacher)
-    val = evaluate(meta, split.val_x, split.val_y)
-    record(CompressTrial(prefix + "distill", (), lr_meta or lr, options.distill_epochs, payload_bytes(meta), val,
-                         within_budget(val, base, options.max_drop)))
-    return meta
+    return best, provenance, result.trials
 
 
 def sweep(
@@ -668,10 +463,10 @@ def sweep(
     data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
     check_data(checkpoint.model.config, data)
     split = _source_split(checkpoint, data)
-    source = _on_device(checkpoint.model, resolve_device(options.device))
+    source = on_device(checkpoint.model, resolve_device(options.device))
     clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
                           options.kmeans)
-    tune = _finetuner(finetune, split) if finetune is not None else None
+    tune = finetuner(finetune, split) if finetune is not None else None
     return search_sweep(clusterer, split, (data.test_x, data.test_y), ks, tune, on_point)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.status import Status
 from rich.table import Table
 
 from kancompress import __version__
@@ -386,13 +387,15 @@ def compress(
     max_drop: Annotated[float, typer.Option("--max-drop", help="Largest allowed loss on the validation split: accuracy points (classification), or a relative MSE increase, e.g. 0.05 (regression).")],
     ks: Annotated[str, typer.Option("--ks", help="Comma-separated codebook sizes tried per layer.")] = "2,4,8,16,32,64,128,256",
     methods: Annotated[str, typer.Option("--methods", help="cluster: the source's own vectors; distill: first distil a dense source into a MetaKAN, whose vectors cluster better. The smaller result within budget wins.")] = "cluster,distill",
-    distill_epochs: Annotated[int, typer.Option("--distill-epochs", min=1, metavar="N", help="Task epochs of the distilled MetaKAN (early stopping).")] = 20,
-    search_epochs: Annotated[int, typer.Option("--search-epochs", min=1, metavar="N", help="Fine-tuning epochs behind each trial's validation metric.")] = 2,
-    epochs: Epochs = 10,
-    patience: Patience = 3,
+    distill_epochs: Annotated[Optional[int], typer.Option("--distill-epochs", min=1, metavar="N", help="Task epochs of the distilled MetaKAN (early stopping).", show_default="10 fast, 20 thorough")] = None,
+    search: Annotated[str, typer.Option("--search", help="fast: per-layer k from losses measured without training, short trials along the size-loss frontier | thorough: greedy, every trial fine-tuned --search-epochs.")] = "fast",
+    search_steps: Annotated[int, typer.Option("--search-steps", min=1, metavar="N", help="fast: most optimizer steps per trial (stops once within budget).")] = 400,
+    search_epochs: Annotated[int, typer.Option("--search-epochs", min=1, metavar="N", help="thorough: fine-tuning epochs behind each trial's validation metric.")] = 2,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, metavar="N", help="Most epochs of a final fine-tuning (fast: of the smaller candidates that missed the budget by the least).")] = 10,
+    patience: Annotated[int, typer.Option("--patience", min=0, metavar="N", help="thorough: final fine-tuning stops after this many epochs without a better validation metric.")] = 3,
     lr: Annotated[list[float], typer.Option("--lr", help="Final fine-tuning rate, repeatable; the best on the validation split is kept (the search uses the first).", show_default="10x and 1x the paper's lr_c")] = [],  # noqa: B006
     batch_size: BatchSize = TrainConfig.batch_size,
-    codebook_dtype: CodebookDtype = "int8",
+    codebook_dtype: Annotated[str, typer.Option("--codebook-dtype", help="auto: int8, then float16, float32 only if nothing fits | float32 | float16 | bfloat16 | int8.")] = "auto",
     index_coding: IndexCoding = "context",
     seed: Seed = 0,
     n_init: NInit = 4,
@@ -412,14 +415,15 @@ def compress(
     as_json: ResultJson = False,
     force: Force = False,
 ) -> None:
-    """The smallest clustered file within a validation budget: tries per-layer k, fine-tunes each trial, keeps the
-    smallest that stays within --max-drop of the source, fine-tunes it, writes it."""
+    """The smallest clustered file within a validation budget: finds per-layer k, fine-tunes the candidates, keeps
+    the smallest that stays within --max-drop of the source, fine-tunes it, writes it."""
     with _errors():
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 
         options = api.CompressOptions(
-            max_drop=max_drop, ks=tuple(_parse_ks(ks)), search_epochs=search_epochs, epochs=epochs,
+            max_drop=max_drop, ks=tuple(_parse_ks(ks)), search=search, search_steps=search_steps,
+            search_epochs=search_epochs, epochs=epochs,
             patience=patience, lrs=tuple(lr) or None, methods=tuple(m.strip() for m in methods.split(",")),
             distill_epochs=distill_epochs, batch_size=batch_size, codebook_dtype=codebook_dtype,
             index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device, grids=grids,
@@ -433,22 +437,33 @@ def compress(
             return f"{100 * metrics['accuracy']:.2f} %" if classification else f"MSE {metrics['mse']:.4g}"
 
         table = Table(title=escape(f"{checkpoint}: what compress tried"), title_justify="left")
-        for column in ("method", "k per layer", "lr", "epochs", "KB", "validation", "within"):
+        for column in ("method", "k per layer", "lr", "length", "KB", "validation", "within"):
             table.add_column(column, justify="right", overflow="fold")
+
+        latest: list[Any] = []  # the last progress report (compress.trials.Progress)
+        status = err.status("compress: starting") if err.is_terminal and not as_json else nullcontext()
+
+        def on_progress(progress: Any) -> None:
+            latest[:] = [progress]
+            if isinstance(status, Status):
+                status.update(escape(f"compress: {progress.describe()}"))
 
         def on_trial(trial: api.CompressTrial) -> None:
             row = trial.to_json()
             ks_text = ",".join(map(str, trial.ks)) or ("(meta)" if trial.method.endswith("distill") else "(dense)")
-            table.add_row(trial.method, ks_text, f"{trial.lr:g}", str(trial.epochs), _kb(trial.bytes),
+            table.add_row(trial.method, ks_text, f"{trial.lr:g}", trial.length, _kb(trial.bytes),
                           shown(row["val"]), "yes" if trial.within else "no")
             if not as_json:
-                err.print(f"{trial.method} k={ks_text} lr={trial.lr:g} {trial.epochs} epochs: {_kb(trial.bytes)} "
-                          f"KB, validation {shown(row['val'])}", highlight=False, markup=False)
+                where = f" [{latest[0].done + 1} of ~{latest[0].total}, {latest[0].left_text()}]" if latest else ""
+                err.print(f"{trial.method} k={ks_text} lr={trial.lr:g} {trial.length}: {_kb(trial.bytes)} "
+                          f"KB, validation {shown(row['val'])}{where}", highlight=False, markup=False, soft_wrap=True)
 
         try:
-            model, provenance, _ = api.compress(source, options, data, download=download, on_trial=on_trial,
-                                                on_warning=lambda text: err.print(f"warning: {text}", highlight=False,
-                                                                                  markup=False, soft_wrap=True))
+            with status:
+                model, provenance, _ = api.compress(
+                    source, options, data, download=download, on_trial=on_trial, on_progress=on_progress,
+                    on_warning=lambda text: err.print(f"warning: {text}", highlight=False, markup=False,
+                                                      soft_wrap=True))
         except BudgetError as exc:  # a budget not met is a failed gate: exit 3, and --json says why
             if as_json:
                 out.print_json(json.dumps({"passed": False, "reason": str(exc), "trials": exc.trials}))

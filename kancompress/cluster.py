@@ -187,7 +187,8 @@ class Clusterer:
     with any per-layer ks (one `cluster_model` call, or the many trials of a size-accuracy search).
 
     With `grams` (`weighting.input_grams`: per layer G_i, or None), a layer's K-means is refined in the metric of
-    its output error on the data (`weighting.weighted_kmeans`)."""
+    its output error on the data (`weighting.weighted_kmeans`, started from the plain solution, which stays
+    available: `layer(..., data_aware=False)` reuses it rather than clustering again)."""
 
     def __init__(
         self,
@@ -201,35 +202,59 @@ class Clusterer:
     ):
         if model.kind == "clustered":
             raise FormatError("model is already clustered; cluster its dense or meta source instead")
-        if codebook_dtype not in CODEBOOK_DTYPES:
-            raise ConfigError(f"unknown codebook dtype {codebook_dtype!r}; choose from: {', '.join(CODEBOOK_DTYPES)}")
-        if index_coding not in INDEX_CODINGS:
-            raise ConfigError(f"unknown index coding {index_coding!r}; choose from: {', '.join(INDEX_CODINGS)}")
+        _check_storage(codebook_dtype, index_coding)
         self.model, self.seed, self.n_init, self.backend = model, seed, n_init, backend
         self.codebook_dtype, self.index_coding = codebook_dtype, index_coding
         self.vectors = model.edge_vectors()
         self.grams = grams or [None] * len(self.vectors)
-        self._cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache: dict[tuple[int, int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def layer(self, layer: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if (layer, k) not in self._cache:
-            codebook, indices = kmeans(self.vectors[layer], k, self.seed, self.n_init, self.backend)
-            grams = self.grams[layer]
-            if grams is not None:
+    def data_aware(self, layer: int) -> bool:
+        """Whether `layer` has a data-aware K-means (a Gram matrix per input; not for conv layers)."""
+        return self.grams[layer] is not None
+
+    def layer(self, layer: int, k: int, data_aware: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codebook (k, |w|) float32, indices (edges,) int64) of `layer` at `k`; data-aware where the layer can be
+        (default) or as `data_aware` says."""
+        weighted = self.data_aware(layer) if data_aware is None else data_aware and self.data_aware(layer)
+        key = (layer, k, weighted)
+        if key not in self._cache:
+            if weighted:
+                codebook, indices = self.layer(layer, k, data_aware=False)
+                grams = self.grams[layer]
+                assert grams is not None
                 codebook, indices = weighted_kmeans(self.vectors[layer], grams, codebook)
                 codebook, indices = codebook.cpu(), indices.cpu()
+            else:
+                codebook, indices = kmeans(self.vectors[layer], k, self.seed, self.n_init, self.backend)
             assert int(indices.max()) < k  # post-condition (coremltools-style check)
-            self._cache[layer, k] = codebook, indices
-        return self._cache[layer, k]
+            self._cache[key] = codebook, indices
+        return self._cache[key]
 
-    def build(self, ks: list[int]) -> KANModel:
+    def build(self, ks: list[int], data_aware: bool | None = None) -> KANModel:
         """The clustered model with k = ks[l] in layer l; codebooks snapped to their storage precision, so the
         model evaluates exactly what its file will hold."""
         resolve_ks(self.model, 2, dict(enumerate(ks)))  # validates every k against its layer
-        parts = [self.layer(layer, k) for layer, k in enumerate(ks)]
-        edges = CodebookEdges([c for c, _ in parts], [i for _, i in parts], self.codebook_dtype, self.index_coding)
-        edges.round_to_storage()
-        return with_edges(self.model, edges, dataclasses.replace(self.model.config, meta=None))
+        parts = [self.layer(layer, k, data_aware) for layer, k in enumerate(ks)]
+        return clustered_from_parts(self.model, parts, self.codebook_dtype, self.index_coding)
+
+
+def clustered_from_parts(
+    model: KANModel, parts: list[tuple[torch.Tensor, torch.Tensor]], codebook_dtype: str, index_coding: str
+) -> KANModel:
+    """The clustered model of `model` with layer l's (codebook, indices) = parts[l], codebooks snapped to their
+    storage precision."""
+    _check_storage(codebook_dtype, index_coding)
+    edges = CodebookEdges([c for c, _ in parts], [i for _, i in parts], codebook_dtype, index_coding)
+    edges.round_to_storage()
+    return with_edges(model, edges, dataclasses.replace(model.config, meta=None))
+
+
+def _check_storage(codebook_dtype: str, index_coding: str) -> None:
+    if codebook_dtype not in CODEBOOK_DTYPES:
+        raise ConfigError(f"unknown codebook dtype {codebook_dtype!r}; choose from: {', '.join(CODEBOOK_DTYPES)}")
+    if index_coding not in INDEX_CODINGS:
+        raise ConfigError(f"unknown index coding {index_coding!r}; choose from: {', '.join(INDEX_CODINGS)}")
 
 
 def cluster_model(

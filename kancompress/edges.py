@@ -143,6 +143,9 @@ class CodebookEdges(EdgeStore):
         self.layers = nn.ModuleList([Codebook(c, i) for c, i in zip(codebooks, indices)])
         self.codebook_dtype = codebook_dtype
         self.index_coding = index_coding
+        # While fine-tuning: compute with the codebooks as their storage dtype will hold them (a straight-through
+        # rounding), so what validation picks is what the file will hold (`round_to_storage` ends it).
+        self.quantization_aware = False
         self._decoded: dict[int, tuple[tuple[int, ...], torch.Tensor]] = {}
 
     def books(self) -> list[Codebook]:
@@ -153,10 +156,12 @@ class CodebookEdges(EdgeStore):
         return cast(Codebook, self.layers[layer])
 
     def round_to_storage(self) -> None:
-        """Snap codebooks to their storage precision, so the model computes what its file will hold."""
+        """Snap codebooks to their storage precision, so the model computes what its file will hold (and end
+        `quantization_aware`)."""
         with torch.no_grad():
             for book in self.books():
                 book.codebook.copy_(round_trip(book.codebook, self.codebook_dtype))
+        self.quantization_aware = False
 
     def reassign(self, vectors: list[torch.Tensor]) -> int:
         """Point every edge at the centroid nearest its reference vector (paper Eq. 9); returns how many moved."""
@@ -175,18 +180,27 @@ class CodebookEdges(EdgeStore):
         """Drop a layer's cached decoded vectors (when inference runs it in codebook space instead)."""
         self._decoded.pop(layer, None)
 
+    def codebook(self, layer: int) -> torch.Tensor:
+        """Layer `layer`'s codebook as the forward uses it: the parameter, or while `quantization_aware` its
+        storage rounding with the parameter's gradient (straight-through)."""
+        codebook: torch.Tensor = self.book(layer).codebook
+        if not self.quantization_aware or self.codebook_dtype == "float32":
+            return codebook
+        return codebook + (round_trip(codebook, self.codebook_dtype) - codebook).detach()
+
     def forward(self, layer: int) -> torch.Tensor:
         book = self.book(layer)
         if torch.is_grad_enabled() or torch._C._get_tracing_state() is not None:  # a traced graph must hold the decode itself
             # (n, |w|): edge e takes centroid I_e. index_select, not codebook[indices]: the backward of advanced
             # indexing accumulates in a thread-dependent order on the CPU (fine-tuning gave different bytes run to
             # run); index_select's backward (index_add) does not.
-            return torch.index_select(book.codebook, 0, book.indices)
+            return torch.index_select(self.codebook(layer), 0, book.indices)
         # Inference decodes once: the gathered vectors are cached until the codebook or the indices change.
-        key = (book.codebook._version, book.indices._version, book.codebook.data_ptr(), book.indices.data_ptr())
+        key = (book.codebook._version, book.indices._version, book.codebook.data_ptr(), book.indices.data_ptr(),
+               self.quantization_aware)
         cached = self._decoded.get(layer)
         if cached is None or cached[0] != key:
-            cached = (key, torch.index_select(book.codebook, 0, book.indices))
+            cached = (key, torch.index_select(self.codebook(layer), 0, book.indices))
             self._decoded[layer] = cached
         return cached[1]
 

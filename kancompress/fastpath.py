@@ -96,7 +96,7 @@ class CodebookForward:
             return decoded
         book = self.edges.book(index)
         in_features, k = layer.in_features, book.k
-        responses = layer.centroid_responses(x, book.codebook.to(x.dtype))  # (in, k, N)
+        responses = layer.centroid_responses(x, self.edges.codebook(index).to(x.dtype))  # (in, k, N)
         responses = responses.reshape(in_features * k, x.shape[0])  # (in·k, N): row i·k + c
         if method == "gather":
             y = F.embedding_bag(self._table(index, layer, "gather", x), responses, mode="sum")  # (out, N)

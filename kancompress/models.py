@@ -102,8 +102,14 @@ class KANModel(nn.Module):
             x = x.flatten(1)  # (N, in)
         if self.normalize is not None:
             x = self.normalize.inputs(x)
+        return self.forward_from(0, x)
+
+    def forward_from(self, start: int, x: torch.Tensor) -> torch.Tensor:
+        """The model from layer `start` on: x is what that layer receives (the input transform already applied
+        when start is 0); then the head and the output transform."""
         clustered_fc = None if torch.is_grad_enabled() else self.codebook_forward  # inference only
-        for index, layer in enumerate(self.layers):
+        for index in range(start, len(self.layers)):
+            layer = self.layers[index]
             if clustered_fc is not None and isinstance(layer, KANLinear):
                 x = clustered_fc(index, layer, x)
                 continue

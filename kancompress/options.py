@@ -207,6 +207,8 @@ class ClusterConfig:
 
 
 COMPRESS_METHODS = ("cluster", "distill")
+SEARCH_MODES = ("fast", "thorough")  # CompressOptions.search
+FAST_DISTILL_EPOCHS = 10  # at most; it stops once the MetaKAN is close enough (`compress.engine`)
 GRID_MODES = ("share", "keep", "regrid")  # CompressOptions.grids
 GRID_BUDGET = 0.2  # the share of --max-drop that sharing adapted grids may spend (the rest is clustering's)
 
@@ -217,30 +219,37 @@ class CompressOptions:
     fine-tuning, stays within `max_drop` of the source's (accuracy points, or a relative MSE increase).
 
     methods: "cluster" clusters the source's own vectors; "distill" (dense sources) first distils it into a
-    MetaKAN (`distill_epochs` of task training); the smaller result within budget wins.
-    ks: the codebook sizes tried per layer; search_epochs: the fine-tuning epochs behind each trial's validation
-    metric; epochs/patience: the final fine-tuning; lrs: the final fine-tuning's candidate rates, the best on the
-    validation split kept (None: 10× and 1× the basis's lr_c; the search uses the first); codebook_dtype and
-    index_coding: the storage of the written file (smallest by default); grids: what happens first to a dense
+    MetaKAN (`distill_epochs` of task training; None: `FAST_DISTILL_EPOCHS` with the fast search, 20 with the
+    thorough one); the smaller result within budget wins.
+    search: "fast" (default) picks per-layer k from measured per-layer losses and bytes without training, then
+    fine-tunes candidates along the rate–distortion frontier for at most `search_steps` optimizer steps each
+    (`compress.engine`); "thorough" is the greedy search, every trial fine-tuned `search_epochs` epochs.
+    ks: the codebook sizes tried per layer; epochs/patience: the final fine-tuning (the fast search's runs at least
+    `search_steps` steps); lrs: the final fine-tuning's candidate rates (None: 10× and 1× the basis's lr_c; the
+    fast search and the thorough one's trials use the first, the thorough one's finals all); codebook_dtype:
+    "auto" (default) stores int8 codebooks and moves to float16, then float32 only when nothing fits the budget
+    at a lower precision; index_coding: the smallest by default; grids: what happens first to a dense
     B-spline source whose grids were adapted per input (`update_grid`): "share" (default) gives each layer the
     fewest of `grid_counts` shared grids that keep the validation metric within `GRID_BUDGET` of the budget
     (`regrid.share_grids`; the file then stores a few grid rows and an index per input), "keep" stores every
     input's grid, "regrid" re-fits one uniform grid per layer (`regrid.regrid`; on the Fashion-MNIST frontier's
     efficient-kan model no re-gridded trial stayed within 0.5 points); data_aware:
-    besides plain K-means, also search with K-means in the metric of each layer's output error on the training
-    inputs (`weighting`).
+    besides plain K-means, also K-means in the metric of each layer's output error on the training inputs
+    (`weighting`; the fast search picks per layer, the thorough one searches each separately).
     """
 
     max_drop: float
     ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 256)
+    search: str = "fast"
+    search_steps: int = 400
     search_epochs: int = 2
     epochs: int = 10
     patience: int = 3
     lrs: tuple[float, ...] | None = None
     methods: tuple[str, ...] = ("cluster", "distill")
-    distill_epochs: int = 20
+    distill_epochs: int | None = None
     batch_size: int = TrainConfig.batch_size
-    codebook_dtype: str = "int8"
+    codebook_dtype: str = "auto"
     index_coding: str = "context"
     seed: int = 0
     n_init: int = 4
@@ -255,9 +264,11 @@ class CompressOptions:
             raise ConfigError("--max-drop must be >= 0 (accuracy points, or a relative MSE increase)")
         if not self.ks or min(self.ks) < 2:
             raise ConfigError("--ks needs codebook sizes >= 2, e.g. 2,4,8,16")
-        if self.search_epochs < 1 or self.epochs < 1 or self.patience < 0 or self.distill_epochs < 1:
-            raise ConfigError("compress needs --search-epochs, --epochs and --distill-epochs >= 1 and --patience "
-                              ">= 0")
+        if (self.search_epochs < 1 or self.search_steps < 1 or self.epochs < 1 or self.patience < 0
+                or (self.distill_epochs is not None and self.distill_epochs < 1)):
+            raise ConfigError("compress needs --search-steps, --search-epochs, --epochs and --distill-epochs >= 1 "
+                              "and --patience >= 0")
+        _check_choice("search", self.search, SEARCH_MODES)
         if not self.methods or len(set(self.methods)) != len(self.methods):
             raise ConfigError("--methods needs one or more distinct methods: cluster, distill")
         for method in self.methods:
@@ -271,7 +282,15 @@ class CompressOptions:
         if not self.grid_counts or min(self.grid_counts) < 1:
             raise ConfigError("--grid-counts needs shared-grid counts >= 1, e.g. 1,4,16,64")
         object.__setattr__(self, "grid_counts", tuple(sorted(set(self.grid_counts))))
-        _check_clustering(self.codebook_dtype, self.index_coding, self.kmeans, self.device)
+        _check_clustering("float32" if self.codebook_dtype == "auto" else self.codebook_dtype, self.index_coding,
+                          self.kmeans, self.device)
+
+    @property
+    def distillation_epochs(self) -> int:
+        """`distill_epochs`, or the search's default for it."""
+        if self.distill_epochs is not None:
+            return self.distill_epochs
+        return FAST_DISTILL_EPOCHS if self.search == "fast" else 20
 
     def train_config(self, epochs: int, patience: int) -> TrainConfig:
         return TrainConfig(epochs=epochs, batch_size=self.batch_size, patience=patience, seed=self.seed)

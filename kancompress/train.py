@@ -6,6 +6,7 @@ The loop never prints: progress reaches the caller through `on_batch(done, total
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,12 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
         yield order[start : start + batch_size]
 
 
+def batch_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled passes over n samples, one after another, without end (each pass its own permutation)."""
+    while True:
+        yield from batches(n, batch_size, generator)
+
+
 def fit(
     model: KANModel,
     data: Split,
@@ -79,6 +86,7 @@ def fit(
     teacher: nn.Module | None = None,
     keep_start: bool = False,
     stop_when: Callable[[Metrics], bool] | None = None,
+    chunk_steps: int = 0,
 ) -> History:
     """Train with AdamW and cross-entropy; keep the weights of the best validation epoch.
 
@@ -87,6 +95,10 @@ def fit(
     no epoch improved on it). `stop_when(best validation metrics)` ends training as soon as it holds (checked
     after epoch 0 with `keep_start`, then after every epoch): a search that only needs to know whether a trial can
     meet a budget stops paying once it has.
+
+    With `chunk_steps` an "epoch" is that many optimizer steps of a continuing stream of shuffled passes over the
+    training data (validation, patience and `stop_when` then count chunks): a short fine-tuning sees fresh
+    samples at every step and is judged often. Such a run is not resumable (`on_state` is not called).
 
     `param_groups` are AdamW groups (each with its own "lr"); parameters in no group stay frozen.
     `on_state` receives, after every epoch, a resumable state (plain tensors, numbers and lists, loadable with
@@ -120,17 +132,20 @@ def fit(
     elif keep_start:
         history.best_val = _validate(model, data, device)
     n = data.train_x.shape[0]
-    steps = math.ceil(n / config.batch_size)
+    steps = chunk_steps or math.ceil(n / config.batch_size)
     config = config.for_steps_per_epoch(steps)  # small data: the step floors raise epochs and patience
     target_scale = model.target_scale()
+    stream = batch_stream(n, config.batch_size, generator) if chunk_steps else None
     for epoch in range(first_epoch, config.epochs + 1):
         if config.patience and stale >= config.patience:
             break
         if stop_when is not None and history.best_val is not None and stop_when(history.best_val):
             break  # checked before each epoch: after epoch 0 (keep_start) and after every epoch since
         model.train()
-        total_loss = 0.0
-        for step, index in enumerate(batches(n, config.batch_size, generator), start=1):
+        total_loss, seen = 0.0, 0
+        epoch_batches = (itertools.islice(stream, chunk_steps) if stream is not None
+                         else batches(n, config.batch_size, generator))
+        for step, index in enumerate(epoch_batches, start=1):
             inputs, targets = train_x[index], train_y[index]
             if augment is not None:
                 inputs = augment(inputs, generator)
@@ -149,6 +164,7 @@ def fit(
             torch.autograd.backward(loss)
             optimizer.step()
             total_loss += loss.item() * index.numel()
+            seen += index.numel()
             if on_batch is not None:
                 on_batch(step, steps)
         val = _validate(model, data, device)
@@ -158,11 +174,12 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-        report = EpochReport(epoch, config.epochs, total_loss / n, val, improved)
+        report = EpochReport(epoch, config.epochs, total_loss / (max(seen, 1) if stream is not None else n), val,
+                             improved)
         history.epochs.append(report)
         if on_epoch is not None:  # before the state is taken: what it changes (finetune --reassign) is resumed too
             on_epoch(report)
-        if on_state is not None:
+        if on_state is not None and stream is None:
             on_state({
                 "epoch": epoch,
                 "model": model.state_dict(),

@@ -13,7 +13,8 @@ from kancompress import api
 from kancompress.cli import app
 from kancompress.format.checkpoint import load_checkpoint, payload_bytes, save_checkpoint
 from kancompress.data import load_dataset, split_validation
-from kancompress.search import Clusterer, choose_ks
+from kancompress.cluster import Clusterer
+from kancompress.compress.greedy import choose_ks
 from kancompress.train import TrainConfig, evaluate
 
 runner = CliRunner()

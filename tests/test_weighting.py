@@ -112,9 +112,10 @@ def test_cluster_and_compress_use_it_when_asked(tmp_path: Path) -> None:
     assert not torch.equal(plain.edges.books()[0].codebook, aware.edges.books()[0].codebook)
     with pytest.raises(ConfigError, match="--data-aware needs a loaded checkpoint"):
         api.cluster(source.model, api.ClusterConfig(k=4, data_aware=True))
-    quick = {"max_drop": 5.0, "ks": (4, 8), "search_epochs": 1, "epochs": 1, "methods": ("cluster",)}
+    quick = {"max_drop": 5.0, "ks": (4, 8), "search": "thorough", "search_epochs": 1, "epochs": 1,
+             "methods": ("cluster",)}
     _, provenance, trials = api.compress(source, api.CompressOptions(**quick))  # type: ignore[arg-type]
-    assert {trial.method for trial in trials} == {"cluster", "cluster data-aware"}
+    assert {trial.method for trial in trials} == {"cluster", "cluster data-aware"}  # two searches
     _, provenance, trials = api.compress(source, api.CompressOptions(**quick, data_aware=False))  # type: ignore[arg-type]
     assert {trial.method for trial in trials} == {"cluster"}
 

@@ -227,14 +227,14 @@ def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEn
     if isinstance(model.edges, CodebookEdges):
         edges = model.edges
         for layer, (book, shape) in enumerate(zip(edges.books(), model.config.edge_shapes)):
-            stream, entry = index_stream(book.indices, book.k, edges.index_coding, shape)
-            stored, scale = to_storage(book.codebook, edges.codebook_dtype)
+            stream, entry, stored, scale = layer_streams(book.codebook, book.indices, book.k, edges.codebook_dtype,
+                                                         edges.index_coding, shape)
             codebook_name, scale_name, indices_name = edge_tensor_names(layer)
             state[indices_name] = torch.frombuffer(bytearray(stream), dtype=torch.uint8)
             state[codebook_name] = stored
             if scale is not None:
                 state[scale_name] = scale
-            table.append(dataclasses.replace(entry, codebook_dtype=edges.codebook_dtype))
+            table.append(entry)
     grids = _store_repeated_grids(state, len(model.config.layer_shapes)) if model.config.basis.stored_grid else None
     declared = declared_tensors(model.config, model.kind, table or None, grids)
     missing, unexpected = _mismatch(set(declared), set(state))
@@ -242,6 +242,28 @@ def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEn
         raise RuntimeError(f"the model does not map to the declared file format: missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]} (kancompress.format.schema)")
     return state, table, grids
+
+
+def layer_streams(
+    codebook: torch.Tensor, indices: torch.Tensor, k: int, codebook_dtype: str, index_coding: str,
+    edge_shape: tuple[int, ...],
+) -> tuple[bytes, IndexEntry, torch.Tensor, torch.Tensor | None]:
+    """What a file stores for one clustered layer: the index stream, its table entry, the stored codebook and its
+    int8 scale (None for other dtypes)."""
+    stream, entry = index_stream(indices, k, index_coding, edge_shape)
+    stored, scale = to_storage(codebook, codebook_dtype)
+    return stream, dataclasses.replace(entry, codebook_dtype=codebook_dtype), stored, scale
+
+
+def layer_bytes(
+    codebook: torch.Tensor, indices: torch.Tensor, k: int, codebook_dtype: str, index_coding: str,
+    edge_shape: tuple[int, ...],
+) -> int:
+    """Bytes one clustered layer adds to a file: its tensors and its index-table entry (`layer_streams`)."""
+    stream, entry, stored, scale = layer_streams(codebook, indices, k, codebook_dtype, index_coding, edge_shape)
+    tensors = stored.numel() * stored.element_size() + (scale.numel() * scale.element_size() if scale is not None
+                                                        else 0)
+    return len(stream) + tensors + len(canonical_json(entry.to_json()))
 
 
 def _store_repeated_grids(state: dict[str, torch.Tensor], layers: int) -> list[IndexEntry | None] | None:
@@ -333,5 +355,5 @@ def save_state_dict(
     return out
 
 
-__all__ = ["Checkpoint", "checkpoint_bytes", "file_tensors", "load_checkpoint", "packed_length", "payload_bytes",
-           "save_checkpoint", "save_state_dict"]
+__all__ = ["Checkpoint", "checkpoint_bytes", "file_tensors", "layer_bytes", "layer_streams", "load_checkpoint",
+           "packed_length", "payload_bytes", "save_checkpoint", "save_state_dict"]

@@ -1,0 +1,332 @@
+"""The compress pipeline: the smallest clustered model whose validation metric, after fine-tuning, stays within
+the budget of the source's (`api.compress` documents the whole behaviour).
+
+For each method's source (the model itself, or a MetaKAN distilled from it), one of two searches picks the
+per-layer k and clustering:
+- "fast" (default): the per-layer bytes and loss increases of every (k, clustering) measured without training
+  (`proxy`), their rate–distortion frontier (`allocate`), then a binary search along it in which each candidate is
+  fine-tuned for at most `search_steps` steps on a slice of the training split, stopping as soon as it is within
+  budget; the smallest candidate within budget gets the final fine-tuning.
+- "thorough": the greedy search of earlier versions (`greedy.choose_ks`), plain and data-aware K-means searched
+  separately, every trial fine-tuned `search_epochs` full epochs before it counts, finals at every rate.
+When nothing fits with int8 codebooks and `codebook_dtype` is "auto", the search is repeated with float16, then
+float32 codebooks (a precise regression model can need them)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from kancompress.cluster import Clusterer, clustered_from_parts
+from kancompress.compress.allocate import Allocation, frontier
+from kancompress.compress.greedy import choose_ks, smallest_per_layer
+from kancompress.compress.policy import (
+    FINAL_CANDIDATES,
+    FINAL_PATIENCE_CHUNKS,
+    CHUNK_STEPS,
+    FINAL_STEPS_FACTOR,
+    PATIENCE_CHUNKS,
+    chunks_for,
+    finetuner,
+    has_batchnorm,
+    reestimate_batchnorm,
+)
+from kancompress.compress.proxy import calibration, layer_choices
+from kancompress.compress.trials import CompressTrial, Progress, ProgressMeter, best_trial
+from kancompress.data import Split
+from kancompress.edges import CodebookEdges
+from kancompress.errors import BudgetError
+from kancompress.format.checkpoint import payload_bytes
+from kancompress.models import KANModel
+from kancompress.optim import default_finetune_lr, default_learning_rates, own_rng, parameter_groups
+from kancompress.config import TrainConfig
+from kancompress.options import GRID_BUDGET, CompressOptions, FinetuneOptions, default_meta
+from kancompress.regrid import has_adapted_grid, regrid, share_grids
+from kancompress.tasks import Metrics, better, budget_resolution_warning, within_budget
+from kancompress.train import evaluate, fit
+from kancompress.weighting import input_grams
+
+AUTO_DTYPES = ("int8", "float16", "float32")  # codebook_dtype "auto": tried in this order until one fits
+DISTILL_BUDGET_SHARE = 0.25  # the fast search's distillation stops once within this share of the budget
+
+
+@dataclass
+class CompressResult:
+    """The chosen model (on the search's device), its trial, the source's validation metrics, every trial, and
+    the warning about a small validation split (None when it resolves the budget)."""
+
+    model: KANModel
+    chosen: CompressTrial
+    base: Metrics
+    trials: list[CompressTrial]
+    warning: str | None
+
+
+class _Run:
+    """The state one compress run shares between its steps: data, budget, device, trials, progress."""
+
+    def __init__(self, split: Split, options: CompressOptions, target: torch.device, base: Metrics,
+                 on_trial: Callable[[CompressTrial], None] | None, meter: ProgressMeter):
+        self.split, self.options, self.target, self.base = split, options, target, base
+        self.on_trial, self.meter = on_trial, meter
+        self.trials: list[CompressTrial] = []
+
+    def within(self, val: Metrics) -> bool:
+        return within_budget(val, self.base, self.options.max_drop)
+
+    def record(self, trial: CompressTrial) -> CompressTrial:
+        self.trials.append(trial)
+        if self.on_trial is not None:
+            self.on_trial(trial)
+        return trial
+
+    def prepared(self, model: KANModel) -> KANModel:
+        """A freshly clustered model on the device, its BatchNorm statistics re-estimated on the training split."""
+        model = model.to(self.target)
+        if has_batchnorm(model):
+            reestimate_batchnorm(model, self.split.train_x.to(self.target))
+        return model
+
+    def tuned(self, label: str, model: KANModel, lr: float, epochs: int, patience: int, search: bool = False
+              ) -> tuple[KANModel, CompressTrial]:
+        """`model` fine-tuned for `epochs` full epochs (a search trial stops once it is within budget) and recorded
+        as a trial."""
+        return self._tuned(label, model, lr, self.options.train_config(epochs, patience), search, 0)
+
+    def tuned_steps(self, label: str, model: KANModel, lr: float, steps: int, search: bool = False,
+                    patience: int = PATIENCE_CHUNKS) -> tuple[KANModel, CompressTrial]:
+        """`model` fine-tuned for at most `steps` optimizer steps, validated every `CHUNK_STEPS` steps, given up after
+        `patience` chunks without improving."""
+        config = self.options.train_config(chunks_for(steps), patience)
+        return self._tuned(label, model, lr, config, search, steps)
+
+    def _tuned(self, label: str, model: KANModel, lr: float, config: TrainConfig, search: bool, steps: int
+               ) -> tuple[KANModel, CompressTrial]:
+        stop = self.within if search else None
+        candidate = finetuner(FinetuneOptions(lr=lr, train=config), self.split, stop,
+                              CHUNK_STEPS if steps else 0)(model)
+        val = evaluate(candidate, self.split.val_x, self.split.val_y)
+        edges = candidate.edges
+        assert isinstance(edges, CodebookEdges)
+        trial = CompressTrial(label, tuple(book.k for book in edges.books()), lr, 0 if steps else config.epochs,
+                              payload_bytes(candidate), val, self.within(val), edges.codebook_dtype, steps)
+        return candidate, self.record(trial)
+
+
+def compress_model(
+    model: KANModel,
+    split: Split,
+    options: CompressOptions,
+    target: torch.device,
+    on_trial: Callable[[CompressTrial], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> CompressResult:
+    """The smallest clustered model of the dense or meta `model` (on `target`) within budget on `split`'s
+    validation part (module doc; `api.compress` for the options). Raises BudgetError when none fits."""
+    base = evaluate(model, split.val_x, split.val_y)
+    warning = budget_resolution_warning(base, options.max_drop)
+    if warning is not None and on_warning is not None:
+        on_warning(warning)
+    methods = [method for method in options.methods if method != "distill" or model.kind == "dense"]
+    run = _Run(split, options, target, base, on_trial, ProgressMeter(on_progress, 2 * len(methods)))
+    start, prefix = _gridded(model, run)
+    sources: dict[str, KANModel] = {}
+    clusterers: dict[str, Clusterer] = {}
+    results: list[tuple[KANModel, CompressTrial]] = []
+    dtypes = AUTO_DTYPES if options.codebook_dtype == "auto" else (options.codebook_dtype,)
+    for dtype in dtypes:
+        for method in methods:
+            if method not in sources:
+                run.meter.step("distilling" if method == "distill" else "clustering", prefix + method)
+                sources[method] = (_distilled(start, model, run, prefix) if method == "distill" else start)
+                grams = input_grams(sources[method], split.train_x.to(target)) if options.data_aware else None
+                clusterers[method] = Clusterer(sources[method], options.seed, options.n_init, dtype,
+                                               options.index_coding, options.kmeans, grams)
+            clusterer = clusterers[method]
+            clusterer.codebook_dtype = dtype
+            search = _fast if options.search == "fast" else _thorough
+            found = search(clusterer, prefix + method, run)
+            if found is not None:
+                results.append(found)
+        if results:
+            break
+    if not results:
+        clustered = [trial for trial in run.trials if trial.ks and trial.codebook_dtype]
+        closest = best_trial(clustered) if clustered else None
+        nearest = (f"best: {closest.val.describe()} at k = {list(closest.ks)}, {closest.codebook_dtype} codebooks, "
+                   if closest is not None else "")
+        raise BudgetError(f"no codebook keeps the validation metric within --max-drop {options.max_drop:g} ({nearest}"
+                          f"against {base.describe()}); allow a larger drop or add larger --ks",
+                          [trial.to_json() for trial in run.trials])
+    best, chosen = min(results, key=lambda pair: pair[1].bytes)
+    run.meter.step("done", chosen.method, 1)
+    return CompressResult(best, chosen, base, run.trials, warning)
+
+
+def _rates(model: KANModel, options: CompressOptions) -> tuple[float, ...]:
+    lr_c = default_finetune_lr(model)
+    return options.lrs or (10 * lr_c, lr_c)
+
+
+def _fast(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, CompressTrial] | None:
+    """Proxy, frontier, binary search with short fine-tuned trials, one final fine-tuning (module doc)."""
+    options, split = run.options, run.split
+    run.meter.step("proxy", method)
+    x, y = calibration(split.train_x, split.train_y)
+    layers = layer_choices(clusterer, options.ks, clusterer.codebook_dtype, options.index_coding, x, y)
+    points = frontier(layers)
+    rate = _rates(clusterer.model, options)[0]
+    run.meter.plan(max(1, (len(points) - 1).bit_length()) + 1)
+    tried: dict[int, tuple[KANModel, CompressTrial]] = {}
+
+    def verify(index: int) -> bool:
+        point = points[index]
+        label = _label(method, point)
+        run.meter.step(f"verify k={list(point.ks)}", label)
+        model = run.prepared(_assembled(clusterer, point))
+        tried[index] = run.tuned_steps(label, model, rate, options.search_steps, search=True)
+        run.meter.step(f"verify k={list(point.ks)}", label, 1)
+        return tried[index][1].within
+
+    low, high = 0, len(points) - 1
+    if not verify(high):
+        return None
+    while low < high:  # the smallest index within budget, assuming feasibility grows with bytes along the frontier
+        middle = (low + high) // 2
+        if verify(middle):
+            high = middle
+        else:
+            low = middle + 1
+    # Final fine-tuning. The smaller candidates that missed the budget by the least (up to FINAL_CANDIDATES - 1)
+    # continue while they improve, up to --epochs epochs, until within budget: a trial's few steps can fall just
+    # short. Then (when none gets there) the accepted candidate is polished for FINAL_STEPS_FACTOR trials' steps.
+    accepted = tried[high]
+    def closer(a: tuple[KANModel, CompressTrial], b: tuple[KANModel, CompressTrial]) -> int:
+        return -1 if better(a[1].val, b[1].val) else int(better(b[1].val, a[1].val))
+
+    missed = sorted((pair for pair in tried.values() if not pair[1].within and pair[1].bytes < accepted[1].bytes),
+                    key=functools.cmp_to_key(closer))[: FINAL_CANDIDATES - 1]  # the best validation first
+    run.meter.plan(len(missed))
+    longest = options.epochs * -(-split.train_x.shape[0] // options.batch_size)
+    for model, trial in sorted(missed, key=lambda pair: pair[1].bytes):
+        run.meter.step("final fine-tuning", trial.method)
+        rescued = run.tuned_steps(trial.method, model, rate, longest, search=True, patience=FINAL_PATIENCE_CHUNKS)
+        run.meter.step("final fine-tuning", trial.method, 1)
+        if rescued[1].within:
+            return rescued
+    run.meter.step("final fine-tuning", accepted[1].method)
+    final = run.tuned_steps(accepted[1].method, accepted[0], rate, FINAL_STEPS_FACTOR * options.search_steps)
+    run.meter.step("final fine-tuning", accepted[1].method, 1)
+    return final  # never worse than the accepted trial, which was within budget
+
+
+def _assembled(clusterer: Clusterer, point: Allocation) -> KANModel:
+    parts = [(choice.codebook, choice.indices) for choice in point.choices]
+    return clustered_from_parts(clusterer.model, parts, clusterer.codebook_dtype, clusterer.index_coding)
+
+
+def _label(method: str, point: Allocation) -> str:
+    """The method with its clustering: "cluster", "cluster data-aware", or per layer when they differ."""
+    kinds = ["data-aware" if choice.data_aware else "plain" for choice in point.choices]
+    if len(set(kinds)) > 1:
+        return f"{method} ({', '.join(kinds)})"
+    return method + (" data-aware" if kinds[0] == "data-aware" else "")
+
+
+def _thorough(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, CompressTrial] | None:
+    """The greedy search over each clustering separately, full-epoch trials, finals at every rate."""
+    options, split = run.options, run.split
+    rates = _rates(clusterer.model, options)
+    variants = [False, True] if any(clusterer.data_aware(layer) for layer in range(len(clusterer.vectors))) \
+        else [False]
+    best: tuple[KANModel, CompressTrial] | None = None
+    for aware in variants:
+        label = method + (" data-aware" if aware else "")
+
+        def score(ks: list[int]) -> Metrics:
+            run.meter.step(f"trial k={ks}", label)  # noqa: B023
+            trial = run.tuned(label, run.prepared(clusterer.build(ks, aware)), rates[0],  # noqa: B023
+                              options.search_epochs, 0, search=True)[1]
+            run.meter.step(f"trial k={ks}", label, 1)  # noqa: B023
+            return trial.val
+
+        ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score, base=run.base)
+        finals = []
+        for lr in rates:
+            run.meter.step("final fine-tuning", label)
+            finals.append(run.tuned(label, run.prepared(clusterer.build(ks, aware)), lr, options.epochs,
+                                    options.patience))
+        chosen = best_trial(trial for _, trial in finals)
+        if chosen.within and (best is None or chosen.bytes < best[1].bytes):
+            best = next(pair for pair in finals if pair[1] is chosen)
+    return best
+
+
+def _gridded(model: KANModel, run: _Run) -> tuple[KANModel, str]:
+    """The source a dense B-spline model with adapted per-input grids is clustered from (`options.grids`), and
+    the prefix its methods are named with ("grids+", "regrid+"; "" when the model is used as it is)."""
+    options, split = run.options, run.split
+    if options.grids == "keep" or not has_adapted_grid(model) or model.kind != "dense":
+        return model, ""
+    run.meter.step("grids", options.grids)
+    counts: tuple[int, ...] = ()
+    if options.grids == "regrid":
+        start = regrid(model, split.train_x.to(run.target))
+        val = evaluate(start, split.val_x, split.val_y)
+    else:
+        start, counts, val = _shared_grids(model, run)
+    if start is model:
+        return model, ""
+    step = {"share": "grids", "regrid": "regrid"}[options.grids]
+    run.record(CompressTrial(step, counts, 0.0, 0, payload_bytes(start), val, run.within(val)))
+    return start, step + "+"
+
+
+def _shared_grids(model: KANModel, run: _Run) -> tuple[KANModel, tuple[int, ...], Metrics]:
+    """Per layer (widest first) the fewest shared grids of `options.grid_counts` (`regrid.share_grids`) whose model
+    stays within `GRID_BUDGET`·max_drop of the source on the validation split; `model` itself when no count is
+    accepted. Returns the model, the counts and its metrics."""
+    options, split = run.options, run.split
+    widths = [layer.in_features for layer in model.fc_layers()]
+    tried: dict[tuple[int, ...], tuple[KANModel, Metrics]] = {tuple(widths): (model, run.base)}
+    x = split.train_x.to(run.target)
+
+    def score(counts: list[int]) -> Metrics:
+        if tuple(counts) not in tried:
+            shared = share_grids(model, x, counts, options.seed)
+            tried[tuple(counts)] = shared, evaluate(shared, split.val_x, split.val_y)
+        return tried[tuple(counts)][1]
+
+    options_per_layer = [[count for count in options.grid_counts if count < width] + [width] for width in widths]
+    order = sorted(range(len(widths)), key=lambda layer: -widths[layer])
+    counts, val = smallest_per_layer(options_per_layer, order, score,
+                                     lambda trial: within_budget(trial, run.base, GRID_BUDGET * options.max_drop))
+    return tried[tuple(counts)][0], tuple(counts), val
+
+
+def _distilled(source: KANModel, teacher: KANModel, run: _Run, prefix: str) -> KANModel:
+    """The distill method's source: a MetaKAN fitted to `source`'s vectors (`distill.meta_from_dense`), then
+    trained on the task with `teacher` (the original model; `source` itself unless it was re-gridded) as teacher
+    for up to `distill_epochs` (the basis's meta learning rates, early stopping on the validation split)."""
+    from kancompress.distill import meta_from_dense
+
+    options, split = run.options, run.split
+    config = source.config
+    conv = config.conv is not None
+    meta, _ = meta_from_dense(source, default_meta(config.model, conv), seed=options.seed)
+    meta = meta.to(run.target)
+    lr, lr_meta, lr_embed = default_learning_rates(config.model, conv, True)
+    # the fast search stops distilling once the MetaKAN is within a share of the budget: clustering spends the rest
+    enough = ((lambda val: within_budget(val, run.base, DISTILL_BUDGET_SHARE * options.max_drop))
+              if options.search == "fast" else None)
+    with own_rng(options.seed, run.target):
+        fit(meta, split, parameter_groups(meta, lr, lr_meta, lr_embed),
+            options.train_config(options.distillation_epochs, options.patience), teacher=teacher, stop_when=enough)
+    val = evaluate(meta, split.val_x, split.val_y)
+    run.record(CompressTrial(prefix + "distill", (), lr_meta or lr, options.distillation_epochs, payload_bytes(meta), val,
+                             run.within(val)))
+    return meta
