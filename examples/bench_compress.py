@@ -23,6 +23,7 @@ Writes bench_compress.md and .csv into --out (and examples/results/ with --write
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import platform
@@ -87,7 +88,8 @@ def train_pykan(out: Path, equation: str) -> Path:
     torch.manual_seed(0)
     model = kan.KAN(width=[train_x.shape[1], 5, 1], grid=5, k=3, seed=0, auto_save=False, symbolic_enabled=False,
                     ckpt_path=str(out / "pykan-ckpt"))
-    model.fit(data, opt="Adam", lr=1e-2, steps=2000, log=10**9)
+    with contextlib.redirect_stderr(io.StringIO()):  # pykan's progress bar
+        model.fit(data, opt="Adam", lr=1e-2, steps=2000, log=10**9)
     stem = out / f"pykan-{equation}"
     model.saveckpt(str(stem))
     imported = api.import_checkpoint(Path(f"{stem}_state"), library="pykan", data_file=data_file)
@@ -130,10 +132,15 @@ def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: f
     path = save_checkpoint(small, out / f"{name}-{search}.safetensors", api.lean_provenance(provenance), force=True)
     task = provenance["test"]["task"]
     source_test = api.evaluate_model(source)[1].to_json()
+    row.update(source_bytes=Path(source.header.path).stat().st_size, source_test=_headline(source_test))
     return {**row, "compress_s": round(seconds, 1), "ratio": round(seconds / train_s, 2), "bytes": path.stat().st_size,
             "method": provenance["method"], "k": provenance["k"], "codebook_dtype": provenance["codebook_dtype"],
             "trials": len(trials), "task": task, "val_drop": drop(task, provenance["source_val"], provenance["val"]),
             "test_drop": drop(task, source_test, provenance["test"])}
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    return f"{100 * metrics['accuracy']:.2f} %" if metrics["task"] == "classification" else f"MSE {metrics['mse']:.3g}"
 
 
 def batchnorm_effect(source: Checkpoint) -> dict[str, float]:
@@ -161,21 +168,24 @@ def as_markdown(rows: list[dict[str, Any]], bn: dict[str, float] | None, command
         f"`{command}` at commit {stamp.commit()}, torch {torch.__version__}, Python {platform.python_version()}, "
         f"{torch.get_num_threads()} threads; {wall / 60:.0f} min wall. Seed 0. `compress --max-drop 0.5`: accuracy "
         "points for classification, a relative MSE increase for regression, judged on each source's validation "
-        "split; test drop only reported. Bytes: the file on disk (lean metadata). × train: compress time over the "
-        "source's own training time, measured in this run on this machine.",
+        "split; test drop only reported. Bytes: files on disk (the source as trained or imported; the compressed file "
+        "with lean metadata). × train: compress time over the source's own training time, both measured in this "
+        "run on this machine.",
         "",
-        "| source | train (s) | search | compress (s) | × train | bytes | method, k | trials | val drop | test drop |",
-        "| --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| source | test | bytes | train (s) | search | compress (s) | × train | bytes | method, k, codebooks | trials "
+        "| val drop | test drop |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for r in rows:
+        head = f"| {r['source']} | {r.get('source_test', '')} | {r.get('source_bytes', 0):,} | {r['train_s']:.0f} |"
         if r["bytes"] is None:
-            lines.append(f"| {r['source']} | {r['train_s']:.0f} | {r['search']} | {r['compress_s']:.0f} | "
-                         f"{r['compress_s'] / r['train_s']:.2f} | - | nothing within budget | | | |")
+            lines.append(f"{head} {r['search']} | {r['compress_s']:.0f} | {r['compress_s'] / r['train_s']:.2f} | - | "
+                         "nothing within budget | | | |")
             continue
         unit = "" if r["task"] == "classification" else " (rel. MSE)"
-        lines.append(f"| {r['source']} | {r['train_s']:.0f} | {r['search']} | {r['compress_s']:.0f} | "
-                     f"{r['ratio']:.2f} | {r['bytes']:,} | {r['method']}, {r['k']}, {r['codebook_dtype']} | "
-                     f"{r['trials']} | {r['val_drop']:+.3g}{unit} | {r['test_drop']:+.3g}{unit} |")
+        lines.append(f"{head} {r['search']} | {r['compress_s']:.0f} | {r['ratio']:.2f} | {r['bytes']:,} | "
+                     f"{r['method']}, {r['k']}, {r['codebook_dtype']} | {r['trials']} | {r['val_drop']:+.3g}{unit} | "
+                     f"{r['test_drop']:+.3g}{unit} |")
     if bn is not None:
         lines += ["", "BatchNorm statistics after clustering (conv-digits, k = 16 in every layer, no fine-tuning; "
                   "validation accuracy):", "",

@@ -176,6 +176,14 @@ def resolve_ks(model: KANModel, k: int, layer_ks: dict[int, int] | None = None, 
     return ks
 
 
+def candidate_ks(ks: tuple[int, ...], edges: int) -> list[int]:
+    """The codebook sizes a size search tries on a layer of `edges` edges: those of `ks` below the edge count, and
+    the edge count itself (every edge its own vector: no sharing, only the storage dtype's rounding) when it is
+    not above the largest of `ks`; ascending."""
+    below = [k for k in sorted(ks) if k < edges]
+    return below + [edges] if edges <= max(ks) or not below else below
+
+
 def capped_layers(model: KANModel, k: int, layer_ks: dict[int, int] | None = None) -> dict[int, int]:
     """{layer: its edge count} for the layers whose k `resolve_ks(..., cap=True)` caps below `k`."""
     layer_ks = layer_ks or {}

@@ -5,12 +5,14 @@ For each method's source (the model itself, or a MetaKAN distilled from it), one
 per-layer k and clustering:
 - "fast" (default): the per-layer bytes and loss increases of every (k, clustering) measured without training
   (`proxy`), their rate–distortion frontier (`allocate`), then a binary search along it in which each candidate is
-  fine-tuned for at most `search_steps` steps on a slice of the training split, stopping as soon as it is within
-  budget; the smallest candidate within budget gets the final fine-tuning.
+  fine-tuned for at most `search_steps` steps, stopping as soon as it is within budget. The smaller candidates
+  that missed by the least get a longer fine-tuning (they often get there); else the smallest one within budget
+  is polished. Fine-tuning is judged on the codebooks as stored (`CodebookEdges.quantization_aware`).
 - "thorough": the greedy search of earlier versions (`greedy.choose_ks`), plain and data-aware K-means searched
   separately, every trial fine-tuned `search_epochs` full epochs before it counts, finals at every rate.
 When nothing fits with int8 codebooks and `codebook_dtype` is "auto", the search is repeated with float16, then
-float32 codebooks (a precise regression model can need them)."""
+float32 codebooks (a precise regression model can need them). A result no smaller than a dense source is refused
+like one outside the budget."""
 
 from __future__ import annotations
 
@@ -163,6 +165,11 @@ def compress_model(
                           f"against {base.describe()}); allow a larger drop or add larger --ks",
                           [trial.to_json() for trial in run.trials])
     best, chosen = min(results, key=lambda pair: pair[1].bytes)
+    if model.kind == "dense" and chosen.bytes >= payload_bytes(model):
+        raise BudgetError(f"no clustered model within --max-drop {options.max_drop:g} is smaller than the source "
+                          f"(the smallest: {chosen.bytes:,} tensor bytes at k = {list(chosen.ks)}, "
+                          f"{chosen.codebook_dtype} codebooks, against {payload_bytes(model):,}); allow a larger drop",
+                          [trial.to_json() for trial in run.trials])
     run.meter.step("done", chosen.method, 1)
     return CompressResult(best, chosen, base, run.trials, warning)
 
@@ -211,7 +218,8 @@ def _fast(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, Compr
     missed = sorted((pair for pair in tried.values() if not pair[1].within and pair[1].bytes < accepted[1].bytes),
                     key=functools.cmp_to_key(closer))[: FINAL_CANDIDATES - 1]  # the best validation first
     run.meter.plan(len(missed))
-    longest = options.epochs * -(-split.train_x.shape[0] // options.batch_size)
+    longest = max(options.epochs * -(-split.train_x.shape[0] // options.batch_size),
+                  FINAL_STEPS_FACTOR * options.search_steps)
     for model, trial in sorted(missed, key=lambda pair: pair[1].bytes):
         run.meter.step("final fine-tuning", trial.method)
         rescued = run.tuned_steps(trial.method, model, rate, longest, search=True, patience=FINAL_PATIENCE_CHUNKS)

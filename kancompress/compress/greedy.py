@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kancompress.cluster import Clusterer
+from kancompress.cluster import Clusterer, candidate_ks
 from kancompress.data import Split
 from kancompress.errors import ConfigError
 from kancompress.tasks import Metrics, within_budget
@@ -38,7 +38,7 @@ def choose_ks(
 
     base = base if base is not None else evaluate(clusterer.model, split.val_x, split.val_y)
     counts = clusterer.model.config.num_edges
-    options = [[k for k in candidates if k <= n] or [n] for n in counts]
+    options = [candidate_ks(candidates, n) for n in counts]
     order = sorted(range(len(counts)), key=lambda l: -counts[l])
     ks, result = smallest_per_layer(options, order, score or clustered_only,
                                     lambda trial: within_budget(trial, base, max_drop), on_trial)

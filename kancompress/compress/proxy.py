@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kancompress.cluster import Clusterer
+from kancompress.cluster import Clusterer, candidate_ks
 from kancompress.edges import DenseEdges
 from kancompress.format.checkpoint import layer_bytes
 from kancompress.models import KANModel, with_edges
@@ -57,8 +57,8 @@ def layer_choices(
     y: torch.Tensor,
     on_layer: Callable[[int], None] | None = None,
 ) -> list[list[LayerChoice]]:
-    """Per layer, every (k, clustering) choice with its bytes and ΔL on the calibration rows (x, y) (module doc).
-    The ks are those of `ks` up to the layer's edge count (the edge count itself when none is)."""
+    """Per layer, every (k, clustering) choice with its bytes and ΔL on the calibration rows (x, y) (module doc),
+    for the layer's `cluster.candidate_ks`."""
     source = clusterer.model
     device = next(source.parameters()).device
     probe = _Probe(with_edges(source, DenseEdges(clusterer.vectors), dataclasses.replace(source.config, meta=None))
@@ -67,7 +67,7 @@ def layer_choices(
     for layer, (count, shape) in enumerate(zip(source.config.num_edges, source.config.edge_shapes)):
         probe.focus(layer)
         choices = []
-        for k in [k for k in ks if k <= count] or [count]:
+        for k in candidate_ks(ks, count):
             for aware in (False, True) if clusterer.data_aware(layer) else (False,):
                 codebook, indices = clusterer.layer(layer, k, aware)
                 decoded = round_trip(codebook, codebook_dtype)[indices]  # (edges, |w|)
