@@ -14,7 +14,7 @@ from torch import nn
 
 from conftest import tiny_model
 from kancompress import api
-from kancompress.cluster import Clusterer
+from kancompress.cluster import Clusterer, candidate_ks
 from kancompress.compress.allocate import frontier
 from kancompress.compress import engine
 from kancompress.compress.engine import AUTO_DTYPES
@@ -180,3 +180,11 @@ def test_nothing_within_budget_at_any_precision_names_the_closest(meta_source: P
         api.compress(load_checkpoint(meta_source), options)
     dtypes = [trial["codebook_dtype"] for trial in failed.value.trials]
     assert dtypes == sorted(dtypes, key=AUTO_DTYPES.index) and set(dtypes) == set(AUTO_DTYPES)
+
+
+def test_a_layer_with_few_edges_may_keep_every_edge_its_own_vector() -> None:
+    ks = (2, 4, 8, 16)
+    assert candidate_ks(ks, 10) == [2, 4, 8, 10]  # no more edges than the largest k: the edge count is a candidate
+    assert candidate_ks(ks, 16) == [2, 4, 8, 16]
+    assert candidate_ks(ks, 320) == [2, 4, 8, 16]  # more edges: only the sizes asked for
+    assert candidate_ks((4, 8), 3) == [3] and candidate_ks((4,), 2) == [2]

@@ -41,7 +41,7 @@ from kancompress.compress.trials import CompressTrial, Progress, ProgressMeter, 
 from kancompress.data import Split
 from kancompress.edges import CodebookEdges
 from kancompress.errors import BudgetError
-from kancompress.format.checkpoint import payload_bytes
+from kancompress.format.checkpoint import checkpoint_bytes, payload_bytes
 from kancompress.models import KANModel
 from kancompress.optim import default_finetune_lr, default_learning_rates, own_rng, parameter_groups
 from kancompress.config import TrainConfig
@@ -165,10 +165,11 @@ def compress_model(
                           f"against {base.describe()}); allow a larger drop or add larger --ks",
                           [trial.to_json() for trial in run.trials])
     best, chosen = min(results, key=lambda pair: pair[1].bytes)
-    if model.kind == "dense" and chosen.bytes >= payload_bytes(model):
-        raise BudgetError(f"no clustered model within --max-drop {options.max_drop:g} is smaller than the source "
-                          f"(the smallest: {chosen.bytes:,} tensor bytes at k = {list(chosen.ks)}, "
-                          f"{chosen.codebook_dtype} codebooks, against {payload_bytes(model):,}); allow a larger drop",
+    size, source_size = len(checkpoint_bytes(best, {})), len(checkpoint_bytes(model, {}))  # whole files, no history
+    if model.kind == "dense" and size >= source_size:
+        raise BudgetError(f"no clustered file within --max-drop {options.max_drop:g} is smaller than the source's "
+                          f"(the smallest: {size:,} bytes at k = {list(chosen.ks)}, {chosen.codebook_dtype} "
+                          f"codebooks, against {source_size:,}); allow a larger drop",
                           [trial.to_json() for trial in run.trials])
     run.meter.step("done", chosen.method, 1)
     return CompressResult(best, chosen, base, run.trials, warning)
