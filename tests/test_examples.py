@@ -65,3 +65,24 @@ def test_entropy_constrained_clustering_of_the_rate_probe() -> None:
         return float(-(p * p.log2()).sum())
 
     assert entropy(ecvq(vectors, grams, 8, 0.3)[1]) < entropy(plain[1])
+
+
+def test_bench_compress_reports_drops_and_failed_rows() -> None:
+    """examples/bench_compress.py's arithmetic: accuracy points lost, a relative MSE increase, and a row for a
+    source where nothing fits the budget."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from bench_compress import as_markdown, drop
+
+    accuracy = {"task": "classification", "loss": 0.3, "n": 100}
+    assert abs(drop("classification", {**accuracy, "accuracy": 0.9}, {**accuracy, "accuracy": 0.885}) - 1.5) < 1e-9
+    mse = {"task": "regression", "loss": 0.1, "n": 100, "r2": 0.9}
+    assert abs(drop("regression", {**mse, "mse": 2.0}, {**mse, "mse": 3.0}) - 0.5) < 1e-12
+    rows = [{"source": "a", "train_s": 10.0, "search": "fast", "source_bytes": 1000, "source_test": "90.00 %",
+             "compress_s": 5.0, "ratio": 0.5, "bytes": 100, "method": "cluster", "k": [2, 4],
+             "codebook_dtype": "int8", "trials": 3, "task": "classification", "val_drop": 0.25, "test_drop": 0.5},
+            {"source": "b", "train_s": 10.0, "search": "thorough", "source_bytes": 1000, "source_test": "MSE 0.1",
+             "compress_s": 30.0, "bytes": None}]
+    text = as_markdown(rows, {"source": 100.0, "kept": 50.0, "reestimated": 97.0}, "cmd", 60.0)
+    assert "| a | 90.00 % | 1,000 | 10 | fast | 5 | 0.50 | 100 | cluster, [2, 4], int8 | 3 | +0.25 | +0.5 |" in text
+    assert "| b | MSE 0.1 | 1,000 | 10 | thorough | 30 | 3.00 | - | nothing within budget |" in text
+    assert "re-estimated on the training split 97.00 %" in text

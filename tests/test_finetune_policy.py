@@ -53,3 +53,28 @@ def test_a_search_trial_stops_once_it_is_within_budget(trained: KANModel) -> Non
         history = fit(clustered, split, api.parameter_groups(clustered, 1e-3), TrainConfig(epochs=2, patience=0),
                       keep_start=True, stop_when=accept)
         assert len(history.epochs) == expected
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float16"])
+def test_quantization_aware_codebooks_compute_what_the_file_will_hold(trained: KANModel, dtype: str) -> None:
+    from kancompress.quant import round_trip
+
+    clustered, _ = api.cluster(trained, api.ClusterConfig(k=8, codebook_dtype=dtype))
+    edges = clustered.edges
+    with torch.no_grad():
+        edges.book(0).codebook.add_(1e-3 * torch.randn_like(edges.book(0).codebook))  # off the storage grid
+    raw = edges.book(0).codebook.detach().clone()
+    stored = round_trip(raw, dtype)
+    assert not torch.equal(raw, stored)
+    with torch.no_grad():
+        assert torch.equal(edges(0), raw[edges.book(0).indices])  # off by default: the parameter as it is
+    edges.quantization_aware = True
+    with torch.no_grad():
+        assert torch.equal(edges(0), stored[edges.book(0).indices])  # inference: the stored values
+    decoded = edges(0)  # training: the stored values, with the parameter's gradient (straight-through)
+    assert torch.equal(decoded.detach(), stored[edges.book(0).indices])
+    decoded.sum().backward()
+    counts = torch.bincount(edges.book(0).indices, minlength=8).float()
+    assert torch.equal(edges.book(0).codebook.grad, counts[:, None].expand_as(raw))
+    edges.round_to_storage()
+    assert not edges.quantization_aware and torch.equal(edges.book(0).codebook.detach(), stored)
