@@ -174,8 +174,8 @@ def as_markdown(rows: list[dict[str, Any]], bn: dict[str, float] | None, command
         "with lean metadata). × train: compress time over the source's own training time, both measured in this "
         "run on this machine.",
         "",
-        "| source | test | bytes | train (s) | search | compress (s) | × train | bytes | method, k, codebooks | trials "
-        "| val drop | test drop |",
+        "| source | test | bytes | train (s) | search | compress (s) | × train | bytes | method, k, codebooks "
+        "| trials | val drop | test drop |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for r in rows:

@@ -8,10 +8,11 @@ Per basis, a plain KAN and a MetaKAN (seed 0, at most --epochs epochs, early sto
 the B-spline basis also an efficient-kan KAN whose grids `update_grid` adapted (efficient-kan's README recipe,
 saved in its layout and imported; `_adapted.py`), then:
 - the paper's recipe: `cluster -k 16` + `finetune` (5 epochs at lr_c), packed indices, float32 codebooks;
-- `compress --max-drop 0.5`: per-layer k on the validation split, int8 codebooks, the smallest index coding
-  (packed, rANS or context), lean metadata; for dense sources with both methods (cluster its vectors; distil it
-  into a MetaKAN first); the adapted-grid source with its grids shared (the default, `--grids share`) and once
-  more with every input's grid kept (`--grids keep`).
+- `compress --max-drop 0.5` (`--search`, default fast; the committed rows are from the thorough search, then the
+  only one, so `--search thorough` reruns them): per-layer k on the validation split, int8 codebooks, the
+  smallest index coding (packed, rANS or context), lean metadata; for dense sources with both methods (cluster
+  its vectors; distil it into a MetaKAN first); the adapted-grid source with its grids shared (the default,
+  `--grids share`) and once more with every input's grid kept (`--grids keep`).
 Every choice is made on the validation split; test accuracy is only reported. Writes frontier-fashion-mnist.{md,
 csv,png} into --out (and examples/results/ with --write-results); a run of some models or sources only names its
 files after them (frontier-fashion-mnist-kan-adapted.md). Needs Fashion-MNIST (apt-get install
@@ -103,8 +104,8 @@ def model_sources(model: str, chosen: list[str]) -> list[str]:
     return [SOURCES[key] for key in chosen if key != "adapted" or model == "kan"]
 
 
-def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float, chosen: list[str]
-             ) -> list[dict[str, Any]]:
+def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float, chosen: list[str],
+             search: str = "fast") -> list[dict[str, Any]]:
     rows = []
     for name in model_sources(model, chosen):
         started = time.monotonic()
@@ -126,9 +127,9 @@ def frontier(out: Path, model: str, epochs: int, patience: int, max_drop: float,
                                  force=True)
         rows.append(row(model, name, "paper k=16 + FT", k16_ft, None, 100 * tuned.test.headline, base_test,
                         time.monotonic() - started))
-        variants = [("", api.CompressOptions(max_drop=max_drop))]
+        variants = [("", api.CompressOptions(max_drop=max_drop, search=search))]
         if name == "efficient-kan adapted":  # every input's grid stored, as before shared grids existed
-            variants.append((" --grids keep", api.CompressOptions(max_drop=max_drop, grids="keep")))
+            variants.append((" --grids keep", api.CompressOptions(max_drop=max_drop, grids="keep", search=search)))
         for label, options in variants:
             result = compressed(out, model, name, label, source, base_test, options)
             if result is not None:
@@ -194,6 +195,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--max-drop", type=float, default=0.5)
+    parser.add_argument("--search", default="fast", choices=("fast", "thorough"),
+                        help="compress's search (the committed rows were run with the thorough one, then the only)")
     parser.add_argument("--out", type=Path, default=Path("runs/frontier"))
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
@@ -218,12 +221,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     rows = [r for model in models for r in frontier(args.out, model, args.epochs, args.patience, args.max_drop,
-                                                    chosen)]
+                                                    chosen, args.search)]
     command, stem = "python examples/compress_frontier.py", "frontier-fashion-mnist"
     if args.models != parser.get_default("models"):
         command, stem = command + f" --models {args.models}", stem + "-" + "-".join(models)
     if args.sources != parser.get_default("sources"):
         command, stem = command + f" --sources {args.sources}", stem + "-" + "-".join(chosen)
+    if args.search != parser.get_default("search"):
+        command, stem = command + f" --search {args.search}", stem + "-" + args.search
     files = {f"{stem}.md": as_markdown(rows, command, time.monotonic() - started, args.max_drop).encode(),
              f"{stem}.csv": as_csv(rows).encode()}
     if drawing:

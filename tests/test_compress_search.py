@@ -109,7 +109,7 @@ def test_batchnorm_statistics_are_re_estimated_from_the_data() -> None:
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5))
     net.eval()
     x = torch.randn(500, 3) * 2 + 1
-    assert reestimate_batchnorm(net, x, batch_size=100)  # type: ignore[arg-type]
+    assert reestimate_batchnorm(net, x, batch_size=100)
     norm = net[1]
     batches = net[0](x).detach().split(100)  # the oracle: every batch counts the same, dropout off
     torch.testing.assert_close(norm.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0), rtol=1e-4,
@@ -117,7 +117,7 @@ def test_batchnorm_statistics_are_re_estimated_from_the_data() -> None:
     torch.testing.assert_close(norm.running_var, torch.stack([b.var(0) for b in batches]).mean(0), rtol=1e-4,
                                atol=1e-5)
     assert norm.momentum == 0.1 and not net.training  # restored
-    assert not reestimate_batchnorm(nn.Sequential(nn.Linear(3, 4)), x)  # type: ignore[arg-type]
+    assert not reestimate_batchnorm(nn.Sequential(nn.Linear(3, 4)), x)
 
 
 @pytest.fixture(scope="module")

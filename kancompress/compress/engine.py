@@ -336,6 +336,6 @@ def _distilled(source: KANModel, teacher: KANModel, run: _Run, prefix: str) -> K
         fit(meta, split, parameter_groups(meta, lr, lr_meta, lr_embed),
             options.train_config(options.distillation_epochs, options.patience), teacher=teacher, stop_when=enough)
     val = evaluate(meta, split.val_x, split.val_y)
-    run.record(CompressTrial(prefix + "distill", (), lr_meta or lr, options.distillation_epochs, payload_bytes(meta), val,
-                             run.within(val)))
+    run.record(CompressTrial(prefix + "distill", (), lr_meta or lr, options.distillation_epochs, payload_bytes(meta),
+                             val, run.within(val)))
     return meta

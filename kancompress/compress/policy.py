@@ -59,7 +59,7 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def reestimate_batchnorm(model: KANModel, x: torch.Tensor, batch_size: int = 256) -> bool:
+def reestimate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> bool:
     """Recompute every BatchNorm's running mean and variance from `x` (at most `BATCHNORM_SAMPLES` rows, evenly
     strided) as a cumulative average, the rest of the model unchanged: clustering moves the activations that the
     source's statistics describe. Returns whether the model has any BatchNorm."""

@@ -3,7 +3,8 @@ without fine-tuning anything.
 
 For every layer l, codebook size k and clustering (plain K-means, and data-aware where the layer has one:
 `weighting`), the layer alone is replaced by its clustered vectors (codebooks at their storage precision) and the
-task loss measured on a calibration slice of the training split: ΔL_l(k) = L(model with layer l clustered) − L(model).
+task loss measured on a calibration slice of the training split:
+ΔL_l(k) = L(model with layer l clustered) − L(model).
 The search then assumes the increases add up over layers (ΔL(k_1..k_L) ≈ Σ_l ΔL_l(k_l); a first-order model,
 HAWQ-style per-layer sensitivity measured directly) and that fine-tuning recovers more the smaller ΔL is; both are
 checked where it matters, by fine-tuning the candidates it picks (`engine`).

@@ -67,7 +67,8 @@ class Progress:
         return f"about {_clock(self.left_s)} left" if self.left_s is not None else "estimating time left"
 
     def describe(self) -> str:
-        return f"{self.method}: {self.stage} ({self.done} of ~{self.total}; {_clock(self.elapsed_s)}, {self.left_text()})"
+        where = f"{self.done} of ~{self.total}; {_clock(self.elapsed_s)}, {self.left_text()}"
+        return f"{self.method}: {self.stage} ({where})"
 
 
 def _clock(seconds: float) -> str:
