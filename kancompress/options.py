@@ -282,6 +282,7 @@ class CompressOptions:
         if not self.grid_counts or min(self.grid_counts) < 1:
             raise ConfigError("--grid-counts needs shared-grid counts >= 1, e.g. 1,4,16,64")
         object.__setattr__(self, "grid_counts", tuple(sorted(set(self.grid_counts))))
+        _check_choice("codebook dtype", self.codebook_dtype, ("auto", *CODEBOOK_DTYPES))
         _check_clustering("float32" if self.codebook_dtype == "auto" else self.codebook_dtype, self.index_coding,
                           self.kmeans, self.device)
 

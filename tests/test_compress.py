@@ -71,7 +71,12 @@ def test_compress_refuses_what_it_cannot_do(meta_checkpoint: Path, tmp_path: Pat
     path = save_checkpoint(clustered, tmp_path / "c.safetensors", provenance)
     with pytest.raises(Exception, match="already clustered"):
         api.compress(load_checkpoint(path), quick(1.0))
-    for bad in ({"max_drop": -1.0}, {"max_drop": 1.0, "ks": (1, 4)}, {"max_drop": 1.0, "lrs": ()}):
+    with pytest.raises(ConfigError, match="choose from: auto, float32"):
+        api.CompressOptions(max_drop=1.0, codebook_dtype="int4")
+    with pytest.raises(ConfigError, match="unknown search 'bogus'; choose from: fast, thorough"):
+        api.CompressOptions(max_drop=1.0, search="bogus")
+    for bad in ({"max_drop": -1.0}, {"max_drop": 1.0, "ks": (1, 4)}, {"max_drop": 1.0, "lrs": ()},
+                {"max_drop": 1.0, "search_steps": 0}):
         with pytest.raises(ConfigError):
             api.CompressOptions(**bad)  # type: ignore[arg-type]
 
