@@ -1,12 +1,13 @@
 """`train`'s defaults on small tables: the datasets scikit-learn ships, each written as a CSV and read the way a user
 would (`--data FILE.csv --target label`: a seeded 80/20 test split, then 10 % of the rest for validation), trained
-with nothing but `--hidden 16`, KAN and MetaKAN, before the step floor (50 epochs: one optimizer step each on 150
-rows) and with it (`--min-steps 2000`, the default when --epochs is not given), against scikit-learn's
-MLPClassifier/MLPRegressor and HistGradientBoosting* with their defaults on the same training rows; 3 seeds.
+with nothing but `--hidden 16`, KAN and MetaKAN (and 5 Feynman equations, 2,000 samples each, the same way),
+before the step floor (50 epochs: one optimizer step each on 150 rows) and with it (`--min-steps 2000`, the
+default when --epochs is not given), against scikit-learn's MLPClassifier/MLPRegressor and HistGradientBoosting*
+with their defaults on the same training rows; 3 seeds.
 
     python examples/bench_defaults.py            # prints the table; --write also writes examples/results/bench_defaults.md
 
-Classification: test accuracy (%); regression (diabetes): test MSE in the target's units. Means over seeds.
+Classification: test accuracy (%); regression (diabetes, Feynman): test MSE in the target's units. Means over seeds.
 """
 
 from __future__ import annotations
@@ -33,7 +34,19 @@ from kancompress.config import TrainConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETS = {"iris": datasets.load_iris, "wine": datasets.load_wine, "breast_cancer": datasets.load_breast_cancer,
-        "diabetes": datasets.load_diabetes}
+        "digits": datasets.load_digits, "diabetes": datasets.load_diabetes}
+FEYNMAN = ("I.6.20a", "I.8.4", "I.12.5", "I.13.4", "I.16.6")  # 2,000 samples each (kancompress.feynman), as a CSV
+
+
+def table(name: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(inputs, target, task) of a scikit-learn dataset or a Feynman equation ("feynman:I.8.4")."""
+    if name.startswith("feynman:"):
+        from kancompress.feynman import feynman_dataset
+
+        train_x, train_y, test_x, test_y = feynman_dataset(name.partition(":")[2], 1000, 1000)
+        return np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y]).reshape(-1), "regression"
+    bunch = SETS[name]()
+    return bunch.data, bunch.target, "regression" if name == "diabetes" else "classification"  # whole-number targets
 
 
 def score(task: str, predicted: np.ndarray, y: np.ndarray) -> float:
@@ -51,13 +64,12 @@ def main() -> None:
     warnings.filterwarnings("ignore", module="sklearn")  # convergence notes of the baselines' defaults
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for name, loader in SETS.items():
-            bunch = loader()
-            frame = pd.DataFrame(bunch.data, columns=[f"x{i}" for i in range(bunch.data.shape[1])])
-            frame["label"] = bunch.target
-            path = Path(scratch) / f"{name}.csv"
+        for name in [*SETS, *(f"feynman:{equation}" for equation in FEYNMAN)]:
+            inputs, target, task = table(name)
+            frame = pd.DataFrame(inputs, columns=[f"x{i}" for i in range(inputs.shape[1])])
+            frame["label"] = target
+            path = Path(scratch) / f"{name.replace(':', '-')}.csv"
             frame.to_csv(path, index=False)
-            task = "regression" if name == "diabetes" else "classification"  # diabetes' targets are whole numbers
             data = api.load_data(None, path, "label", task)
             results: dict[str, list[float]] = {}
             for seed in range(args.seeds):
@@ -86,7 +98,8 @@ def main() -> None:
              "mean ± std over seeds; baselines with scikit-learn's defaults on the same training rows (the "
              "validation rows included).", "", "| dataset | metric | variant | mean | std |",
              "| --- | --- | --- | ---: | ---: |"]
-    lines += [f"| {name} | {unit[task]} | {variant} | {mean:.2f} | {std:.2f} |" for name, task, variant, mean, std in rows]
+    lines += [f"| {name} | {unit[task]} | {variant} | {mean:.4g} | {std:.2g} |" if task == "regression" else
+              f"| {name} | {unit[task]} | {variant} | {mean:.2f} | {std:.2f} |" for name, task, variant, mean, std in rows]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
