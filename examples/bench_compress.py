@@ -122,10 +122,11 @@ def drop(task: str, source: dict[str, Any], result: dict[str, Any]) -> float:
 
 def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: float, max_drop: float
                ) -> dict[str, Any]:
-    started = time.monotonic()
+    source_test = api.evaluate_model(source)[1].to_json()  # before the clock starts
     row: dict[str, Any] = {"source": name, "train_s": round(train_s, 1), "search": search,
                            "source_bytes": Path(source.header.path).stat().st_size,
-                           "source_test": _headline(api.evaluate_model(source)[1].to_json())}
+                           "source_test": _headline(source_test)}
+    started = time.monotonic()
     try:
         small, provenance, trials = api.compress(source, api.CompressOptions(max_drop=max_drop, search=search))
     except KanCompressError as error:
@@ -134,7 +135,6 @@ def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: f
     seconds = time.monotonic() - started
     path = save_checkpoint(small, out / f"{name}-{search}.safetensors", api.lean_provenance(provenance), force=True)
     task = provenance["test"]["task"]
-    source_test = api.evaluate_model(source)[1].to_json()
     return {**row, "compress_s": round(seconds, 1), "ratio": round(seconds / train_s, 2), "bytes": path.stat().st_size,
             "method": provenance["method"], "k": provenance["k"], "codebook_dtype": provenance["codebook_dtype"],
             "trials": len(trials), "task": task, "val_drop": drop(task, provenance["source_val"], provenance["val"]),

@@ -16,9 +16,7 @@ import torch
 from kancompress.edges import CodebookEdges
 from kancompress.errors import ConfigError, FormatError
 from kancompress.models import KANModel, with_edges
-from kancompress.format.schema import INDEX_CODINGS
-from kancompress.options import KMEANS_BACKENDS
-from kancompress.quant import CODEBOOK_DTYPES
+from kancompress.options import KMEANS_BACKENDS, check_storage
 from kancompress.weighting import weighted_kmeans
 
 
@@ -210,7 +208,7 @@ class Clusterer:
     ):
         if model.kind == "clustered":
             raise FormatError("model is already clustered; cluster its dense or meta source instead")
-        _check_storage(codebook_dtype, index_coding)
+        check_storage(codebook_dtype, index_coding)
         self.model, self.seed, self.n_init, self.backend = model, seed, n_init, backend
         self.codebook_dtype, self.index_coding = codebook_dtype, index_coding
         self.vectors = model.edge_vectors()
@@ -252,17 +250,10 @@ def clustered_from_parts(
 ) -> KANModel:
     """The clustered model of `model` with layer l's (codebook, indices) = parts[l], codebooks snapped to their
     storage precision."""
-    _check_storage(codebook_dtype, index_coding)
+    check_storage(codebook_dtype, index_coding)
     edges = CodebookEdges([c for c, _ in parts], [i for _, i in parts], codebook_dtype, index_coding)
     edges.round_to_storage()
     return with_edges(model, edges, dataclasses.replace(model.config, meta=None))
-
-
-def _check_storage(codebook_dtype: str, index_coding: str) -> None:
-    if codebook_dtype not in CODEBOOK_DTYPES:
-        raise ConfigError(f"unknown codebook dtype {codebook_dtype!r}; choose from: {', '.join(CODEBOOK_DTYPES)}")
-    if index_coding not in INDEX_CODINGS:
-        raise ConfigError(f"unknown index coding {index_coding!r}; choose from: {', '.join(INDEX_CODINGS)}")
 
 
 def cluster_model(

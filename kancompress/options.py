@@ -44,10 +44,15 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {name} {value!r}; choose from: {', '.join(choices)}")
 
 
-def _check_clustering(codebook_dtype: str, index_coding: str, kmeans: str, device: str) -> None:
-    """The storage and K-means choices `cluster` and `compress` share."""
+def check_storage(codebook_dtype: str, index_coding: str) -> None:
+    """A clustered file's storage choices: a codebook dtype and an index coding."""
     _check_choice("codebook dtype", codebook_dtype, tuple(CODEBOOK_DTYPES))
     _check_choice("index coding", index_coding, INDEX_CODINGS)
+
+
+def _check_clustering(codebook_dtype: str, index_coding: str, kmeans: str, device: str) -> None:
+    """The storage and K-means choices `cluster` and `compress` share."""
+    check_storage(codebook_dtype, index_coding)
     _check_choice("K-means backend", kmeans, KMEANS_BACKENDS)
     _check_choice("device", device, DEVICES)
 

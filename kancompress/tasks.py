@@ -126,15 +126,18 @@ def metrics_from_sums(task: str, sums: torch.Tensor) -> Metrics:
                    r2=float(r2.mean()))
 
 
+def rank(metrics: Metrics) -> tuple[float, ...]:
+    """A sort key of validation results, the better first: classification by accuracy, ties by loss; regression
+    by loss."""
+    if metrics.task == "classification":
+        assert metrics.accuracy is not None
+        return (-metrics.accuracy, metrics.loss)
+    return (metrics.loss,)
+
+
 def better(candidate: Metrics, best: Metrics | None) -> bool:
     """Is `candidate` a better validation result than `best` (early stopping keeps the best epoch)?"""
-    if best is None:
-        return True
-    if candidate.task == "classification":
-        assert candidate.accuracy is not None and best.accuracy is not None
-        return candidate.accuracy > best.accuracy or (
-            candidate.accuracy == best.accuracy and candidate.loss < best.loss)
-    return candidate.loss < best.loss
+    return best is None or rank(candidate) < rank(best)
 
 
 def within_budget(candidate: Metrics, reference: Metrics, budget: float) -> bool:

@@ -16,7 +16,6 @@ like one outside the budget."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +32,6 @@ from kancompress.compress.policy import (
     PATIENCE_CHUNKS,
     chunks_for,
     finetuner,
-    has_batchnorm,
     reestimate_batchnorm,
 )
 from kancompress.compress.proxy import calibration, layer_choices
@@ -47,7 +45,7 @@ from kancompress.optim import default_finetune_lr, default_learning_rates, own_r
 from kancompress.config import TrainConfig
 from kancompress.options import GRID_BUDGET, CompressOptions, FinetuneOptions, default_meta
 from kancompress.regrid import has_adapted_grid, regrid, share_grids
-from kancompress.tasks import Metrics, better, budget_resolution_warning, within_budget
+from kancompress.tasks import Metrics, budget_resolution_warning, rank, within_budget
 from kancompress.train import evaluate, fit
 from kancompress.weighting import input_grams
 
@@ -88,8 +86,7 @@ class _Run:
     def prepared(self, model: KANModel) -> KANModel:
         """A freshly clustered model on the device, its BatchNorm statistics re-estimated on the training split."""
         model = model.to(self.target)
-        if has_batchnorm(model):
-            reestimate_batchnorm(model, self.split.train_x.to(self.target))
+        reestimate_batchnorm(model, self.split.train_x)
         return model
 
     def tuned(self, label: str, model: KANModel, lr: float, epochs: int, patience: int, search: bool = False
@@ -213,11 +210,8 @@ def _fast(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, Compr
     # continue while they improve, up to --epochs epochs, until within budget: a trial's few steps can fall just
     # short. Then (when none gets there) the accepted candidate is polished for FINAL_STEPS_FACTOR trials' steps.
     accepted = tried[high]
-    def closer(a: tuple[KANModel, CompressTrial], b: tuple[KANModel, CompressTrial]) -> int:
-        return -1 if better(a[1].val, b[1].val) else int(better(b[1].val, a[1].val))
-
     missed = sorted((pair for pair in tried.values() if not pair[1].within and pair[1].bytes < accepted[1].bytes),
-                    key=functools.cmp_to_key(closer))[: FINAL_CANDIDATES - 1]  # the best validation first
+                    key=lambda pair: rank(pair[1].val))[: FINAL_CANDIDATES - 1]  # the best validation first
     run.meter.plan(len(missed))
     longest = max(options.epochs * -(-split.train_x.shape[0] // options.batch_size),
                   FINAL_STEPS_FACTOR * options.search_steps)

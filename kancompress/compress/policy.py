@@ -54,15 +54,11 @@ def chunks_for(steps: int) -> int:
     return max(1, -(-steps // CHUNK_STEPS))
 
 
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
-
-
 @torch.no_grad()
 def reestimate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> bool:
     """Recompute every BatchNorm's running mean and variance from `x` (at most `BATCHNORM_SAMPLES` rows, evenly
-    strided) as a cumulative average, the rest of the model unchanged: clustering moves the activations that the
-    source's statistics describe. Returns whether the model has any BatchNorm."""
+    strided, moved to the model's device) as a cumulative average, the rest of the model unchanged: clustering
+    moves the activations that the source's statistics describe. Returns whether the model has any BatchNorm."""
     norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return False
@@ -76,8 +72,9 @@ def reestimate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 25
         model.eval()
         for norm in norms:
             norm.train()
+        device = next(model.parameters()).device
         for chunk in torch.split(x, batch_size):
-            model(chunk)
+            model(chunk.to(device))
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kancompress.tasks import Metrics, better
+from kancompress.tasks import Metrics, rank
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,8 @@ class CompressTrial:
 
 
 def best_trial(trials: Iterable[CompressTrial]) -> CompressTrial:
-    """The trial with the best validation metrics (`tasks.better`); the first of equals."""
-    best: CompressTrial | None = None
-    for trial in trials:
-        if best is None or better(trial.val, best.val):
-            best = trial
-    assert best is not None
-    return best
+    """The trial with the best validation metrics (`tasks.rank`); the first of equals."""
+    return min(trials, key=lambda trial: rank(trial.val))
 
 
 @dataclass(frozen=True)
