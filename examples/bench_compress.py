@@ -12,6 +12,9 @@ Sources (each trained here, timed, seed 0):
 - conv-digits: the paper's convolutional FastKAN (channels 32, 64, 128, 256; BatchNorms) on the bundled digits,
   15 epochs; also what re-estimating BatchNorm statistics after clustering changes (k = 16 everywhere, no
   fine-tuning: validation accuracy with the source's statistics and with re-estimated ones);
+- conv-fashion: the paper's convolutional KAN (B-spline KANConv, channels 32, 64, 128, 256; 13.9 MB) on the first
+  6,000 Fashion-MNIST training images (`--conv-subset`; a tenth held out for validation), 3 epochs; compressed with
+  the same subset. The process's peak resident memory is stated after training and after compressing;
 - feynman-I.8.4, feynman-I.13.4 (4 inputs each): pykan 0.2.8 `KAN(width=[4, 16, 16, 1], grid=5, k=3)` fitted by
   pykan's own `fit` (Adam, lr 1e-2, 2,000 steps, its grid updates on) on 1,000 samples of the equation, saved
   with `saveckpt`, imported with `kancompress import --data` (regression: the budget is a relative MSE increase
@@ -26,8 +29,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import io
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -39,6 +44,7 @@ import torch
 
 from kancompress import api
 from kancompress.config import TrainConfig
+from kancompress.data import Dataset
 from kancompress.errors import KanCompressError
 from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from kancompress.tasks import Metrics
@@ -46,7 +52,8 @@ from kancompress.tasks import Metrics
 RESULTS = Path(__file__).resolve().parent / "results"
 FASHION = ("kan", "kan-meta", "fastkan", "fastkan-meta", "gramkan", "gramkan-meta", "effkan-adapted")
 FEYNMAN = ("feynman-I.8.4", "feynman-I.13.4")
-SOURCES = (*FASHION, "conv-digits", *FEYNMAN)
+SOURCES = (*FASHION, "conv-digits", "conv-fashion", *FEYNMAN)
+CONV_EPOCHS = 3  # table2_fashion_mnist.py's CPU-sized run
 
 
 def train_fashion(out: Path, name: str) -> Path:
@@ -76,6 +83,23 @@ def train_conv(out: Path) -> Path:
     return save_checkpoint(result.model, out / "conv-digits.safetensors", result.provenance, force=True)
 
 
+def fashion_subset(images: int) -> Dataset:
+    data = api.load_data("fashion-mnist")
+    return dataclasses.replace(data, train_x=data.train_x[:images], train_y=data.train_y[:images])
+
+
+def train_conv_fashion(out: Path, data: Dataset) -> Path:
+    options = api.TrainOptions.build(model="kan", conv=True, dataset="fashion-mnist",
+                                     train=TrainConfig(epochs=CONV_EPOCHS, patience=CONV_EPOCHS))
+    result = api.train(options, data)
+    return save_checkpoint(result.model, out / "conv-fashion.safetensors", result.provenance, force=True)
+
+
+def peak_memory_mb() -> float:
+    """The process's peak resident set so far (Linux reports KiB), in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
 def train_pykan(out: Path, equation: str) -> Path:
     """pykan's own model and loop; the state and config it saves, imported with its data (what a pykan user has)."""
     import kan
@@ -97,9 +121,12 @@ def train_pykan(out: Path, equation: str) -> Path:
     return save_checkpoint(imported.model, out / f"feynman-{equation}.safetensors", imported.provenance, force=True)
 
 
-def trained(out: Path, name: str) -> tuple[Path, float]:
+def trained(out: Path, name: str, data: Dataset | None) -> tuple[Path, float]:
     started = time.monotonic()
-    if name == "effkan-adapted":
+    if name == "conv-fashion":
+        assert data is not None
+        path = train_conv_fashion(out, data)
+    elif name == "effkan-adapted":
         path = train_adapted(out)
     elif name == "conv-digits":
         path = train_conv(out)
@@ -120,25 +147,26 @@ def drop(task: str, source: dict[str, Any], result: dict[str, Any]) -> float:
     return after.mse / before.mse - 1
 
 
-def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: float, max_drop: float
-               ) -> dict[str, Any]:
-    source_test = api.evaluate_model(source)[1].to_json()  # before the clock starts
+def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: float, max_drop: float,
+               data: Dataset | None) -> dict[str, Any]:
+    source_test = api.evaluate_model(source, data)[1].to_json()  # before the clock starts
     row: dict[str, Any] = {"source": name, "train_s": round(train_s, 1), "search": search,
                            "source_bytes": Path(source.header.path).stat().st_size,
                            "source_test": _headline(source_test)}
     started = time.monotonic()
     try:
-        small, provenance, trials = api.compress(source, api.CompressOptions(max_drop=max_drop, search=search))
+        small, provenance, trials = api.compress(source, api.CompressOptions(max_drop=max_drop, search=search), data)
     except KanCompressError as error:
         print(f"{name} {search}: {error}", flush=True)
-        return {**row, "compress_s": round(time.monotonic() - started, 1), "bytes": None}
+        return {**row, "compress_s": round(time.monotonic() - started, 1), "bytes": None,
+                "peak_mb": round(peak_memory_mb())}
     seconds = time.monotonic() - started
     path = save_checkpoint(small, out / f"{name}-{search}.safetensors", api.lean_provenance(provenance), force=True)
     task = provenance["test"]["task"]
     return {**row, "compress_s": round(seconds, 1), "ratio": round(seconds / train_s, 2), "bytes": path.stat().st_size,
             "method": provenance["method"], "k": provenance["k"], "codebook_dtype": provenance["codebook_dtype"],
             "trials": len(trials), "task": task, "val_drop": drop(task, provenance["source_val"], provenance["val"]),
-            "test_drop": drop(task, source_test, provenance["test"])}
+            "test_drop": drop(task, source_test, provenance["test"]), "peak_mb": round(peak_memory_mb())}
 
 
 def _headline(metrics: dict[str, Any]) -> str:
@@ -172,22 +200,23 @@ def as_markdown(rows: list[dict[str, Any]], bn: dict[str, float] | None, command
         "points for classification, a relative MSE increase for regression, judged on each source's validation "
         "split; test drop only reported. Bytes: files on disk (the source as trained or imported; the compressed file "
         "with lean metadata). × train: compress time over the source's own training time, both measured in this "
-        "run on this machine.",
+        "run on this machine. Peak MB: the process's peak resident memory when that row finished (a high-water mark over "
+        "the whole run, so only a row that raises it measures itself; run a source alone to measure it).",
         "",
         "| source | test | bytes | train (s) | search | compress (s) | × train | bytes | method, k, codebooks "
-        "| trials | val drop | test drop |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| trials | val drop | test drop | peak MB |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         head = f"| {r['source']} | {r.get('source_test', '')} | {r.get('source_bytes', 0):,} | {r['train_s']:.0f} |"
         if r["bytes"] is None:
             lines.append(f"{head} {r['search']} | {r['compress_s']:.0f} | {r['compress_s'] / r['train_s']:.2f} | - | "
-                         "nothing within budget | | | |")
+                         f"nothing within budget | | | | {r.get('peak_mb', '')} |")
             continue
         unit = "" if r["task"] == "classification" else " (rel. MSE)"
         lines.append(f"{head} {r['search']} | {r['compress_s']:.0f} | {r['ratio']:.2f} | {r['bytes']:,} | "
                      f"{r['method']}, {r['k']}, {r['codebook_dtype']} | {r['trials']} | {r['val_drop']:+.3g}{unit} | "
-                     f"{r['test_drop']:+.3g}{unit} |")
+                     f"{r['test_drop']:+.3g}{unit} | {r.get('peak_mb', '')} |")
     if bn is not None:
         lines += ["", "BatchNorm statistics after clustering (conv-digits, k = 16 in every layer, no fine-tuning; "
                   "validation accuracy):", "",
@@ -211,6 +240,7 @@ def main() -> None:
     parser.add_argument("--thorough", default="", help="sources also compressed with --search thorough")
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-compress"))
+    parser.add_argument("--conv-subset", type=int, default=6000, help="conv-fashion: first N training images")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     chosen = [name for name in args.sources.split(",") if name]
@@ -223,13 +253,14 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     bn = None
     for name in chosen:
-        path, train_s = trained(args.out, name)
+        data = fashion_subset(args.conv_subset) if name == "conv-fashion" else None
+        path, train_s = trained(args.out, name, data)
         source = load_checkpoint(path)
-        print(f"{name}: trained in {train_s:.0f} s", flush=True)
+        print(f"{name}: trained in {train_s:.0f} s; peak memory so far {peak_memory_mb():,.0f} MB", flush=True)
         if name == "conv-digits":
             bn = batchnorm_effect(source)
         for search in ("fast", "thorough") if name in thorough else ("fast",):
-            rows.append(compressed(args.out, name, source, search, train_s, args.max_drop))
+            rows.append(compressed(args.out, name, source, search, train_s, args.max_drop, data))
             print(f"  {rows[-1]}", flush=True)
     command = "python examples/bench_compress.py " + " ".join(sys.argv[1:])
     text = as_markdown(rows, bn, command.strip(), time.monotonic() - started)

@@ -558,11 +558,11 @@ def import_checkpoint(
     return ImportResult(model, provenance, notes.lines, check)
 
 
-LEAN_PROVENANCE_KEYS: tuple[str, ...] = ("stage", "dataset", "data")
+LEAN_PROVENANCE_KEYS: tuple[str, ...] = ("dataset", "data")
 
 
 def lean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
-    """Only what later commands need (stage, dataset, a data file's path): for the smallest file, at the cost of
+    """Only what later commands need (the dataset, or a data file's path): for the smallest file, at the cost of
     the history."""
     return {key: provenance[key] for key in LEAN_PROVENANCE_KEYS if key in provenance}
 

@@ -73,7 +73,7 @@ Patience = Annotated[int, typer.Option("--patience", min=0, metavar="N",
                                        help="Stop after this many epochs without a better validation accuracy (0: never).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Training batch size.")]
 Lean = Annotated[bool, flag("--lean-metadata",
-                                    help="Keep only stage and dataset in the provenance (smallest file).")]
+                                    help="Keep only the dataset in the provenance (smallest file).")]
 Clusters = Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codebook size per layer.",
                                                  show_default="16; conv 256")]
 CodebookDtype = Annotated[str, typer.Option("--codebook-dtype",
@@ -404,7 +404,7 @@ def compress(
     plain_only: Annotated[bool, flag("--plain-only", help="Search with plain K-means only (by default also with K-means in the metric of each layer's output error on the training inputs).")] = False,
     grids: Annotated[str, typer.Option("--grids", help="Adapted per-input B-spline grids (from update_grid): share (each layer's fewest shared grids of --grid-counts within a fifth of the budget) | keep (store every input's grid) | regrid (one uniform grid per layer; experimental).")] = "share",
     grid_counts: Annotated[str, typer.Option("--grid-counts", help="Comma-separated shared-grid counts tried per layer with --grids share.")] = "1,4,16,64",
-    full_metadata: Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (every trial, the parent's history) instead of only stage and dataset.")] = False,
+    full_metadata: Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (every trial, the parent's history) instead of only the dataset.")] = False,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     data_file: DataFile = None,

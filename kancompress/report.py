@@ -103,8 +103,10 @@ def storage_report(header: Header, k: int = 16) -> StorageReport:
             entry = header.indices[layer]
             counts = list(entry.counts) if entry.counts is not None else None
             layers.append(_layer(layer, n, width, entry.k, entry.codebook_dtype, entry.coding, entry.bytes, counts))
-    edge_bytes = sum(t.nbytes for name, t in header.tensors.items() if name.startswith("edges."))
-    extras = {name: t.nbytes for name, t in header.tensors.items() if not name.startswith("edges.")}
+    models = header.stream_models  # v7: rANS counts stored beside their streams
+    edge_bytes = sum(t.nbytes + models.get(name, 0) for name, t in header.tensors.items() if name.startswith("edges."))
+    extras = {name: t.nbytes + models.get(name, 0) for name, t in header.tensors.items()
+              if not name.startswith("edges.")}
     extras_bytes = sum(extras.values())
     dense_bytes = sum(row.dense_bytes for row in layers) + extras_bytes
     clustered_bytes = sum(row.clustered_bytes for row in layers) + extras_bytes

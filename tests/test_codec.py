@@ -91,7 +91,9 @@ def _parts(path: Path) -> tuple[dict, dict]:
 
 @pytest.fixture
 def clustered_file(tmp_path: Path) -> Path:
-    return save_checkpoint(tiny_model("kan", "clustered"), tmp_path / "c.safetensors")
+    """A clustered file in the version-6 layout (a tensor per part): the checks of versions 1-6 (version 7's are
+    in test_lean.py)."""
+    return save_checkpoint(tiny_model("kan", "clustered"), tmp_path / "c.safetensors", lean=False)
 
 
 def test_refuses_missing_foreign_and_truncated_files(tmp_path: Path, clustered_file: Path) -> None:

@@ -89,7 +89,7 @@ def test_compress_cli_writes_once_and_reports(meta_checkpoint: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["bytes"] == out.stat().st_size and report["trials"] and report["warnings"] == []
-    assert load_checkpoint(out).header.provenance == {"stage": "compress", "dataset": "digits"}  # lean by default
+    assert load_checkpoint(out).header.provenance == {"dataset": "digits"}  # lean by default
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--force" in again.output
     table = runner.invoke(app, [*args, "--force", "--full-metadata"])

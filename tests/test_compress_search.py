@@ -138,7 +138,9 @@ def test_the_fast_search_returns_the_smallest_verified_candidate_within_budget(m
     *verified, final = trials
     assert final.ks == tuple(provenance["k"]) and final.val == val and payload_bytes(model) == final.bytes
     accepted = [trial for trial in verified if trial.within]
-    assert min(trial.bytes for trial in accepted) == final.bytes  # the smallest candidate within budget
+    rescued = [trial for trial in verified if not trial.within and (trial.ks, trial.bytes) == (final.ks, final.bytes)]
+    # the smallest candidate within budget, or a smaller near miss that its final fine-tuning brought within it
+    assert min(trial.bytes for trial in accepted) == final.bytes or rescued
     assert verified[0].ks == (16, 16)  # the frontier's largest point is verified first
     assert not any(trial.within and trial.bytes < final.bytes for trial in trials)
     assert [r.done for r in reports] == sorted(r.done for r in reports) and reports[-1].stage == "done"

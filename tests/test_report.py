@@ -61,13 +61,20 @@ def test_report_agrees_with_independent_reader(tmp_path: Path, model_name: str, 
     edges = [o * i for i, o in zip(widths[:-1], widths[1:])]
     assert [r.n for r in report.layers] == edges
     assert report.total_bytes == sum(nbytes.values())
-    assert report.extras_bytes == sum(v for name, v in nbytes.items() if not name.startswith("edges."))
-    if kind == "clustered":
-        for layer, entry in enumerate(json.loads(metadata["indices"])):
-            k, width = sizes[f"edges.layers.{layer}.codebook"]
-            assert (report.layers[layer].k, report.layers[layer].width) == (k, width) == (entry["k"], width)
-            assert sizes[f"edges.layers.{layer}.indices"] == [math.ceil(entry["n"] * entry["bits"] / 8)]
-            assert report.layers[layer].clustered_bytes == nbytes[f"edges.layers.{layer}.indices"] + k * width * 4
+    if kind != "clustered":
+        assert report.extras_bytes == sum(v for name, v in nbytes.items() if not name.startswith("edges."))
+        return
+    # Version 7: `codebooks` stacks the layers' codebooks; `payload` holds the index streams and the extras.
+    assert set(sizes) == {"codebooks", "payload"} and metadata["format_version"] == "7"
+    table = json.loads(metadata["indices"])  # per layer [k, coding, bytes]
+    assert report.extras_bytes == nbytes["payload"] - sum(entry[2] for entry in table)  # float32 codebooks: no scales
+    width = sizes["codebooks"][1]
+    assert sizes["codebooks"][0] == sum(entry[0] for entry in table)
+    for layer, (entry, n) in enumerate(zip(table, edges)):
+        k, coding, part = entry
+        assert (report.layers[layer].k, report.layers[layer].width) == (k, width) and coding == 0  # packed
+        assert part == math.ceil(n * math.ceil(math.log2(k)) / 8)
+        assert report.layers[layer].clustered_bytes == part + k * width * 4
 
 
 @pytest.mark.parametrize("k,dtype,b", [(5, "int8", 8), (5, "float16", 16), (3, "float32", 32), (16, "int8", 8)])

@@ -87,10 +87,15 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
             begin, end = (header.data_start + offset for offset in info.offsets)
             if f"{zlib.crc32(content[begin:end]):08x}" != header.tensor_checksums[name]:
                 raise FormatError(f"{path}: tensor {name!r} does not match its checksum; the file is damaged")
-    try:
-        tensors = load_bytes(content)
-    except (SafetensorError, ValueError) as exc:
-        raise FormatError(f"{path}: cannot read tensors ({exc})") from None
+    if header.data_crc is not None:  # v7: the file may have changed since its header was read
+        if f"{zlib.crc32(content[header.data_start:]):08x}" != header.data_crc:
+            raise FormatError(f"{path}: the tensor data do not match their checksum; the file is damaged")
+        tensors = _logical_tensors(header, content)
+    else:
+        try:
+            tensors = load_bytes(content)
+        except (SafetensorError, ValueError) as exc:
+            raise FormatError(f"{path}: cannot read tensors ({exc})") from None
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise FormatError(f"{path}: tensor {name!r} holds NaN or infinite values")
@@ -118,6 +123,17 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
         model.edges.index_coding = "context" if "context" in codings else "rans" if "rans" in codings else "packed"
     model.eval()
     return Checkpoint(model, header)
+
+
+def _logical_tensors(header: Header, content: bytes) -> dict[str, torch.Tensor]:
+    """A version-7 file's tensors in the version-6 layout, cut from the byte ranges its header worked out."""
+    dtypes = {name: dtype for dtype, name in _SAFETENSORS_DTYPES.items()}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, info in header.tensors.items():
+        begin, end = (header.data_start + offset for offset in info.offsets)
+        flat = torch.frombuffer(bytearray(content[begin:end]), dtype=dtypes[info.dtype])  # (numel,)
+        tensors[name] = flat.reshape(info.shape)
+    return tensors
 
 
 def _mismatch(model_names: set[str], file_names: set[str]) -> tuple[list[str], list[str]]:
@@ -190,13 +206,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
+def checkpoint_bytes(model: KANModel, provenance: dict[str, Any], lean: bool = True) -> bytes:
     """The file contents of `model` as a kancompress checkpoint.
 
     A clustered model is stored as its edge store says: codebooks at `codebook_dtype`, and each layer's indices
-    bit-packed, or coded as `index_coding` allows where that is smaller (`index_stream`).
+    bit-packed, or coded as `index_coding` allows where that is smaller (`index_stream`); in the version-7 lean
+    container unless `lean` is False (then a tensor per layer and part, as versions 2 to 6 store it, for readers
+    older than version 7).
     """
     state, table, grids = file_tensors(model)
+    if table and lean:
+        return lean_checkpoint_bytes(model, state, table, grids, provenance)
     metadata = {
         "format": FORMAT,
         "format_version": str(file_version(model.config, table, grids)),
@@ -211,10 +231,50 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any]) -> bytes:
     return safetensors_bytes(state, metadata, checksums=True)
 
 
+def lean_checkpoint_bytes(
+    model: KANModel, state: dict[str, torch.Tensor], table: list[IndexEntry], grids: list[IndexEntry | None] | None,
+    provenance: dict[str, Any],
+) -> bytes:
+    """A clustered model's file in the version-7 lean container (`format.lean`): its codebooks stacked into one
+    tensor, every other tensor's bytes (a rANS stream after its symbol counts) in one byte payload, a compact index
+    table and config, and one CRC-32 over the metadata and one over the data."""
+    from kancompress.format import lean
+
+    layers = len(table)
+    books = [state[name] for name in lean.codebook_names(layers)]
+    if len({book.dtype for book in books}) != 1:
+        raise RuntimeError("a version-7 file holds one codebook dtype for all layers")
+    codebooks = torch.cat(books)  # (sum of k_l, |w|)
+    streams = {edge_tensor_names(layer)[2]: entry for layer, entry in enumerate(table)}
+    streams.update({grid_tensor_names(layer)[2]: entry for layer, entry in enumerate(grids or ()) if entry is not None})
+    prefixes = {name: lean.model_prefix(entry) for name, entry in streams.items()}
+    declared = declared_tensors(model.config, model.kind, table, grids)
+    payload = b"".join(prefixes.get(name, b"") + tensor_bytes(state[name])
+                       for name, _, _ in lean.payload_layout(declared, {n: len(p) for n, p in prefixes.items()}))
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(lean.LEAN_VERSION),  # (no "kind": a version-7 file is clustered)
+        "model": canonical_json(lean.compact_config(model.config.to_dict())),
+        "provenance": canonical_json(provenance),
+        "indices": canonical_json([lean.compact_entry(entry) for entry in table]),
+    }
+    if grids is not None:
+        metadata["grids"] = canonical_json([lean.compact_entry(entry) if entry is not None else None
+                                            for entry in grids])
+    data_crc = zlib.crc32(tensor_bytes(codebooks) + payload)  # the data section: tensors in name order
+    metadata["crc"] = f"{metadata_checksum(metadata)}{data_crc:08x}"
+    tensors = {lean.CODEBOOKS: codebooks, lean.PAYLOAD: torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    return safetensors_bytes(tensors, metadata)
+
+
 def payload_bytes(model: KANModel) -> int:
-    """Tensor bytes the checkpoint of `model` would hold (what `inspect` reports as total_bytes)."""
-    state, _, _ = file_tensors(model)
-    return sum(t.numel() * t.element_size() for t in state.values())
+    """Bytes of the data section the checkpoint of `model` would hold: its tensors, and in a (version-7) clustered
+    file the rANS streams' symbol counts stored beside them (what `inspect` reports as total_bytes)."""
+    from kancompress.format.lean import model_prefix
+
+    state, table, grids = file_tensors(model)
+    models = sum(len(model_prefix(entry)) for entry in [*table, *(grids or ())] if entry is not None)
+    return sum(t.numel() * t.element_size() for t in state.values()) + models
 
 
 def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEntry], list[IndexEntry | None] | None]:
@@ -259,17 +319,23 @@ def layer_bytes(
     codebook: torch.Tensor, indices: torch.Tensor, k: int, codebook_dtype: str, index_coding: str,
     edge_shape: tuple[int, ...],
 ) -> int:
-    """Bytes one clustered layer adds to a file: its tensors and its index-table entry (`layer_streams`)."""
-    stream, entry, stored, scale = layer_streams(codebook, indices, k, codebook_dtype, index_coding, edge_shape)
+    """Bytes one clustered layer adds to a (version-7) file: its codebook and int8 scale, its index stream with its
+    model and its index-table entry (`layer_streams`)."""
+    from kancompress.format.lean import entry_bytes
+
+    _, entry, stored, scale = layer_streams(codebook, indices, k, codebook_dtype, index_coding, edge_shape)
     tensors = stored.numel() * stored.element_size() + (scale.numel() * scale.element_size() if scale is not None
                                                         else 0)
-    return len(stream) + tensors + len(canonical_json(entry.to_json()))
+    return tensors + entry_bytes(entry)
 
 
 def _store_repeated_grids(state: dict[str, torch.Tensor], layers: int) -> list[IndexEntry | None] | None:
+
     """Each layer whose stored grid has repeated rows, stored as its distinct rows and an index per input where
     that is smaller (in `state`, in place); the grid table, None when no layer gains (the file then keeps the
     version it would have without shared grids)."""
+    from kancompress.format.lean import entry_bytes
+
     grids: list[IndexEntry | None] = []
     for layer in range(layers):
         whole, rows_name, index_name = grid_tensor_names(layer)
@@ -279,7 +345,7 @@ def _store_repeated_grids(state: dict[str, torch.Tensor], layers: int) -> list[I
             grids.append(None)
             continue
         stream, entry = index_stream(index, rows.shape[0], "context", (1, grid.shape[0]))
-        if rows.numel() * 4 + len(stream) + len(canonical_json(entry.to_json())) >= grid.numel() * 4:
+        if rows.numel() * 4 + entry_bytes(entry) >= grid.numel() * 4:
             grids.append(None)
             continue
         del state[whole]
@@ -304,8 +370,10 @@ def index_stream(indices: torch.Tensor, k: int, coding: str, edge_shape: tuple[i
     """One layer's index stream and its table entry (codebook dtype left at float32 for the caller to set).
 
     "packed": fixed-width bits. "rans": rANS where that is smaller. "context": the smallest of packed, rANS and
-    context coding at each of `context_rows`, counting what the table entry adds (rANS and packed list the k
-    counts; a context-coded entry has a row instead)."""
+    context coding at each of `context_rows`, counting what the version-7 file adds besides the stream (a rANS
+    stream's k symbol counts, the table entry; `lean.entry_bytes`)."""
+    from kancompress.format.lean import entry_bytes
+
     n = indices.numel()
     counts = tuple(torch.bincount(indices, minlength=k).tolist())
     options = [(pack_bits(indices, index_bits(k)).numpy().tobytes(), IndexEntry.packed(n, k, counts))]
@@ -318,10 +386,7 @@ def index_stream(indices: torch.Tensor, k: int, coding: str, edge_shape: tuple[i
             coded = context_encode(symbols, k, row)
             options.append((coded, IndexEntry(n, k, index_bits(k), "context", None, len(coded), row=row)))
 
-    def cost(option: tuple[bytes, IndexEntry]) -> int:
-        return len(option[0]) + len(canonical_json(option[1].to_json()))
-
-    return min(options, key=cost)
+    return min(options, key=lambda option: entry_bytes(option[1]))
 
 
 def save_checkpoint(
@@ -330,10 +395,12 @@ def save_checkpoint(
     provenance: dict[str, Any] | None = None,
     force: bool = False,
     inputs: tuple[PathLike, ...] = (),
+    lean: bool = True,
 ) -> Path:
-    """Save `model` as a kancompress checkpoint, atomically; never overwrites without `force`."""
+    """Save `model` as a kancompress checkpoint, atomically; never overwrites without `force` (`lean`:
+    `checkpoint_bytes`)."""
     out = check_output(path, force, inputs)
-    write_atomic(out, checkpoint_bytes(model, provenance or {}))
+    write_atomic(out, checkpoint_bytes(model, provenance or {}, lean))
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,18 @@ from kancompress.entropy import CONTEXT_MAX_K
 from kancompress.errors import ConfigError, FormatError
 from kancompress.format.bits import index_bits, packed_length
 from kancompress.format.files import PathLike
+from kancompress.format.lean import (
+    CODEBOOKS,
+    LEAN_VERSION,
+    PAYLOAD,
+    STORAGE_DTYPES,
+    expand_config,
+    model_prefix,
+    parse_entry,
+    payload_layout,
+    payload_size,
+    read_varints,
+)
 from kancompress.format.schema import (
     CODEBOOK_DTYPES,
     FILE_CODINGS,
@@ -50,6 +63,18 @@ class Header:
     tensor_checksums: dict[str, str] | None = None  # CRC-32 per tensor (None: a file from before checksums)
     data_start: int = 0  # byte offset of the data section in the file
     grids: list[IndexEntry | None] | None = None  # v5: per layer, how its grid is stored as shared rows (or None)
+    data_crc: str | None = None  # v7: CRC-32 of the whole data section (verified on reading, again on loading)
+
+    @property
+    def stream_models(self) -> dict[str, int]:
+        """Version 7: the bytes of each rANS stream's symbol counts, stored in the payload before the stream (named
+        by its tensor); older versions keep them in the header."""
+        if self.version < LEAN_VERSION:
+            return {}
+        streams = {f"edges.layers.{layer}.indices": entry for layer, entry in enumerate(self.indices)}
+        streams.update({f"layers.{layer}.basis.grid_index": entry for layer, entry in enumerate(self.grids or ())
+                        if entry is not None})
+        return {name: len(model_prefix(entry)) for name, entry in streams.items() if entry.coding == "rans"}
 
     @property
     def ks(self) -> list[int] | None:
@@ -71,7 +96,6 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     if unknown:
         raise FormatError(f"{path}: unknown metadata entry {unknown[0]!r}; the file is damaged or from a newer "
                           "kancompress")
-    tensor_checksums = _checksums(path, meta, raw)
     text = meta.get("format_version", "")
     if not (text.isascii() and text.isdigit()) or len(text) > 6:
         raise FormatError(f"{path}: invalid format_version {text!r}")
@@ -81,12 +105,17 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
                           f"({FORMAT_VERSION}); upgrade kancompress")
     if version < 1:
         raise FormatError(f"{path}: invalid format_version {text!r}")
-    kind = meta.get("kind")
+    wrong = "checksums" if version >= LEAN_VERSION else "crc"
+    if wrong in meta:
+        raise FormatError(f"{path}: unknown metadata entry {wrong!r} for format version {version}; the file is damaged")
+    tensor_checksums = _checksums(path, meta, raw)
+    kind = meta.get("kind", "clustered" if version >= LEAN_VERSION else None)  # v7 writes it only if not clustered
     if kind not in KINDS:
         raise FormatError(f"{path}: unknown checkpoint kind {kind!r}; expected one of {', '.join(KINDS)}")
     try:
-        config = ModelConfig.from_dict(_json_field(path, meta, "model"))
-    except ConfigError as exc:
+        model_json = _json_field(path, meta, "model")
+        config = ModelConfig.from_dict(expand_config(model_json) if version >= LEAN_VERSION else model_json)
+    except (ConfigError, ValueError) as exc:
         raise FormatError(f"{path}: invalid model config: {exc}") from None
     provenance = _json_field(path, meta, "provenance") if "provenance" in meta else {}
     if not isinstance(provenance, dict):
@@ -98,6 +127,12 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
         raise FormatError(f"{path}: a format version {version} file cannot hold {what} (that needs version {needed})")
     if (kind == "meta") != (config.meta is not None):
         raise FormatError(f"{path}: kind {kind!r} does not match the model config's meta-learner setting")
+    if version >= LEAN_VERSION:
+        if kind != "clustered":
+            raise FormatError(f"{path}: a format version {version} file holds a clustered model, not {kind!r}")
+        table, grid_table, logical, data_crc = _lean_layout(path, meta, raw, config, 8 + header_length, size)
+        return Header(path, kind, config, provenance, logical, table, size, version, None, 8 + header_length,
+                      grid_table, data_crc)
     indices: list[IndexEntry] = []
     if kind == "clustered":
         indices = _index_table(path, _json_field(path, meta, "indices"), config, version)
@@ -214,6 +249,129 @@ def _checksums(path: Path, meta: dict[str, str], raw: dict[str, Any]) -> dict[st
     if set(table["tensors"]) != names:
         raise FormatError(f"{path}: the checksums do not list the file's tensors; the file is damaged")
     return dict(table["tensors"])
+
+
+def _lean_layout(
+    path: Path, meta: dict[str, str], raw: dict[str, Any], config: ModelConfig, data_start: int, size: int
+) -> tuple[list[IndexEntry], list[IndexEntry | None] | None, dict[str, TensorInfo], str]:
+    """A version-7 file (`format.lean`) checked and unfolded: its index table, grid table, the version-6 tensors
+    with their byte ranges in the data section, and the data CRC. The whole data section is read and checked
+    against its CRC first: the rANS symbol counts read here come from verified bytes."""
+    crc = meta.get("crc")
+    if not isinstance(crc, str) or len(crc) != 16 or not all(c in "0123456789abcdef" for c in crc):
+        raise FormatError(f"{path}: metadata field 'crc' is missing or malformed")
+    if crc[:8] != metadata_checksum(meta):
+        raise FormatError(f"{path}: the metadata do not match their checksum; the file is damaged")
+    physical = {name: entry for name, entry in raw.items() if name != "__metadata__"}
+    if set(physical) != {CODEBOOKS, PAYLOAD}:
+        raise FormatError(f"{path}: a format version 7 file holds exactly the tensors {CODEBOOKS!r} and {PAYLOAD!r}")
+    books, payload = physical[CODEBOOKS], physical[PAYLOAD]
+    if books["dtype"] not in STORAGE_DTYPES or len(books["shape"]) != 2:
+        raise FormatError(f"{path}: tensor {CODEBOOKS!r} must be a 2-D F32, F16, BF16 or I8 tensor")
+    if payload["dtype"] != "U8" or len(payload["shape"]) != 1:
+        raise FormatError(f"{path}: tensor {PAYLOAD!r} must be a 1-D U8 tensor")
+    try:
+        with path.open("rb") as handle:
+            handle.seek(data_start)
+            data = handle.read(size - data_start)
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+    if f"{zlib.crc32(data):08x}" != crc[8:]:
+        raise FormatError(f"{path}: the tensor data do not match their checksum; the file is damaged")
+    begin, end = payload["data_offsets"]
+    payload_bytes = data[begin:end]
+    dtype = STORAGE_DTYPES[books["dtype"]]
+    streams = _lean_streams(path, meta, config)
+    # The part sizes place every stream; a rANS part starts with its k symbol counts, which give the stream's size.
+    provisional = {name: IndexEntry(n, k, index_bits(k), coding, None, part, dtype, row)
+                   for name, (n, k, coding, part, row) in streams.items()}
+    starts = {name: start for name, start, _ in payload_layout(_lean_declared(config, provisional), {})}
+    entries: dict[str, IndexEntry] = {}
+    prefixes: dict[str, int] = {}
+    for name, (n, k, coding, part, row) in streams.items():
+        counts: tuple[int, ...] | None = None
+        stream = part
+        if coding == "rans":
+            try:
+                values, used = read_varints(payload_bytes[starts[name]:starts[name] + part], k)
+            except ValueError as exc:
+                raise FormatError(f"{path}: {name}: {exc}") from None
+            if sum(values) != n or used >= part:
+                raise FormatError(f"{path}: {name}: 'counts' must be {k} non-negative integers summing to {n}")
+            counts, stream, prefixes[name] = tuple(values), part - used, used
+        elif coding == "packed" and part != packed_length(n, index_bits(k)):
+            raise FormatError(f"{path}: {name}: packed indices take {packed_length(n, index_bits(k))} bytes, the table "
+                              f"says {part}")
+        entries[name] = IndexEntry(n, k, index_bits(k), coding, counts, stream,
+                                   dtype if name.startswith("edges.") else "float32", row)
+    declared = _lean_declared(config, entries)
+    if end - begin != payload_size(declared, prefixes):
+        raise FormatError(f"{path}: tensor {PAYLOAD!r} holds {end - begin} bytes, its layout needs "
+                          f"{payload_size(declared, prefixes)}")
+    table = [entries[name] for name in entries if name.startswith("edges.")]
+    rows = sum(entry.k for entry in table)
+    if books["shape"] != [rows, config.edge_width]:
+        raise FormatError(f"{path}: tensor {CODEBOOKS!r} has shape {books['shape']}, expected "
+                          f"{[rows, config.edge_width]}")
+    logical: dict[str, TensorInfo] = {}
+    row_bytes = config.edge_width * ITEM_BYTES[books["dtype"]]
+    first = books["data_offsets"][0]
+    for layer, entry in enumerate(table):
+        info = declared[f"edges.layers.{layer}.codebook"]
+        logical[f"edges.layers.{layer}.codebook"] = TensorInfo(info.dtype, info.shape, (first, first + info.nbytes))
+        first += entry.k * row_bytes
+    for name, start, _ in payload_layout(declared, prefixes):
+        info = declared[name]
+        logical[name] = TensorInfo(info.dtype, info.shape, (begin + start, begin + start + info.nbytes))
+    grid_names = [name for name in entries if not name.startswith("edges.")]
+    grids = ([entries.get(f"layers.{layer}.basis.grid_index") for layer in range(len(config.layer_shapes))]
+             if "grids" in meta else None)
+    assert grids is None or sum(entry is not None for entry in grids) == len(grid_names)
+    return table, grids, logical, crc[8:]
+
+
+def _lean_streams(path: Path, meta: dict[str, str], config: ModelConfig
+                  ) -> dict[str, tuple[int, int, str, int, int | None]]:
+    """The v7 index and grid tables: per stream tensor, (n, k, coding, part bytes, row)."""
+    table = _json_field(path, meta, "indices")
+    edges = config.num_edges
+    if not isinstance(table, list) or len(table) != len(edges):
+        raise FormatError(f"{path}: metadata 'indices' must list one entry per layer ({len(edges)})")
+    streams: dict[str, tuple[int, int, str, int, int | None]] = {}
+    try:
+        for layer, (entry, n) in enumerate(zip(table, edges)):
+            streams[f"edges.layers.{layer}.indices"] = _lean_entry(f"layer {layer}", entry, n, 2)
+        if "grids" in meta:
+            grids = _json_field(path, meta, "grids")
+            shapes = config.layer_shapes
+            if not config.basis.stored_grid:
+                raise ValueError("metadata 'grids' is only for models with stored (adapted) grids")
+            if not isinstance(grids, list) or len(grids) != len(shapes) or all(entry is None for entry in grids):
+                raise ValueError(f"metadata 'grids' must list one entry (or null) per layer ({len(shapes)}), "
+                                 "at least one not null")
+            for layer, (entry, (_, inputs)) in enumerate(zip(grids, shapes)):
+                if entry is not None:
+                    streams[f"layers.{layer}.basis.grid_index"] = _lean_entry(f"layer {layer}'s grid index", entry,
+                                                                              inputs, 1)
+    except ValueError as exc:
+        raise FormatError(f"{path}: {exc}") from None
+    return streams
+
+
+def _lean_entry(what: str, entry: Any, n: int, min_k: int) -> tuple[int, int, str, int, int | None]:
+    k, coding, part, row = parse_entry(what, entry, n, min_k, min(n, MAX_K))
+    if coding == "context" and not 2 <= k <= CONTEXT_MAX_K:
+        raise ValueError(f"{what}: context coding holds 2 <= k <= {CONTEXT_MAX_K}, not {k}")
+    return n, k, coding, part, row
+
+
+def _lean_declared(config: ModelConfig, entries: dict[str, IndexEntry]) -> dict[str, TensorInfo]:
+    """The version-6 tensors of a clustered file with these index (and grid-index) entries."""
+    table = [entry for name, entry in entries.items() if name.startswith("edges.")]
+    grids = None
+    if any(not name.startswith("edges.") for name in entries):
+        grids = [entries.get(f"layers.{layer}.basis.grid_index") for layer in range(len(config.layer_shapes))]
+    return declared_tensors(config, "clustered", table, grids)
 
 
 def _check_entry(path: Path, name: str, entry: Any, data_size: int) -> None:

@@ -4,7 +4,10 @@ Layout (safetensors)
 --------------------
 `__metadata__` (str -> str), keys in this order:
     format          "kancompress"
-    format_version  "6" for models with LayerNorms placed in the stack (`layer_norms`), a `basis_norm` override,
+    format_version  "7" for clustered files: the lean container (`format.lean`: two tensors, `codebooks` and a byte
+                    `payload` holding the tensors below, a compact index table and config, one `crc` for the
+                    metadata and one for the data); for dense and meta files:
+                    "6" for models with LayerNorms placed in the stack (`layer_norms`), a `basis_norm` override,
                     multiplication nodes (`mult_nodes`, `mult_arity`) or a basis added with it (fourierkan, wavkan:
                     `layers.{l}.output_bn.*`, `node_{scale,bias}` below), else
                     "5" for files that store a layer's adapted grids as shared rows ("grids" below), else
@@ -33,7 +36,8 @@ Layout (safetensors)
                     makes the grids of a layer few)
 JSON values are written with sorted keys and no spaces, so the same model and provenance give the same bytes.
 
-Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each:
+Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each (a version-7 file stores the same
+tensors packed into two, `format.lean`; reading it gives this layout back):
     dense       edges.vectors.{l}                       F32 (n_l, |w|)
     meta        edges.learners.{j}.hidden.{weight,bias}  F32 (hidden, d_emb), (hidden,)
                 edges.learners.{j}.out.{weight,bias}     F32 (|w|, hidden), (|w|,)   (j: one, or one per layer)
@@ -75,21 +79,21 @@ from kancompress.config import ModelConfig
 from kancompress.format.bits import index_bits, packed_length
 
 FORMAT = "kancompress"
-FORMAT_VERSION = 6  # the newest version this package reads and writes; v1 to v5 files stay readable
-READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+FORMAT_VERSION = 7  # the newest version this package reads and writes; v1 to v6 files stay readable
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
 KINDS: tuple[str, ...] = ("dense", "meta", "clustered")
 # What a writer may be asked for: rans = rANS where smaller than packed; context = per layer the smallest of packed,
 # rANS and context coding (the last only for k <= entropy.CONTEXT_MAX_K).
 INDEX_CODINGS: tuple[str, ...] = ("packed", "rans", "context")
 FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans"), 3: ("packed", "rans"),
                                             4: ("packed", "rans", "context"), 5: ("packed", "rans", "context"),
-                                            6: ("packed", "rans", "context")}
+                                            6: ("packed", "rans", "context"), 7: ("packed", "rans", "context")}
 CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
 CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}  # b of paper Eq. 10
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
 MAX_K = 1 << 16  # largest codebook: indices of at most 16 bits
 METADATA_KEYS: tuple[str, ...] = ("format", "format_version", "kind", "model", "provenance", "indices", "grids",
-                                  "checksums")
+                                  "checksums", "crc")
 MAX_JSON_DEPTH = 64  # deeper nesting in a header's JSON is refused (a crafted file could exhaust the stack)
 
 ITEM_BYTES: dict[str, int] = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1,
@@ -133,11 +137,12 @@ class IndexEntry:
 
 
 def metadata_checksum(metadata: dict[str, str]) -> str:
-    """CRC-32 (8 hex digits) of every metadata entry but the checksums themselves, in canonical JSON."""
+    """CRC-32 (8 hex digits) of every metadata entry but the checksums themselves (`checksums`, v7 `crc`), in
+    canonical JSON."""
     import json
     import zlib
 
-    covered = {key: value for key, value in sorted(metadata.items()) if key != "checksums"}
+    covered = {key: value for key, value in sorted(metadata.items()) if key not in ("checksums", "crc")}
     return f"{zlib.crc32(json.dumps(covered, separators=(',', ':')).encode()):08x}"
 
 
@@ -162,7 +167,8 @@ def v6_features(config: ModelConfig) -> list[str]:
 
 def file_version(config: ModelConfig, table: list[IndexEntry] | None = None,
                  grids: list[IndexEntry | None] | None = None) -> int:
-    """The format version a writer stamps: the oldest that holds this config, index table and grid table."""
+    """The format version a writer stamps on a file with a tensor per part (dense, meta, and clustered files not
+    in the version-7 lean container): the oldest that holds this config, index table and grid table."""
     if grids and any(entry is not None for entry in grids):
         return max(5, required_version(config))
     return 4 if table and any(entry.coding == "context" for entry in table) else required_version(config)
