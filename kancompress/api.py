@@ -562,9 +562,12 @@ LEAN_PROVENANCE_KEYS: tuple[str, ...] = ("dataset", "data")
 
 
 def lean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
-    """Only what later commands need (the dataset, or a data file's path): for the smallest file, at the cost of
-    the history."""
-    return {key: provenance[key] for key in LEAN_PROVENANCE_KEYS if key in provenance}
+    """Only what later commands need (the dataset, or a data file's path, without the options left unset): for the
+    smallest file, at the cost of the history."""
+    lean = {key: provenance[key] for key in LEAN_PROVENANCE_KEYS if key in provenance}
+    if isinstance(lean.get("data"), dict):
+        lean["data"] = {key: value for key, value in lean["data"].items() if value is not None}
+    return lean
 
 
 def export_checkpoint(checkpoint: Checkpoint, library: str) -> dict[str, torch.Tensor]:

@@ -297,3 +297,12 @@ def test_compact_config_round_trips_and_its_defaults_are_frozen() -> None:
         compact = compact_config(config.to_dict())
         assert ModelConfig.from_dict(expand_config(json.loads(json.dumps(compact)))) == config
     assert json.dumps(compact_config(configs[1].to_dict())) == '{"model": "gramkan", "widths": [784, 32, 10]}'
+
+
+def test_lean_provenance_keeps_what_later_commands_need() -> None:
+    from kancompress import api
+
+    full = {"stage": "compress", "dataset": "file:x.csv", "trials": [{"k": [4, 4]}], "seed": 0,
+            "data": {"file": "/data/x.csv", "target": "y", "task": None}}
+    assert api.lean_provenance(full) == {"dataset": "file:x.csv", "data": {"file": "/data/x.csv", "target": "y"}}
+    assert api.lean_provenance({"stage": "cluster", "dataset": "digits"}) == {"dataset": "digits"}
