@@ -309,6 +309,7 @@ def finetune(
         history = fit(model, split, parameter_groups(model, lr), options.train, on_batch, on_epoch, on_state,
                       resume, augment, keep_start=True)
     edges.round_to_storage()
+    model.round_extras()
     test = evaluate(model, data.test_x, data.test_y)
     parent = checkpoint.header.provenance if isinstance(checkpoint, Checkpoint) else {}
     extra = {"lr": lr, "reassigned_per_epoch": moved if reassign_from is not None else None,

@@ -82,10 +82,26 @@ class KANModel(nn.Module):
         self.codebook_forward: CodebookForward | None = None
         if isinstance(edges, CodebookEdges) and self.head is None:
             self.codebook_forward = CodebookForward(edges)
+        # Precision the extras (norms, biases, grids, the conv head: every float tensor outside `edges`) are stored
+        # at: "float32", or "float16" (format 7, clustered files; `round_extras` makes the model compute it).
+        self.extras_dtype = "float32"
 
     @property
     def kind(self) -> str:
         return self.edges.kind
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        """The floating-point tensors of the state_dict outside the edge store (they share the model's storage)."""
+        return {name: tensor for name, tensor in self.state_dict().items()
+                if not name.startswith("edges.") and tensor.is_floating_point()}
+
+    def round_extras(self) -> None:
+        """Snap the extras to `extras_dtype`, so the model computes what its file will hold."""
+        if self.extras_dtype == "float32":
+            return
+        with torch.no_grad():
+            for tensor in self.extras().values():
+                tensor.copy_(tensor.to(torch.float16).float())
 
     def set_fc_forward(self, mode: str) -> None:
         """How clustered fully-connected layers run inference: "auto" (the fastest, measured), "decode",

@@ -190,3 +190,21 @@ def test_a_layer_with_few_edges_may_keep_every_edge_its_own_vector() -> None:
     assert candidate_ks(ks, 16) == [2, 4, 8, 16]
     assert candidate_ks(ks, 320) == [2, 4, 8, 16]  # more edges: only the sizes asked for
     assert candidate_ks((4, 8), 3) == [3] and candidate_ks((4,), 2) == [2]
+
+
+def test_extras_are_stored_at_float16_when_validation_allows(tmp_path: Path) -> None:
+    """A FastKAN's LayerNorms, biases and base weights outside the codebooks: float16 when the budget allows
+    (`engine._half_extras`), float32 when float32 codebooks are asked for."""
+    result = api.train(api.TrainOptions.build(model="fastkan", meta=True, hidden=(8,), train=TrainConfig(epochs=3)))
+    source = load_checkpoint(save_checkpoint(result.model, tmp_path / "fastkan.safetensors", result.provenance))
+    options = api.CompressOptions(max_drop=5.0, ks=(4, 8), search_steps=50, methods=("cluster",))
+    model, provenance, trials = api.compress(source, options)
+    assert model.extras_dtype == "float16" and trials[-1].method.endswith(", float16 extras")
+    assert trials[-1].bytes == payload_bytes(model) < trials[-2].bytes
+    path = save_checkpoint(model, tmp_path / "small.safetensors", provenance)
+    loaded = load_checkpoint(path)
+    assert loaded.model.extras_dtype == "float16"
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor.cpu()), name
+    exact, _, _ = api.compress(source, dataclasses.replace(options, codebook_dtype="float32"))
+    assert exact.extras_dtype == "float32"

@@ -36,6 +36,7 @@ from kancompress.format.lean import (
 )
 from kancompress.format.schema import metadata_checksum
 from kancompress.models import KANModel, build_model
+from kancompress.report import storage_report
 
 
 def clustered(model_name: str, widths: tuple[int, ...], ks: list[int], coding: str, dtype: str,
@@ -306,3 +307,47 @@ def test_lean_provenance_keeps_what_later_commands_need() -> None:
             "data": {"file": "/data/x.csv", "target": "y", "task": None}}
     assert api.lean_provenance(full) == {"dataset": "file:x.csv", "data": {"file": "/data/x.csv", "target": "y"}}
     assert api.lean_provenance({"stage": "cluster", "dataset": "digits"}) == {"dataset": "digits"}
+
+
+@pytest.mark.parametrize("model_name", ["fastkan", "gramkan", "wavkan"])
+def test_float16_extras_round_trip_and_halve_their_bytes(tmp_path: Path, model_name: str) -> None:
+    model = clustered(model_name, (30, 8, 3), [8, 4], "context", "int8")
+    extras = sum(t.numel() for t in model.extras().values())
+    assert extras > 0
+    full = save_checkpoint(model, tmp_path / "full.safetensors", {})
+    model.extras_dtype = "float16"
+    model.round_extras()
+    half = save_checkpoint(model, tmp_path / "half.safetensors", {})
+    metadata = parts(half)[1]
+    assert metadata["extras"] == "float16" and "extras" not in parts(full)[1]
+    full_data = full.stat().st_size - read_header(full).data_start
+    half_data = half.stat().st_size - read_header(half).data_start
+    assert full_data - half_data == 2 * extras
+    loaded = load_checkpoint(half)
+    assert loaded.model.extras_dtype == "float16" and loaded.header.extras_dtype == "float16"
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
+    assert storage_report(loaded.header).total_bytes == half_data
+    x = torch.rand(4, 30) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+
+
+def test_float16_extras_are_refused_where_they_do_not_belong(lean_file: Path, tmp_path: Path) -> None:
+    crafted(lean_file, extras="bfloat16")
+    with pytest.raises(FormatError, match="'extras' must be"):
+        read_header(lean_file)
+    legacy = save_checkpoint(clustered("fastkan", (10, 4, 2), [4, 3], "packed", "int8"), tmp_path / "v6.safetensors",
+                             {}, lean=False)
+    from conftest import rewrite_checkpoint
+
+    tensors, metadata = parts(legacy)
+    rewrite_checkpoint(legacy, tensors, {**metadata, "extras": "float16"})
+    with pytest.raises(FormatError, match="unknown metadata entry 'extras'"):
+        read_header(legacy)
+    huge = clustered("fastkan", (10, 4, 2), [4, 3], "packed", "int8")
+    huge.extras_dtype = "float16"
+    with torch.no_grad():
+        next(iter(huge.extras().values())).fill_(1e6)
+    with pytest.raises(ValueError, match="do not fit extras_dtype float16"):
+        checkpoint_bytes(huge, {})

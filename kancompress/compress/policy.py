@@ -44,6 +44,7 @@ def finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metri
             fit(model, split, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when,
                 chunk_steps=chunk_steps)
         model.edges.round_to_storage()
+        model.round_extras()
         return model
 
     return tune

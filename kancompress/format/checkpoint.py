@@ -115,7 +115,8 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
     if missing or unexpected:
         raise FormatError(f"{path}: this kancompress's model does not match the declared format "
                           f"(missing {missing[:1]}, unexpected {unexpected[:1]}); this is a bug, please report it")
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(tensors, strict=True)  # (float16 extras of a v7 file are copied into float32 tensors)
+    model.extras_dtype = header.extras_dtype
     if isinstance(model.edges, CodebookEdges):
         dtypes = {entry.codebook_dtype for entry in header.indices}
         model.edges.codebook_dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
@@ -248,8 +249,12 @@ def lean_checkpoint_bytes(
     streams = {edge_tensor_names(layer)[2]: entry for layer, entry in enumerate(table)}
     streams.update({grid_tensor_names(layer)[2]: entry for layer, entry in enumerate(grids or ()) if entry is not None})
     prefixes = {name: lean.model_prefix(entry) for name, entry in streams.items()}
-    declared = declared_tensors(model.config, model.kind, table, grids)
-    payload = b"".join(prefixes.get(name, b"") + tensor_bytes(state[name])
+    declared = lean.stored_tensors(declared_tensors(model.config, model.kind, table, grids), model.extras_dtype)
+    dtypes = {name: dtype for dtype, name in _SAFETENSORS_DTYPES.items()}
+    stored = {name: state[name].to(dtypes[info.dtype]) for name, info in declared.items()}
+    if not all(bool(torch.isfinite(stored[name]).all()) for name in stored if stored[name].is_floating_point()):
+        raise ValueError(f"the model's extras do not fit extras_dtype {model.extras_dtype}; keep them at float32")
+    payload = b"".join(prefixes.get(name, b"") + tensor_bytes(stored[name])
                        for name, _, _ in lean.payload_layout(declared, {n: len(p) for n, p in prefixes.items()}))
     metadata = {
         "format": FORMAT,
@@ -261,6 +266,8 @@ def lean_checkpoint_bytes(
     if grids is not None:
         metadata["grids"] = canonical_json([lean.compact_entry(entry) if entry is not None else None
                                             for entry in grids])
+    if model.extras_dtype != "float32":
+        metadata["extras"] = model.extras_dtype
     data_crc = zlib.crc32(tensor_bytes(codebooks) + payload)  # the data section: tensors in name order
     metadata["crc"] = f"{metadata_checksum(metadata)}{data_crc:08x}"
     tensors = {lean.CODEBOOKS: codebooks, lean.PAYLOAD: torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
@@ -270,11 +277,14 @@ def lean_checkpoint_bytes(
 def payload_bytes(model: KANModel) -> int:
     """Bytes of the data section the checkpoint of `model` would hold: its tensors, and in a (version-7) clustered
     file the rANS streams' symbol counts stored beside them (what `inspect` reports as total_bytes)."""
-    from kancompress.format.lean import model_prefix
+    from kancompress.format.lean import model_prefix, stored_tensors
 
     state, table, grids = file_tensors(model)
+    if not table:
+        return sum(t.numel() * t.element_size() for t in state.values())
     models = sum(len(model_prefix(entry)) for entry in [*table, *(grids or ())] if entry is not None)
-    return sum(t.numel() * t.element_size() for t in state.values()) + models
+    stored = stored_tensors(declared_tensors(model.config, model.kind, table, grids), model.extras_dtype)
+    return sum(info.nbytes for info in stored.values()) + models
 
 
 def file_tensors(model: KANModel) -> tuple[dict[str, torch.Tensor], list[IndexEntry], list[IndexEntry | None] | None]:

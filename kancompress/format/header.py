@@ -27,6 +27,7 @@ from kancompress.format.lean import (
     payload_layout,
     payload_size,
     read_varints,
+    stored_tensors,
 )
 from kancompress.format.schema import (
     CODEBOOK_DTYPES,
@@ -64,6 +65,7 @@ class Header:
     data_start: int = 0  # byte offset of the data section in the file
     grids: list[IndexEntry | None] | None = None  # v5: per layer, how its grid is stored as shared rows (or None)
     data_crc: str | None = None  # v7: CRC-32 of the whole data section (verified on reading, again on loading)
+    extras_dtype: str = "float32"  # v7: precision of the extras (float tensors outside the edges) in the file
 
     @property
     def stream_models(self) -> dict[str, int]:
@@ -105,9 +107,10 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
                           f"({FORMAT_VERSION}); upgrade kancompress")
     if version < 1:
         raise FormatError(f"{path}: invalid format_version {text!r}")
-    wrong = "checksums" if version >= LEAN_VERSION else "crc"
-    if wrong in meta:
-        raise FormatError(f"{path}: unknown metadata entry {wrong!r} for format version {version}; the file is damaged")
+    for wrong in ("checksums",) if version >= LEAN_VERSION else ("crc", "extras"):
+        if wrong in meta:
+            raise FormatError(f"{path}: unknown metadata entry {wrong!r} for format version {version}; the file is "
+                              "damaged")
     tensor_checksums = _checksums(path, meta, raw)
     kind = meta.get("kind", "clustered" if version >= LEAN_VERSION else None)  # v7 writes it only if not clustered
     if kind not in KINDS:
@@ -130,9 +133,12 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
     if version >= LEAN_VERSION:
         if kind != "clustered":
             raise FormatError(f"{path}: a format version {version} file holds a clustered model, not {kind!r}")
-        table, grid_table, logical, data_crc = _lean_layout(path, meta, raw, config, 8 + header_length, size)
+        extras = meta.get("extras", "float32")
+        if extras not in ("float32", "float16") or "extras" in meta and extras == "float32":
+            raise FormatError(f"{path}: metadata 'extras' must be \"float16\" (or absent: float32), not {extras!r}")
+        table, grid_table, logical, data_crc = _lean_layout(path, meta, raw, config, 8 + header_length, size, extras)
         return Header(path, kind, config, provenance, logical, table, size, version, None, 8 + header_length,
-                      grid_table, data_crc)
+                      grid_table, data_crc, extras)
     indices: list[IndexEntry] = []
     if kind == "clustered":
         indices = _index_table(path, _json_field(path, meta, "indices"), config, version)
@@ -252,7 +258,8 @@ def _checksums(path: Path, meta: dict[str, str], raw: dict[str, Any]) -> dict[st
 
 
 def _lean_layout(
-    path: Path, meta: dict[str, str], raw: dict[str, Any], config: ModelConfig, data_start: int, size: int
+    path: Path, meta: dict[str, str], raw: dict[str, Any], config: ModelConfig, data_start: int, size: int,
+    extras: str,
 ) -> tuple[list[IndexEntry], list[IndexEntry | None] | None, dict[str, TensorInfo], str]:
     """A version-7 file (`format.lean`) checked and unfolded: its index table, grid table, the version-6 tensors
     with their byte ranges in the data section, and the data CRC. The whole data section is read and checked
@@ -285,7 +292,7 @@ def _lean_layout(
     # The part sizes place every stream; a rANS part starts with its k symbol counts, which give the stream's size.
     provisional = {name: IndexEntry(n, k, index_bits(k), coding, None, part, dtype, row)
                    for name, (n, k, coding, part, row) in streams.items()}
-    starts = {name: start for name, start, _ in payload_layout(_lean_declared(config, provisional), {})}
+    starts = {name: start for name, start, _ in payload_layout(_lean_declared(config, provisional, extras), {})}
     entries: dict[str, IndexEntry] = {}
     prefixes: dict[str, int] = {}
     for name, (n, k, coding, part, row) in streams.items():
@@ -304,7 +311,7 @@ def _lean_layout(
                               f"says {part}")
         entries[name] = IndexEntry(n, k, index_bits(k), coding, counts, stream,
                                    dtype if name.startswith("edges.") else "float32", row)
-    declared = _lean_declared(config, entries)
+    declared = _lean_declared(config, entries, extras)
     if end - begin != payload_size(declared, prefixes):
         raise FormatError(f"{path}: tensor {PAYLOAD!r} holds {end - begin} bytes, its layout needs "
                           f"{payload_size(declared, prefixes)}")
@@ -365,13 +372,14 @@ def _lean_entry(what: str, entry: Any, n: int, min_k: int) -> tuple[int, int, st
     return n, k, coding, part, row
 
 
-def _lean_declared(config: ModelConfig, entries: dict[str, IndexEntry]) -> dict[str, TensorInfo]:
-    """The version-6 tensors of a clustered file with these index (and grid-index) entries."""
+def _lean_declared(config: ModelConfig, entries: dict[str, IndexEntry], extras: str) -> dict[str, TensorInfo]:
+    """The version-6 tensors of a clustered file with these index (and grid-index) entries, at the dtypes the
+    payload stores them (extras at `extras`)."""
     table = [entry for name, entry in entries.items() if name.startswith("edges.")]
     grids = None
     if any(not name.startswith("edges.") for name in entries):
         grids = [entries.get(f"layers.{layer}.basis.grid_index") for layer in range(len(config.layer_shapes))]
-    return declared_tensors(config, "clustered", table, grids)
+    return stored_tensors(declared_tensors(config, "clustered", table, grids), extras)
 
 
 def _check_entry(path: Path, name: str, entry: Any, data_size: int) -> None:

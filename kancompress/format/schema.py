@@ -93,7 +93,7 @@ CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
 MAX_K = 1 << 16  # largest codebook: indices of at most 16 bits
 METADATA_KEYS: tuple[str, ...] = ("format", "format_version", "kind", "model", "provenance", "indices", "grids",
-                                  "checksums", "crc")
+                                  "checksums", "crc", "extras")
 MAX_JSON_DEPTH = 64  # deeper nesting in a header's JSON is refused (a crafted file could exhaust the stack)
 
 ITEM_BYTES: dict[str, int] = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "I8": 1,
