@@ -20,8 +20,9 @@ Sources (each trained here, timed, seed 0):
   with `saveckpt`, imported with `kancompress import --data` (regression: the budget is a relative MSE increase
   of 0.5).
 The budget is judged on the validation split each source was trained with; test numbers are only reported.
-Writes bench_compress.md and .csv into --out (and examples/results/ with --write-results). Needs Fashion-MNIST
-(apt-get install dataset-fashion-mnist) for its rows and pykan (the dev extra) for the Feynman rows.
+Writes bench_compress.md and .csv (`--stem` names them) into --out (and examples/results/ with --write-results).
+Needs Fashion-MNIST (apt-get install dataset-fashion-mnist) for its rows and pykan (the dev extra) for the Feynman
+rows.
 """
 
 from __future__ import annotations
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-compress"))
     parser.add_argument("--conv-subset", type=int, default=6000, help="conv-fashion: first N training images")
+    parser.add_argument("--stem", default="bench_compress", help="result file names (a partial run keeps its own)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     chosen = [name for name in args.sources.split(",") if name]
@@ -267,8 +269,8 @@ def main() -> None:
     print(text)
     targets = [args.out] + ([RESULTS] if args.write_results else [])
     for folder in targets:
-        (folder / "bench_compress.md").write_text(text)
-        (folder / "bench_compress.csv").write_text(as_csv(rows))
+        (folder / f"{args.stem}.md").write_text(text)
+        (folder / f"{args.stem}.csv").write_text(as_csv(rows))
 
 
 if __name__ == "__main__":
