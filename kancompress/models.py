@@ -82,8 +82,9 @@ class KANModel(nn.Module):
         self.codebook_forward: CodebookForward | None = None
         if isinstance(edges, CodebookEdges) and self.head is None:
             self.codebook_forward = CodebookForward(edges)
-        # Precision the extras (norms, biases, grids, the conv head: every float tensor outside `edges`) are stored
-        # at: "float32", or "float16" (format 7, clustered files; `round_extras` makes the model compute it).
+        # Precision the extras (norms, biases, BatchNorm statistics, the conv head: every float tensor outside
+        # `edges` but stored grids) are stored at: "float32", or "float16" (format 7, clustered files;
+        # `round_extras` makes the model compute it).
         self.extras_dtype = "float32"
 
     @property
@@ -91,9 +92,12 @@ class KANModel(nn.Module):
         return self.edges.kind
 
     def extras(self) -> dict[str, torch.Tensor]:
-        """The floating-point tensors of the state_dict outside the edge store (they share the model's storage)."""
+        """The floating-point tensors of the state_dict that `extras_dtype` applies to: outside the edge store,
+        stored grids excepted (`format.lean.rounded_extra`); they share the model's storage."""
+        from kancompress.format.lean import rounded_extra
+
         return {name: tensor for name, tensor in self.state_dict().items()
-                if not name.startswith("edges.") and tensor.is_floating_point()}
+                if rounded_extra(name) and tensor.is_floating_point()}
 
     def round_extras(self) -> None:
         """Snap the extras to `extras_dtype`, so the model computes what its file will hold."""

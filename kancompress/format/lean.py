@@ -16,7 +16,8 @@ place:
 - metadata `model`: only the config fields that differ from `CONFIG_DEFAULTS` (frozen here, so a later change of
   a dataclass default cannot change what a version-7 file means);
 - metadata `extras`, only when not float32: "float16", the precision of every float tensor outside the edges
-  (norms, biases, grids, BatchNorm statistics, the conv head), which the payload then holds as F16;
+  but stored grids (norms, biases, Gram β, BatchNorm statistics, the conv head), which the payload then holds as
+  F16;
 - metadata `crc`: 16 hex digits, the CRC-32 of the other metadata entries (`schema.metadata_checksum`) followed by
   the CRC-32 of the whole data section: one check covers every stream, verified before anything is decoded.
 
@@ -177,10 +178,16 @@ def codebook_names(layers: int) -> list[str]:
 EXTRAS_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16"}  # a model's extras_dtype -> stored dtype
 
 
+def rounded_extra(name: str) -> bool:
+    """Whether a tensor is an extra that `extras` stores at its precision: any outside the edges but the stored
+    B-spline grids (`basis.grid`, `basis.grid_rows`), whose knots stay exact."""
+    return not name.startswith("edges.") and ".basis.grid" not in name
+
+
 def stored_tensors(declared: dict[str, TensorInfo], extras_dtype: str) -> dict[str, TensorInfo]:
     """The version-6 tensors at the dtype a v7 payload stores them: float32 extras at `extras_dtype`."""
     dtype = EXTRAS_DTYPES[extras_dtype]
-    return {name: TensorInfo(dtype, info.shape) if info.dtype == "F32" and not name.startswith("edges.") else info
+    return {name: TensorInfo(dtype, info.shape) if info.dtype == "F32" and rounded_extra(name) else info
             for name, info in declared.items()}
 
 
