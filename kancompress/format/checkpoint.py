@@ -128,11 +128,10 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
 
 def _logical_tensors(header: Header, content: bytes) -> dict[str, torch.Tensor]:
     """A version-7 file's tensors in the version-6 layout, cut from the byte ranges its header worked out."""
-    dtypes = {name: dtype for dtype, name in _SAFETENSORS_DTYPES.items()}
     tensors: dict[str, torch.Tensor] = {}
     for name, info in header.tensors.items():
         begin, end = (header.data_start + offset for offset in info.offsets)
-        flat = torch.frombuffer(bytearray(content[begin:end]), dtype=dtypes[info.dtype])  # (numel,)
+        flat = torch.frombuffer(bytearray(content[begin:end]), dtype=_TORCH_DTYPES[info.dtype])  # (numel,)
         tensors[name] = flat.reshape(info.shape)
     return tensors
 
@@ -167,6 +166,7 @@ _SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
     torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.int64: "I64",
     torch.int32: "I32", torch.uint8: "U8", torch.int8: "I8", torch.bool: "BOOL",
 }
+_TORCH_DTYPES: dict[str, torch.dtype] = {name: dtype for dtype, name in _SAFETENSORS_DTYPES.items()}
 
 
 def safetensors_bytes(
@@ -246,12 +246,9 @@ def lean_checkpoint_bytes(
     if len({book.dtype for book in books}) != 1:
         raise RuntimeError("a version-7 file holds one codebook dtype for all layers")
     codebooks = torch.cat(books)  # (sum of k_l, |w|)
-    streams = {edge_tensor_names(layer)[2]: entry for layer, entry in enumerate(table)}
-    streams.update({grid_tensor_names(layer)[2]: entry for layer, entry in enumerate(grids or ()) if entry is not None})
-    prefixes = {name: lean.model_prefix(entry) for name, entry in streams.items()}
+    prefixes = {name: lean.model_prefix(entry) for name, entry in lean.stream_entries(table, grids).items()}
     declared = lean.stored_tensors(declared_tensors(model.config, model.kind, table, grids), model.extras_dtype)
-    dtypes = {name: dtype for dtype, name in _SAFETENSORS_DTYPES.items()}
-    stored = {name: state[name].to(dtypes[info.dtype]) for name, info in declared.items()}
+    stored = {name: state[name].to(_TORCH_DTYPES[info.dtype]) for name, info in declared.items()}
     if not all(bool(torch.isfinite(stored[name]).all()) for name in stored if stored[name].is_floating_point()):
         raise ValueError(f"the model's extras do not fit extras_dtype {model.extras_dtype}; keep them at float32")
     payload = b"".join(prefixes.get(name, b"") + tensor_bytes(stored[name])
@@ -277,12 +274,12 @@ def lean_checkpoint_bytes(
 def payload_bytes(model: KANModel) -> int:
     """Bytes of the data section the checkpoint of `model` would hold: its tensors, and in a (version-7) clustered
     file the rANS streams' symbol counts stored beside them (what `inspect` reports as total_bytes)."""
-    from kancompress.format.lean import model_prefix, stored_tensors
+    from kancompress.format.lean import model_prefix, stored_tensors, stream_entries
 
     state, table, grids = file_tensors(model)
     if not table:
         return sum(t.numel() * t.element_size() for t in state.values())
-    models = sum(len(model_prefix(entry)) for entry in [*table, *(grids or ())] if entry is not None)
+    models = sum(len(model_prefix(entry)) for entry in stream_entries(table, grids).values())
     stored = stored_tensors(declared_tensors(model.config, model.kind, table, grids), model.extras_dtype)
     return sum(info.nbytes for info in stored.values()) + models
 
@@ -340,7 +337,6 @@ def layer_bytes(
 
 
 def _store_repeated_grids(state: dict[str, torch.Tensor], layers: int) -> list[IndexEntry | None] | None:
-
     """Each layer whose stored grid has repeated rows, stored as its distinct rows and an index per input where
     that is smaller (in `state`, in place); the grid table, None when no layer gains (the file then keeps the
     version it would have without shared grids)."""

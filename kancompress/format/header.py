@@ -18,6 +18,7 @@ from kancompress.format.bits import index_bits, packed_length
 from kancompress.format.files import PathLike
 from kancompress.format.lean import (
     CODEBOOKS,
+    EXTRAS_DTYPES,
     LEAN_VERSION,
     PAYLOAD,
     STORAGE_DTYPES,
@@ -28,6 +29,7 @@ from kancompress.format.lean import (
     payload_size,
     read_varints,
     stored_tensors,
+    stream_entries,
 )
 from kancompress.format.schema import (
     CODEBOOK_DTYPES,
@@ -43,6 +45,8 @@ from kancompress.format.schema import (
     IndexEntry,
     TensorInfo,
     declared_tensors,
+    edge_tensor_names,
+    grid_tensor_names,
     metadata_checksum,
     required_version,
     v6_features,
@@ -73,10 +77,8 @@ class Header:
         by its tensor); older versions keep them in the header."""
         if self.version < LEAN_VERSION:
             return {}
-        streams = {f"edges.layers.{layer}.indices": entry for layer, entry in enumerate(self.indices)}
-        streams.update({f"layers.{layer}.basis.grid_index": entry for layer, entry in enumerate(self.grids or ())
-                        if entry is not None})
-        return {name: len(model_prefix(entry)) for name, entry in streams.items() if entry.coding == "rans"}
+        return {name: len(model_prefix(entry)) for name, entry in stream_entries(self.indices, self.grids).items()
+                if entry.coding == "rans"}
 
     @property
     def ks(self) -> list[int] | None:
@@ -134,7 +136,7 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
         if kind != "clustered":
             raise FormatError(f"{path}: a format version {version} file holds a clustered model, not {kind!r}")
         extras = meta.get("extras", "float32")
-        if extras not in ("float32", "float16") or "extras" in meta and extras == "float32":
+        if extras not in EXTRAS_DTYPES or "extras" in meta and extras == "float32":
             raise FormatError(f"{path}: metadata 'extras' must be \"float16\" (or absent: float32), not {extras!r}")
         table, grid_table, logical, data_crc = _lean_layout(path, meta, raw, config, 8 + header_length, size, extras)
         return Header(path, kind, config, provenance, logical, table, size, version, None, 8 + header_length,
@@ -324,17 +326,13 @@ def _lean_layout(
     row_bytes = config.edge_width * ITEM_BYTES[books["dtype"]]
     first = books["data_offsets"][0]
     for layer, entry in enumerate(table):
-        info = declared[f"edges.layers.{layer}.codebook"]
-        logical[f"edges.layers.{layer}.codebook"] = TensorInfo(info.dtype, info.shape, (first, first + info.nbytes))
+        name = edge_tensor_names(layer)[0]
+        logical[name] = TensorInfo(declared[name].dtype, declared[name].shape, (first, first + declared[name].nbytes))
         first += entry.k * row_bytes
     for name, start, _ in payload_layout(declared, prefixes):
         info = declared[name]
         logical[name] = TensorInfo(info.dtype, info.shape, (begin + start, begin + start + info.nbytes))
-    grid_names = [name for name in entries if not name.startswith("edges.")]
-    grids = ([entries.get(f"layers.{layer}.basis.grid_index") for layer in range(len(config.layer_shapes))]
-             if "grids" in meta else None)
-    assert grids is None or sum(entry is not None for entry in grids) == len(grid_names)
-    return table, grids, logical, crc[8:]
+    return table, _grid_entries(config, entries) if "grids" in meta else None, logical, crc[8:]
 
 
 def _lean_streams(path: Path, meta: dict[str, str], config: ModelConfig
@@ -347,7 +345,7 @@ def _lean_streams(path: Path, meta: dict[str, str], config: ModelConfig
     streams: dict[str, tuple[int, int, str, int, int | None]] = {}
     try:
         for layer, (entry, n) in enumerate(zip(table, edges)):
-            streams[f"edges.layers.{layer}.indices"] = _lean_entry(f"layer {layer}", entry, n, 2)
+            streams[edge_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}", entry, n, 2)
         if "grids" in meta:
             grids = _json_field(path, meta, "grids")
             shapes = config.layer_shapes
@@ -358,7 +356,7 @@ def _lean_streams(path: Path, meta: dict[str, str], config: ModelConfig
                                  "at least one not null")
             for layer, (entry, (_, inputs)) in enumerate(zip(grids, shapes)):
                 if entry is not None:
-                    streams[f"layers.{layer}.basis.grid_index"] = _lean_entry(f"layer {layer}'s grid index", entry,
+                    streams[grid_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}'s grid index", entry,
                                                                               inputs, 1)
     except ValueError as exc:
         raise FormatError(f"{path}: {exc}") from None
@@ -376,10 +374,13 @@ def _lean_declared(config: ModelConfig, entries: dict[str, IndexEntry], extras: 
     """The version-6 tensors of a clustered file with these index (and grid-index) entries, at the dtypes the
     payload stores them (extras at `extras`)."""
     table = [entry for name, entry in entries.items() if name.startswith("edges.")]
-    grids = None
-    if any(not name.startswith("edges.") for name in entries):
-        grids = [entries.get(f"layers.{layer}.basis.grid_index") for layer in range(len(config.layer_shapes))]
+    grids = _grid_entries(config, entries) if any(not name.startswith("edges.") for name in entries) else None
     return stored_tensors(declared_tensors(config, "clustered", table, grids), extras)
+
+
+def _grid_entries(config: ModelConfig, entries: dict[str, IndexEntry]) -> list[IndexEntry | None]:
+    """The grid table (per layer its shared grids' index entry, or None) among the v7 stream entries."""
+    return [entries.get(grid_tensor_names(layer)[2]) for layer in range(len(config.layer_shapes))]
 
 
 def _check_entry(path: Path, name: str, entry: Any, data_size: int) -> None:

@@ -30,7 +30,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kancompress.format.schema import CODEBOOK_DTYPES, IndexEntry, TensorInfo, edge_tensor_names
+from kancompress.format.schema import (
+    CODEBOOK_DTYPES,
+    IndexEntry,
+    TensorInfo,
+    edge_tensor_names,
+    grid_tensor_names,
+)
 
 LEAN_VERSION = 7
 CODEBOOKS = "codebooks"
@@ -118,6 +124,14 @@ def read_varints(data: bytes, count: int) -> tuple[list[int], int]:
                 break
         values.append(value)
     return values, position
+
+
+def stream_entries(table: list[IndexEntry], grids: list[IndexEntry | None] | None) -> dict[str, IndexEntry]:
+    """Every index stream of a clustered file by its version-6 tensor name: each layer's edge indices, then each
+    shared grid's index."""
+    streams = {edge_tensor_names(layer)[2]: entry for layer, entry in enumerate(table)}
+    streams.update({grid_tensor_names(layer)[2]: entry for layer, entry in enumerate(grids or ()) if entry is not None})
+    return streams
 
 
 def model_prefix(entry: IndexEntry) -> bytes:
