@@ -149,14 +149,17 @@ def drop(task: str, source: dict[str, Any], result: dict[str, Any]) -> float:
 
 
 def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: float, max_drop: float,
-               data: Dataset | None) -> dict[str, Any]:
+               data: Dataset | None, verbose: bool = False) -> dict[str, Any]:
     source_test = api.evaluate_model(source, data)[1].to_json()  # before the clock starts
     row: dict[str, Any] = {"source": name, "train_s": round(train_s, 1), "search": search,
                            "source_bytes": Path(source.header.path).stat().st_size,
                            "source_test": _headline(source_test)}
     started = time.monotonic()
     try:
-        small, provenance, trials = api.compress(source, api.CompressOptions(max_drop=max_drop, search=search), data)
+        small, provenance, trials = api.compress(
+            source, api.CompressOptions(max_drop=max_drop, search=search), data,
+            on_trial=lambda trial: print(f"    trial {trial.to_json()}", flush=True) if verbose else None,
+            on_progress=lambda progress: print(f"    {progress.describe()}", flush=True) if verbose else None)
     except KanCompressError as error:
         print(f"{name} {search}: {error}", flush=True)
         return {**row, "compress_s": round(time.monotonic() - started, 1), "bytes": None,
@@ -244,6 +247,7 @@ def main() -> None:
     parser.add_argument("--conv-subset", type=int, default=6000, help="conv-fashion: first N training images")
     parser.add_argument("--stem", default="bench_compress", help="result file names (a partial run keeps its own)")
     parser.add_argument("--write-results", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="print compress's progress and every trial")
     args = parser.parse_args()
     chosen = [name for name in args.sources.split(",") if name]
     thorough = {name for name in args.thorough.split(",") if name}
@@ -262,7 +266,7 @@ def main() -> None:
         if name == "conv-digits":
             bn = batchnorm_effect(source)
         for search in ("fast", "thorough") if name in thorough else ("fast",):
-            rows.append(compressed(args.out, name, source, search, train_s, args.max_drop, data))
+            rows.append(compressed(args.out, name, source, search, train_s, args.max_drop, data, args.verbose))
             print(f"  {rows[-1]}", flush=True)
     command = "python examples/bench_compress.py " + " ".join(sys.argv[1:])
     text = as_markdown(rows, bn, command.strip(), time.monotonic() - started)

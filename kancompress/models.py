@@ -118,11 +118,21 @@ class KANModel(nn.Module):
                               f"this one is {self.kind}{' (conv)' if self.head is not None else ''}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_from(0, self.prepare(x))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """What the first layer receives for the samples x: flattened (fully-connected models), then the input
+        transform."""
         if self.head is None:
             x = x.flatten(1)  # (N, in)
-        if self.normalize is not None:
-            x = self.normalize.inputs(x)
-        return self.forward_from(0, x)
+        return self.normalize.inputs(x) if self.normalize is not None else x
+
+    def run_layer(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer `index` alone on what it receives, with its decoded edge vectors."""
+        layer = self.layers[index]
+        shape = cast(tuple[int, ...], layer.edge_shape)
+        vectors = self.edges(index).view(*shape, -1)  # (out, in, |w|) or (out, in/g, kh, kw, |w|)
+        return cast(torch.Tensor, layer(x, vectors))
 
     def forward_from(self, start: int, x: torch.Tensor) -> torch.Tensor:
         """The model from layer `start` on: x is what that layer receives (the input transform already applied
@@ -133,9 +143,7 @@ class KANModel(nn.Module):
             if clustered_fc is not None and isinstance(layer, KANLinear):
                 x = clustered_fc(index, layer, x)
                 continue
-            shape = cast(tuple[int, ...], layer.edge_shape)
-            vectors = self.edges(index).view(*shape, -1)  # (out, in, |w|) or (out, in/g, kh, kw, |w|)
-            x = layer(x, vectors)
+            x = self.run_layer(index, x)
         if self.head is not None:
             x = self.head(x)
         if self.normalize is not None:

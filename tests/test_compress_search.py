@@ -19,14 +19,15 @@ from kancompress.compress.allocate import frontier
 from kancompress.compress import engine
 from kancompress.compress.engine import AUTO_DTYPES
 from kancompress.compress.policy import CHUNK_STEPS, chunks_for, reestimate_batchnorm
+from kancompress.compress import proxy
 from kancompress.compress.proxy import LayerChoice, layer_choices
 from kancompress.compress.trials import Progress
-from kancompress.config import MODEL_NAMES, TrainConfig
+from kancompress.config import MODEL_NAMES, ConvConfig, TrainConfig, default_conv_config
 from kancompress.data import Split
 from kancompress.edges import DenseEdges
 from kancompress.errors import BudgetError
 from kancompress.format.checkpoint import load_checkpoint, payload_bytes, save_checkpoint
-from kancompress.models import with_edges
+from kancompress.models import build_model, with_edges
 from kancompress.quant import round_trip
 from kancompress.tasks import Metrics, within_budget
 from kancompress.optim import parameter_groups
@@ -81,6 +82,28 @@ def test_the_proxy_loss_is_the_loss_of_the_model_with_that_layer_clustered(model
             built = clusterer.build([option.k if l == option.layer else 2 for l in range(len(layers))])
             assert option.bytes > 0 and option.indices.shape[0] == model.config.num_edges[option.layer]
             assert payload_bytes(built) > 0
+
+
+@pytest.mark.parametrize("arch", ["conv", "wavkan"])
+def test_the_proxy_of_a_model_run_whole_batches_rows_and_keeps_the_focused_layers_input(
+        arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(proxy, "PROBE_BATCH", 16)  # 40 rows: batches of 16, 16 and 8
+    torch.manual_seed(0)
+    if arch == "conv":
+        model = build_model(default_conv_config("fastkan", 1, 3, (4, 4, 4), conv=ConvConfig(strides=(1, 2, 1)))).eval()
+        x = torch.rand(40, 1, 8, 8)
+    else:
+        model, x = tiny_model("wavkan", "dense").eval(), torch.randn(40, 6)
+    y = torch.randint(0, 3, (40,))
+    clusterer = Clusterer(model, codebook_dtype="float16", index_coding="packed")
+    layers = layer_choices(clusterer, (2, 3), "float16", "packed", x, y)
+    reference = evaluate(model, x, y).loss
+    assert len(layers) == len(model.config.num_edges)
+    for option in itertools.chain(*layers):  # the oracle: the whole model with only this layer replaced
+        vectors = [v.clone() for v in model.edge_vectors()]
+        vectors[option.layer] = round_trip(option.codebook, "float16")[option.indices]
+        increase = evaluate(with_edges(model, DenseEdges(vectors), model.config).eval(), x, y).loss - reference
+        assert option.loss == pytest.approx(increase, rel=1e-4, abs=1e-6 * max(1.0, abs(reference)))
 
 
 def test_data_aware_choices_are_offered_beside_plain_ones() -> None:

@@ -203,7 +203,7 @@ def _fast(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, Compr
     """Proxy, frontier, binary search with short fine-tuned trials, one final fine-tuning (module doc)."""
     options, split = run.options, run.split
     run.meter.step("proxy", method)
-    x, y = calibration(split.train_x, split.train_y)
+    x, y = calibration(split.train_x, split.train_y, conv=clusterer.model.config.conv is not None)
     layers = layer_choices(clusterer, options.ks, clusterer.codebook_dtype, options.index_coding, x, y)
     points = frontier(layers)
     rate = _rates(clusterer.model, options)[0]

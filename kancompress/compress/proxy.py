@@ -27,6 +27,8 @@ from kancompress.tasks import batch_sums, metrics_from_sums
 from kancompress.weighting import layer_inputs
 
 PROXY_SAMPLES = 4096  # calibration rows (evenly strided over the training split)
+PROXY_SAMPLES_CONV = 1024  # for conv models, whose every probe runs the conv layers from the focused one on
+PROBE_BATCH = 256  # rows per forward when a probe runs whole layers (conv, parametric bases)
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,10 @@ class LayerChoice:
     loss: float
 
 
-def calibration(x: torch.Tensor, y: torch.Tensor, samples: int = PROXY_SAMPLES) -> tuple[torch.Tensor, torch.Tensor]:
-    """At most `samples` rows of (x, y), evenly strided."""
+def calibration(x: torch.Tensor, y: torch.Tensor, conv: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The proxy's calibration rows of (x, y), evenly strided: at most `PROXY_SAMPLES`, or `PROXY_SAMPLES_CONV`
+    for a conv model."""
+    samples = PROXY_SAMPLES_CONV if conv else PROXY_SAMPLES
     stride = -(-x.shape[0] // samples)
     return x[::stride], y[::stride]
 
@@ -81,25 +85,35 @@ def layer_choices(
 
 
 class _Probe:
-    """The loss of the model with one layer's edge vectors replaced, the others as they are. For a fully-connected
-    model with linear edge features, layer l's input features f(x) (`KANLinear.edge_features`) are computed once
-    per layer, so each replacement costs a matrix product and the layers after it."""
+    """The loss of the model with one layer's edge vectors replaced, the others as they are.
+
+    For a fully-connected model with linear edge features, layer l's input features f(x)
+    (`KANLinear.edge_features`) are computed once per layer, so each replacement costs a matrix product and the
+    layers after it. Other models (conv, parametric bases) keep what the focused layer receives, computed once
+    per layer from the previous one's, and run only the layers from it on, `PROBE_BATCH` rows at a time: memory
+    stays bounded by a batch and the layers before the focused one are never recomputed."""
 
     @torch.no_grad()
     def __init__(self, model: KANModel, x: torch.Tensor, y: torch.Tensor):
         self.model, self.x, self.y = model, x, y
         self.staged = model.head is None and not model.config.spec.parametric
         self.inputs = layer_inputs(model, x) if self.staged else []
-        self.reference = self._loss(model(x))
         self.layer, self.features = 0, torch.empty(0)
+        # Unstaged: what layer `self.layer` receives, one tensor per batch of rows.
+        self.received = [] if self.staged else [model.prepare(batch) for batch in x.split(PROBE_BATCH)]
+        self.reference = self._loss(model(x)) if self.staged else self._loss_from(0)
 
     @torch.no_grad()
     def focus(self, layer: int) -> None:
-        """Prepare replacements of `layer` (its input features, when staged)."""
-        self.layer = layer
+        """Prepare replacements of `layer` (its input features, when staged; what it receives, otherwise). Layers
+        are focused in increasing order."""
         if self.staged:
             fc = self.model.fc_layers()[layer]
             self.features = fc.edge_features(self.inputs[layer])  # (N, in, |w|)
+        else:
+            for index in range(self.layer, layer):
+                self.received = [self.model.run_layer(index, batch) for batch in self.received]
+        self.layer = layer
 
     @torch.no_grad()
     def increase(self, vectors: torch.Tensor) -> float:
@@ -111,12 +125,22 @@ class _Probe:
             original = edges.vectors[self.layer].detach().clone()
             edges.vectors[self.layer].copy_(vectors)
             try:
-                return self._loss(self.model(self.x)) - self.reference
+                return self._loss_from(self.layer) - self.reference
             finally:
                 edges.vectors[self.layer].copy_(original)
         fc = self.model.fc_layers()[self.layer]
         summed = torch.einsum("nia,oia->no", self.features, vectors.view(fc.out_features, fc.in_features, -1))
         return self._loss(self.model.forward_from(self.layer + 1, fc.finish(summed))) - self.reference
+
+    def _loss_from(self, layer: int) -> float:
+        """The loss of the model run from `layer` on the batches it receives (unstaged)."""
+        task, scale = self.model.config.task, self.model.target_scale()
+        total = None
+        for batch, targets in zip(self.received, self.y.split(PROBE_BATCH)):
+            sums = batch_sums(task, self.model.forward_from(layer, batch).cpu(), targets, scale)
+            total = sums if total is None else total + sums
+        assert total is not None  # the calibration slice has rows
+        return metrics_from_sums(task, total).loss
 
     def _loss(self, outputs: torch.Tensor) -> float:
         task = self.model.config.task
