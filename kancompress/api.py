@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -560,6 +561,7 @@ def import_checkpoint(
 
 
 LEAN_PROVENANCE_KEYS: tuple[str, ...] = ("dataset", "data")
+PROVENANCE_SHARE = 0.10  # a clustered file whose full provenance would cost more than this share of its tensors
 
 
 def lean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
@@ -569,6 +571,19 @@ def lean_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
     if isinstance(lean.get("data"), dict):
         lean["data"] = {key: value for key, value in lean["data"].items() if value is not None}
     return lean
+
+
+def heavy_provenance(model: KANModel, provenance: dict[str, Any]) -> tuple[bool, int, int]:
+    """Whether the full `provenance` would cost a clustered `model`'s file more than `PROVENANCE_SHARE` of its
+    tensor bytes (`cluster` and `finetune` then write `lean_provenance` unless asked for the full one), with the
+    provenance's and the tensors' bytes. Dense and meta files keep their history: it holds their training split."""
+    if model.kind != "clustered":
+        return False, 0, 0
+    from kancompress.format.checkpoint import payload_bytes
+
+    history = len(json.dumps(provenance, separators=(",", ":")))
+    tensors = payload_bytes(model)
+    return history > PROVENANCE_SHARE * tensors, history, tensors
 
 
 def export_checkpoint(checkpoint: Checkpoint, library: str) -> dict[str, torch.Tensor]:

@@ -29,6 +29,7 @@ from kancompress.report import extras_label, inspect_json, storage_report
 if TYPE_CHECKING:  # the commands import torch-backed modules when they run, so --help and inspect stay fast
     from kancompress import api
     from kancompress.data import Dataset
+    from kancompress.models import KANModel
     from kancompress.search import SweepPoint
     from kancompress.train import EpochReport
 
@@ -74,6 +75,7 @@ Patience = Annotated[int, typer.Option("--patience", min=0, metavar="N",
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Training batch size.")]
 Lean = Annotated[bool, flag("--lean-metadata",
                                     help="Keep only the dataset in the provenance (smallest file).")]
+FullMeta = Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (the options, the parent's history) even where it outweighs a small file's tensors.")]
 Clusters = Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codebook size per layer.",
                                                  show_default="16; conv 256")]
 CodebookDtype = Annotated[str, typer.Option("--codebook-dtype",
@@ -303,6 +305,26 @@ def _state_writer(path: Path, job: Any) -> Any:
     return runs.state_writer(path, job) if distributed.is_main() else None
 
 
+def _metadata_choice(lean: bool, full: bool) -> None:
+    if lean and full:
+        raise ConfigError("--lean-metadata and --full-metadata contradict each other; give one of them")
+
+
+def _kept_provenance(model: KANModel, provenance: dict[str, Any], lean: bool, full: bool) -> dict[str, Any]:
+    """The provenance a clustered output keeps: lean when asked, or when the full one outweighs a small file's
+    tensors (`api.heavy_provenance`, said in one line on stderr); full when asked."""
+    from kancompress import api
+
+    heavy, history, tensors = api.heavy_provenance(model, provenance)
+    if lean or (heavy and not full):
+        if heavy and not lean:
+            err.print(f"note: provenance cut to the dataset (the full one, {history:,} B, would outweigh the "
+                      f"{tensors:,} B of tensors); --full-metadata keeps it", highlight=False, markup=False,
+                      soft_wrap=True)
+        return api.lean_provenance(provenance)
+    return provenance
+
+
 def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = (), as_json: bool = False
             ) -> None:
     """Rank 0 writes the checkpoint and removes the resumable state; the others only leave the process group."""
@@ -334,6 +356,7 @@ def cluster(
     kmeans: KMeans = "auto",
     device: Device = "auto",
     lean: Lean = False,
+    full_metadata: FullMeta = False,
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Choose k per layer instead: the smallest file whose validation metric stays within this budget of the source: accuracy points (classification), or a relative MSE increase, e.g. 0.05 (regression).", show_default="off")] = None,
     data_aware: Annotated[bool, flag("--data-aware", help="Weigh each edge's error by its effect on the layer's output over the training inputs (needs the data; fully-connected layers).")] = False,
     dataset: DatasetOpt = None,
@@ -351,6 +374,7 @@ def cluster(
         from kancompress import api
         from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 
+        _metadata_choice(lean, full_metadata)
         options = api.ClusterConfig(k, tuple(sorted(_parse_layer_ks(layer_k).items())), seed, n_init, codebook_dtype,
                                     index_coding, kmeans, device, max_drop, data_aware)
         source = load_checkpoint(checkpoint)
@@ -372,7 +396,7 @@ def cluster(
                 out.print(f"per-layer k {provenance['k']}: validation {metric} "
                           f"{scale * provenance['val'][metric]:.4g}{unit} (source "
                           f"{scale * provenance['source_val'][metric]:.4g}{unit})", highlight=False, markup=False)
-        save_checkpoint(model, path, api.lean_provenance(provenance) if lean else provenance, force=force,
+        save_checkpoint(model, path, _kept_provenance(model, provenance, lean, full_metadata), force=force,
                         inputs=(checkpoint,))
         if as_json:
             out.print_json(json.dumps({"output": str(path), "k": provenance["k"], "report": inspect_json(read_header(path))}))
@@ -509,6 +533,7 @@ def finetune(
     resume: Resume = False,
     device: Device = "auto",
     lean: Lean = False,
+    full_metadata: FullMeta = False,
     reassign: Annotated[Optional[Path], typer.Option("--reassign", help="Dense/meta checkpoint that was clustered: let indices move to the centroid nearest each edge's original vector after every epoch.", show_default="off")] = None,
 ) -> None:
     """Train only the codebooks (indices frozen) of a clustered checkpoint; resumable like `train`."""
@@ -516,6 +541,7 @@ def finetune(
         from kancompress import api, runs
         from kancompress.format.checkpoint import load_checkpoint
 
+        _metadata_choice(lean, full_metadata)
         if checkpoint is None and not (resume and output is not None):
             raise ConfigError("give the clustered checkpoint to fine-tune (or --resume -o OUTPUT)")
         path = output or _default_output(checkpoint, "ft")  # type: ignore[arg-type]
@@ -545,8 +571,7 @@ def finetune(
             result = api.finetune(load_checkpoint(source), job.options, download=download, on_batch=on_batch,
                                   on_epoch=on_epoch, on_state=_state_writer(path, job), resume=state,
                                   reassign_from=reference)
-        if lean:
-            result.provenance = api.lean_provenance(result.provenance)
+        result.provenance = _kept_provenance(result.model, result.provenance, lean, full_metadata)
         _finish(result, path, force, (source,), as_json)
 
 

@@ -109,7 +109,7 @@ def test_cluster_json_provenance_records_the_real_options(tmp_path: Path) -> Non
     model = tiny_model("kan", "dense", (64, 8, 10))
     dense = save_checkpoint(model, tmp_path / "d.safetensors", {"dataset": "digits"})
     out = tmp_path / "c.safetensors"
-    result = runner.invoke(app, ["cluster", str(dense), "--max-drop", "50", "--kmeans", "torch", "-o", str(out)])
+    result = runner.invoke(app, ["cluster", str(dense), "--max-drop", "50", "--kmeans", "torch", "--full-metadata", "-o", str(out)])
     assert result.exit_code == 0, result.output
     options = read_header(out).provenance["options"]
     assert options["kmeans"] == "torch" and options["max_drop"] == 50

@@ -231,6 +231,27 @@ def test_json_output_of_train_and_finetune(tmp_path: Path) -> None:
     assert code == 0 and last_json(output)["kind"] == "clustered"
 
 
+def test_small_clustered_outputs_keep_lean_provenance_unless_asked(tmp_path: Path) -> None:
+    """A 6-4-... digits model's clustered file has ~100 B of tensors: the full history would outweigh them, so
+    cluster and finetune keep the dataset only and say so; --full-metadata keeps it all; both flags contradict."""
+    trained = tmp_path / "t.safetensors"
+    assert run("train", "--epochs", "1", "--hidden", "4", "-o", trained)[0] == 0
+    for flags, full in (((), False), (("--full-metadata",), True), (("--lean-metadata",), False)):
+        clustered, tuned = tmp_path / f"c{len(flags)}{full}.safetensors", tmp_path / f"f{len(flags)}{full}.safetensors"
+        code, output = run("cluster", trained, "-k", "4", "-o", clustered, *flags)
+        assert code == 0 and ("note: provenance cut to the dataset" in output) == (not flags), output
+        code, output = run("finetune", clustered, "--epochs", "1", "-o", tuned, *flags)
+        assert code == 0 and ("--full-metadata keeps it" in output) == (not flags), output
+        for path, stage in ((clustered, "cluster"), (tuned, "finetune")):
+            provenance = read_header(path).provenance
+            assert provenance["dataset"] == "digits"
+            assert (provenance.get("stage") == stage) == full, provenance
+    code, output = run("cluster", trained, "-k", "4", "-o", tmp_path / "x.safetensors", "--lean-metadata",
+                       "--full-metadata")
+    assert_one_line_error(code, output, "contradict")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_usage_errors_are_one_line_with_exit_2() -> None:
     """The installed command (not CliRunner): an unknown option or a missing argument is one `error:` line."""
     import subprocess

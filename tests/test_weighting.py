@@ -128,6 +128,6 @@ def test_cluster_cli_data_aware(tmp_path: Path) -> None:
     result = api.train(api.TrainOptions.build(model="kan", hidden=(8,), train=TrainConfig(epochs=1)))
     path = save_checkpoint(result.model, Path(tempfile.mkdtemp()) / "m.safetensors", result.provenance)
     out = tmp_path / "c.safetensors"
-    run = CliRunner().invoke(app, ["cluster", str(path), "-k", "4", "--data-aware", "-o", str(out)])
+    run = CliRunner().invoke(app, ["cluster", str(path), "-k", "4", "--data-aware", "--full-metadata", "-o", str(out)])
     assert run.exit_code == 0, run.output
     assert load_checkpoint(out).header.provenance["options"]["data_aware"] is True

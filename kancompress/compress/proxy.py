@@ -100,7 +100,7 @@ class _Probe:
         self.inputs = layer_inputs(model, x) if self.staged else []
         self.layer, self.features = 0, torch.empty(0)
         # Unstaged: what layer `self.layer` receives, one tensor per batch of rows.
-        self.received = [] if self.staged else [model.prepare(batch) for batch in x.split(PROBE_BATCH)]
+        self.received = [] if self.staged else [model.prepare(batch) for batch in torch.split(x, PROBE_BATCH)]
         self.reference = self._loss(model(x)) if self.staged else self._loss_from(0)
 
     @torch.no_grad()
@@ -136,7 +136,7 @@ class _Probe:
         """The loss of the model run from `layer` on the batches it receives (unstaged)."""
         task, scale = self.model.config.task, self.model.target_scale()
         total = None
-        for batch, targets in zip(self.received, self.y.split(PROBE_BATCH)):
+        for batch, targets in zip(self.received, torch.split(self.y, PROBE_BATCH)):
             sums = batch_sums(task, self.model.forward_from(layer, batch).cpu(), targets, scale)
             total = sums if total is None else total + sums
         assert total is not None  # the calibration slice has rows
