@@ -54,7 +54,7 @@ def test_sweep_cli_writes_csv_and_plot(tmp_path: Path, meta_digits: Path) -> Non
 def test_cluster_max_drop_cli(tmp_path: Path, meta_digits: Path) -> None:
     out = tmp_path / "auto.safetensors"
     result = runner.invoke(app, ["cluster", str(meta_digits), "--max-drop", "0.5", "--index-coding", "rans",
-                                 "-o", str(out)])
+                                 "--full-metadata", "-o", str(out)])
     assert result.exit_code == 0, result.output
     loaded = load_checkpoint(out)
     provenance = loaded.header.provenance
