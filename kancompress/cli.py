@@ -311,16 +311,16 @@ def _metadata_choice(lean: bool, full: bool) -> None:
 
 
 def _kept_provenance(model: KANModel, provenance: dict[str, Any], lean: bool, full: bool) -> dict[str, Any]:
-    """The provenance a clustered output keeps: lean when asked, or when the full one outweighs a small file's
-    tensors (`api.heavy_provenance`, said in one line on stderr); full when asked."""
+    """The provenance a clustered output keeps: lean when asked, or when the full one costs more than a share of
+    a small file's tensors (`api.heavy_provenance`, said in one line on stderr); full when asked."""
     from kancompress import api
 
     heavy, history, tensors = api.heavy_provenance(model, provenance)
     if lean or (heavy and not full):
         if heavy and not lean:
-            err.print(f"note: provenance cut to the dataset (the full one, {history:,} B, would outweigh the "
-                      f"{tensors:,} B of tensors); --full-metadata keeps it", highlight=False, markup=False,
-                      soft_wrap=True)
+            err.print(f"note: provenance cut to the dataset (the full one, {history:,} B, is over "
+                      f"{api.PROVENANCE_SHARE:.0%} of the {tensors:,} B of tensors); --full-metadata keeps it",
+                      highlight=False, markup=False, soft_wrap=True)
         return api.lean_provenance(provenance)
     return provenance
 
