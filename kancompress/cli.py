@@ -75,7 +75,7 @@ Patience = Annotated[int, typer.Option("--patience", min=0, metavar="N",
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, metavar="N", help="Training batch size.")]
 Lean = Annotated[bool, flag("--lean-metadata",
                                     help="Keep only the dataset in the provenance (smallest file).")]
-FullMeta = Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (the options, the parent's history) even where it outweighs a small file's tensors.")]
+FullMeta = Annotated[bool, flag("--full-metadata", help="Keep the whole provenance (the options, the parent's history) even where it is over 10 % of a small file's tensors.")]
 Clusters = Annotated[Optional[int], typer.Option("-k", "--clusters", help="Codebook size per layer.",
                                                  show_default="16; conv 256")]
 CodebookDtype = Annotated[str, typer.Option("--codebook-dtype",
