@@ -158,8 +158,8 @@ def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: f
     try:
         small, provenance, trials = api.compress(
             source, api.CompressOptions(max_drop=max_drop, search=search), data,
-            on_trial=lambda trial: print(f"    trial {trial.to_json()}", flush=True) if verbose else None,
-            on_progress=lambda progress: print(f"    {progress.describe()}", flush=True) if verbose else None)
+            on_trial=(lambda trial: print(f"    trial {trial.to_json()}", flush=True)) if verbose else None,
+            on_progress=(lambda progress: print(f"    {progress.describe()}", flush=True)) if verbose else None)
     except KanCompressError as error:
         print(f"{name} {search}: {error}", flush=True)
         return {**row, "compress_s": round(time.monotonic() - started, 1), "bytes": None,

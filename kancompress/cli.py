@@ -315,14 +315,16 @@ def _kept_provenance(model: KANModel, provenance: dict[str, Any], lean: bool, fu
     a small file's tensors (`api.heavy_provenance`, said in one line on stderr); full when asked."""
     from kancompress import api
 
-    heavy, history, tensors = api.heavy_provenance(model, provenance)
-    if lean or (heavy and not full):
-        if heavy and not lean:
-            err.print(f"note: provenance cut to the dataset (the full one, {history:,} B, is over "
-                      f"{api.PROVENANCE_SHARE:.0%} of the {tensors:,} B of tensors); --full-metadata keeps it",
-                      highlight=False, markup=False, soft_wrap=True)
-        return api.lean_provenance(provenance)
-    return provenance
+    if full:
+        return provenance
+    if not lean:
+        heavy, history, tensors = api.heavy_provenance(model, provenance)
+        if not heavy:
+            return provenance
+        err.print(f"note: provenance cut to the dataset (the full one, {history:,} B, is over "
+                  f"{api.PROVENANCE_SHARE:.0%} of the {tensors:,} B of tensors); --full-metadata keeps it",
+                  highlight=False, markup=False, soft_wrap=True)
+    return api.lean_provenance(provenance)
 
 
 def _finish(result: api.TrainResult, path: Path, force: bool, inputs: tuple[Path, ...] = (), as_json: bool = False

@@ -36,8 +36,7 @@ def layer_inputs(model: KANModel, x: torch.Tensor, batch_size: int = 2048) -> li
     was_training = model.training
     model.eval()
     try:
-        flat = x.flatten(1)  # (N, in)
-        current = model.normalize.inputs(flat) if model.normalize is not None else flat
+        current = model.prepare(x)  # (N, in)
         seen = [current]
         for layer, vectors in zip(model.fc_layers(), model.edge_vectors()):
             edges = vectors.view(layer.out_features, layer.in_features, -1)  # (out, in, |w|)

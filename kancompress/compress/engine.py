@@ -176,8 +176,8 @@ def compress_model(
 
 def _half_extras(model: KANModel, trial: CompressTrial, run: _Run) -> tuple[KANModel, CompressTrial]:
     """The chosen model with its extras (norms, biases, BatchNorm statistics, the conv head; not stored grids)
-    stored at float16 where validation stays within budget: a FastKAN's first LayerNorm alone is 6 KB at float32, over a
-    third of its clustered file. Skipped for float32 codebooks (precision asked for) and extras beyond float16."""
+    stored at float16 where validation stays within budget: a FastKAN's first LayerNorm alone is 6 KB at float32,
+    over a third of its clustered file. Skipped for float32 codebooks (precision asked for) and extras beyond float16."""
     extras = model.extras()
     largest = max((float(t.abs().max()) for t in extras.values() if t.numel()), default=0.0)
     if not extras or trial.codebook_dtype == "float32" or largest > float(torch.finfo(torch.float16).max):

@@ -357,7 +357,7 @@ def _lean_streams(path: Path, meta: dict[str, str], config: ModelConfig
             for layer, (entry, (_, inputs)) in enumerate(zip(grids, shapes)):
                 if entry is not None:
                     streams[grid_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}'s grid index", entry,
-                                                                              inputs, 1)
+                                                                       inputs, 1)
     except ValueError as exc:
         raise FormatError(f"{path}: {exc}") from None
     return streams
