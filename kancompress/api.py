@@ -181,6 +181,7 @@ def train(
         config = default_config(options.model, (data.num_features, *options.hidden, data.num_outputs), options.meta,
                                 task, input_affine, target_affine,
                                 (*options.mult_nodes, 0) if any(options.mult_nodes) else None)
+    _check_trainable(config)
     target = resolve_device(options.device)
     distributed.setup(target)
     seed = options.train.seed
@@ -190,16 +191,29 @@ def train(
             model.normalize.fit(data.train_x, data.train_y if task == "regression" else None)
         model = model.to(target)
         rates = default_learning_rates(options.model, options.conv is not None, options.meta is not None,
-                                       options.lr, options.lr_meta, options.lr_embed)
+                                       options.lr, options.lr_meta, options.lr_embed, task)
         groups = parameter_groups(model, *rates)
         split = split_validation(data, options.train.val_fraction, seed=seed)
         augment = random_crop_flip if options.conv is not None and needs_augmentation(data.name) else None
-        history = fit(model, split, groups, options.train, on_batch, on_epoch, on_state, resume, augment)
+        train_config = options.train.for_task(task)  # the task's step floor unless one was given
+        history = fit(model, split, groups, train_config, on_batch, on_epoch, on_state, resume, augment)
     test = evaluate(model, data.test_x, data.test_y)
     extra = {"lrs": [g["lr"] for g in groups], "processes": distributed.world_size(), "options": options.to_json(),
              **data_provenance(data, options.data_file, options.target, options.task)}
-    provenance = _provenance("train", data.name, history, test, options.train, target, extra)
+    provenance = _provenance("train", data.name, history, test, train_config, target, extra)
     return TrainResult(model.cpu(), history, test, provenance)
+
+
+def _check_trainable(config: ModelConfig) -> None:
+    """Refuse a fully-connected model that could only learn a constant: a layer of one node whose output passes
+    through LayerNorm (GramKAN, LegendreKAN: y -> SiLU(LayerNorm(y)), as upstream) is always the same value."""
+    if config.arch != "mlp" or not config.spec.fc.output_norm:
+        return
+    single = [layer for layer, width in enumerate(config.widths[1:]) if width == 1]
+    if single:
+        where = "the output" if single[-1] == len(config.widths) - 2 else f"hidden layer {single[0] + 1}"
+        raise ConfigError(f"{config.model}'s layers end in LayerNorm, so {where} (one node) would be a constant; "
+                          "use --model kan, fastkan or chebykan for one target (or a hidden width of 2 or more)")
 
 
 def cluster(

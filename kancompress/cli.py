@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypedDict
 
 import typer
 from rich.console import Console
@@ -217,16 +217,16 @@ def train(
     groups: Annotated[int, typer.Option("--groups", min=1, metavar="N", help="Conv groups of layers 2+.")] = ConvConfig.groups,
     epochs: Epochs = TrainConfig.epochs,
     batch_size: BatchSize = TrainConfig.batch_size,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate of the edges (meta: of norms and biases).", show_default="the basis's, paper Tables 4-7")] = None,
-    lr_meta: Annotated[Optional[float], typer.Option("--lr-meta", help="Meta-learner learning rate (paper lr_h).", show_default="the basis's: paper Table 5; FC gramkan 10×")] = None,
-    lr_embed: Annotated[Optional[float], typer.Option("--lr-embed", help="Embedding learning rate (paper lr_e).", show_default="the basis's: paper Table 5; FC gramkan 10×")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate of the edges (meta: of norms and biases).", show_default="the basis's, paper Tables 4-7; FC regression 10×")] = None,
+    lr_meta: Annotated[Optional[float], typer.Option("--lr-meta", help="Meta-learner learning rate (paper lr_h).", show_default="the basis's: paper Table 5; FC gramkan 10×; FC regression 10× more")] = None,
+    lr_embed: Annotated[Optional[float], typer.Option("--lr-embed", help="Embedding learning rate (paper lr_e).", show_default="the basis's: paper Table 5; FC gramkan 10×; FC regression 10× more")] = None,
     d_emb: Annotated[Optional[int], typer.Option("--d-emb", min=1, metavar="N", help="Embedding dimension per edge.", show_default="1; conv kan/fastkan 2")] = None,
     meta_hidden: Annotated[int, typer.Option("--meta-hidden", min=1, metavar="N", help="Hidden width of the meta-learner.")] = MetaConfig.hidden,
     meta_sharing: Annotated[str, typer.Option("--meta-sharing", help="model: one meta-learner | layer: one per layer | groups:C: C meta-learners, layers grouped by K-means on their output widths (MetaKAN).")] = MetaConfig.sharing,
     patience: Patience = TrainConfig.patience,
     seed: Seed = TrainConfig.seed,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the training data held out for validation (early stopping; compress's budget later), drawn with --seed and recorded.")] = TrainConfig.val_fraction,
-    min_steps: Annotated[Optional[int], typer.Option("--min-steps", min=0, metavar="N", help="Small data: train at least N optimizer steps, with patience of at least N/7 steps (epochs are raised to reach them; 0: epochs alone).", show_default="2000, or 0 with --epochs")] = None,
+    min_steps: Annotated[Optional[int], typer.Option("--min-steps", min=0, metavar="N", help="Small data: train at least N optimizer steps, with patience of at least N/7 steps (epochs are raised to reach them; 0: epochs alone).", show_default="2000, regression 10000; 0 with --epochs")] = None,
     output: Output = None,
     as_json: ResultJson = False,
     force: Force = False,
@@ -287,16 +287,16 @@ def train(
         _finish(result, path, force, as_json=as_json)
 
 
-DEFAULT_MIN_STEPS = 2000
-"""`train`'s step floor when --epochs is not given: at the paper's learning rates, wine, iris and breast_cancer go
-from 63/48/86 % (KAN, 50 one-step epochs) to 98/93/94 %, and 10x or 30x the rates did not do better (MetaKAN on
-breast_cancer fell to 76 % at 30x; `examples/bench_defaults.py`). Patience floor: a seventh of it."""
+class StepFloors(TypedDict):
+    min_steps: int | None
+    min_patience_steps: int
 
 
-def step_floors(min_steps: int | None, epochs_given: bool) -> dict[str, int]:
-    """TrainConfig's step floors from --min-steps: its value, else the default unless --epochs was typed."""
-    steps = min_steps if min_steps is not None else (0 if epochs_given else DEFAULT_MIN_STEPS)
-    return {"min_steps": steps, "min_patience_steps": steps // 7}
+def step_floors(min_steps: int | None, epochs_given: bool) -> StepFloors:
+    """TrainConfig's step floors from --min-steps: its value; else none when --epochs was typed, else the task's
+    default (None: `TrainConfig.for_task` resolves it once the data says the task)."""
+    steps = min_steps if min_steps is not None else (0 if epochs_given else None)
+    return {"min_steps": steps, "min_patience_steps": (steps or 0) // 7}
 
 
 def _state_writer(path: Path, job: Any) -> Any:

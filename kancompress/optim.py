@@ -30,21 +30,23 @@ def parameter_groups(
 
 def default_learning_rates(
     model_name: str, conv: bool, meta: bool, lr: float | None = None, lr_meta: float | None = None,
-    lr_embed: float | None = None,
+    lr_embed: float | None = None, task: str = "classification",
 ) -> tuple[float, float | None, float | None]:
     """(lr of the edges or the extras, lr of the meta-learner, lr of the embeddings): the given ones, else the
-    basis's defaults (paper Tables 4-7 where it has them). The last two are None for a plain model."""
+    basis's defaults (paper Tables 4-7 where it has them; a fully-connected regression model's are the basis's
+    `LearningRates.regression` times those). The last two are None for a plain model."""
     from kancompress.bases import get_spec
 
     rates = get_spec(model_name).lr
+    scale = rates.regression if task == "regression" and not conv else 1.0
     if not meta:
-        return (lr if lr is not None else rates.conv_plain if conv else rates.plain), None, None
+        return (lr if lr is not None else scale * (rates.conv_plain if conv else rates.plain)), None, None
     if conv:
         lr_h, lr_e, rest = rates.conv_meta
     else:
         (lr_h, lr_e), rest = rates.meta, rates.plain
-    return (lr if lr is not None else rest, lr_meta if lr_meta is not None else lr_h,
-            lr_embed if lr_embed is not None else lr_e)
+    return (lr if lr is not None else scale * rest, lr_meta if lr_meta is not None else scale * lr_h,
+            lr_embed if lr_embed is not None else scale * lr_e)
 
 
 def default_finetune_lr(model: KANModel) -> float:

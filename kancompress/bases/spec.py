@@ -67,6 +67,9 @@ class LearningRates:
     conv_meta: tuple[float, float, float] = (1e-4, 5e-3, 5e-3)  # (lr_h, lr_e, lr of norms and head)
     finetune: float = 1e-4
     conv_finetune: float = 1e-5
+    # A fully-connected regression model's default rates are all this many times the ones above (which are tuned
+    # for image classification); 1 where nobody measured better (`examples/bench_defaults.py`)
+    regression: float = 1.0
 
 
 @dataclass(frozen=True)
