@@ -210,10 +210,13 @@ def _check_trainable(config: ModelConfig) -> None:
     if config.arch != "mlp" or not config.spec.fc.output_norm:
         return
     single = [layer for layer, width in enumerate(config.widths[1:]) if width == 1]
-    if single:
-        where = "the output" if single[-1] == len(config.widths) - 2 else f"hidden layer {single[0] + 1}"
-        raise ConfigError(f"{config.model}'s layers end in LayerNorm, so {where} (one node) would be a constant; "
-                          "use --model kan, fastkan or chebykan for one target (or a hidden width of 2 or more)")
+    if not single:
+        return
+    if single[-1] == len(config.widths) - 2:
+        where, fix = "the output", "use --model kan, fastkan or chebykan for one target"
+    else:
+        where, fix = f"hidden layer {single[0] + 1}", "give it --hidden 2 or more"
+    raise ConfigError(f"{config.model}'s layers end in LayerNorm, so {where} (one node) would be a constant; {fix}")
 
 
 def cluster(
