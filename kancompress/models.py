@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kancompress.config import ModelConfig
@@ -181,6 +182,49 @@ class KANModel(nn.Module):
     def extra_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters outside the edge store (norms, biases, Gram β, PReLU, the conv head)."""
         return list(self.layers.parameters()) + (list(self.head.parameters()) if self.head is not None else [])
+
+
+def first_features_fixed(model: KANModel) -> bool:
+    """Whether the first layer's edge features f(x) = [B(x), act(x)] depend on the samples alone: a
+    fully-connected model whose input transform and first layer's basis (grid, prepared input) hold no trainable
+    parameter (not FastKAN's basis LayerNorm, not Gram's β) and whose edge functions are linear in their vectors."""
+    if model.head is not None:
+        return False
+    layer = model.fc_layers()[0]
+    before = [layer.basis, layer.input_norm, layer.pre_norm]
+    return not layer.parametric and not any(part is not None and any(True for _ in part.parameters())
+                                            for part in before)
+
+
+@torch.no_grad()
+def first_features(model: KANModel, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """The first layer's edge features of the samples x (on the model's device), (N, in, |w|) float32."""
+    layer = model.fc_layers()[0]
+    device = next(model.parameters()).device
+    return torch.cat([layer.edge_features(model.prepare(x[start : start + batch_size].to(device)))
+                      for start in range(0, x.shape[0], batch_size)])
+
+
+class FirstLayerFed(nn.Module):
+    """`model` fed its first layer's edge features (`first_features`) instead of samples, with the same outputs
+    when `first_features_fixed(model)`: training or validating on features computed once skips the basis
+    evaluation, most of a step's cost when the first layer is wide (784 inputs of a B-spline against 32). It
+    shares `model`'s parameters; `train.fit` and `train.evaluate` take it as they take the model."""
+
+    def __init__(self, model: KANModel):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def target_scale(self) -> torch.Tensor | None:
+        return self.model.target_scale()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features: (N, in, |w|) -> the model's outputs (N, outputs)."""
+        layer = self.model.fc_layers()[0]
+        vectors = self.model.edges(0).view(*layer.edge_shape, -1)  # (out, in, |w|)
+        y = F.linear(features.flatten(1), vectors.flatten(1))  # (N, in·|w|) against (out, in·|w|) -> (N, out)
+        return self.model.forward_from(1, layer.finish(y))
 
 
 def build_model(config: ModelConfig, kind: str = "dense", ks: list[int] | None = None) -> KANModel:

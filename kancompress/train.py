@@ -18,8 +18,10 @@ from torch import nn
 from kancompress import distributed, tasks
 from kancompress.config import TrainConfig
 from kancompress.data import Split
-from kancompress.models import KANModel
+from kancompress.models import FirstLayerFed, KANModel
 from kancompress.tasks import Metrics
+
+Trainable = KANModel | FirstLayerFed  # a model, or one fed its first layer's cached features
 
 @dataclass(frozen=True)
 class EpochReport:
@@ -38,12 +40,12 @@ class History:
     stopped_early: bool = False
 
 
-def evaluate(model: KANModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> Metrics:
+def evaluate(model: Trainable, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> Metrics:
     """The task's metrics of `model` on (x, y) (`kancompress.tasks`), computed on the model's device."""
     return tasks.metrics_from_sums(model.config.task, _sums(model, x, y, batch_size))
 
 
-def _sums(model: KANModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def _sums(model: Trainable, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
     task, scale = model.config.task, model.target_scale()
@@ -55,7 +57,7 @@ def _sums(model: KANModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1
     return total
 
 
-def _empty_batch(model: KANModel, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+def _empty_batch(model: Trainable, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
     """Zero sums of the right length: no outputs for no samples."""
     outputs = torch.zeros(0, model.config.num_outputs)
     return outputs, y[:0], None
@@ -74,7 +76,7 @@ def batch_stream(n: int, batch_size: int, generator: torch.Generator) -> Iterato
 
 
 def fit(
-    model: KANModel,
+    model: Trainable,
     data: Split,
     param_groups: list[dict[str, Any]],
     config: TrainConfig,
@@ -196,7 +198,7 @@ def fit(
     return history
 
 
-def _validate(model: KANModel, data: Split, device: torch.device) -> Metrics:
+def _validate(model: Trainable, data: Split, device: torch.device) -> Metrics:
     """Validation metrics; under torchrun each rank takes a slice and the sums are all-reduced, so every rank
     reaches the same numbers (and the same early-stopping decision) whatever kernels it ran."""
     if not distributed.active():

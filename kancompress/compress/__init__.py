@@ -5,5 +5,6 @@
 - `allocate`: their rate–distortion frontier across layers (multiple-choice knapsack);
 - `greedy`: the thorough search's greedy per-layer choice;
 - `policy`: how trials and finals fine-tune, BatchNorm re-estimation;
+- `cache`: the first layer's features of the split, computed once for every fine-tuning that can take them;
 - `trials`: what a run reports (trials, progress).
 """

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from kancompress.cluster import Clusterer, clustered_from_parts
+from kancompress.compress.cache import FeatureCache
 from kancompress.compress.allocate import Allocation, frontier
 from kancompress.compress.greedy import choose_ks, smallest_per_layer
 from kancompress.compress.policy import (
@@ -74,6 +75,7 @@ class _Run:
                  on_trial: Callable[[CompressTrial], None] | None, meter: ProgressMeter):
         self.split, self.options, self.target, self.base = split, options, target, base
         self.on_trial, self.meter = on_trial, meter
+        self.cache = FeatureCache(Split(split.train_x.to(target), split.train_y, split.val_x.to(target), split.val_y))
         self.trials: list[CompressTrial] = []
 
     def within(self, val: Metrics) -> bool:
@@ -108,7 +110,7 @@ class _Run:
                ) -> tuple[KANModel, CompressTrial]:
         stop = self.within if search else None
         candidate = finetuner(FinetuneOptions(lr=lr, train=config), self.split, stop,
-                              CHUNK_STEPS if steps else 0)(model)
+                              CHUNK_STEPS if steps else 0, self.cache)(model)
         val = evaluate(candidate, self.split.val_x, self.split.val_y)
         edges = candidate.edges
         assert isinstance(edges, CodebookEdges)

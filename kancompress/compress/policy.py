@@ -12,9 +12,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from kancompress.compress.cache import FeatureCache
 from kancompress.data import Split
 from kancompress.edges import CodebookEdges
-from kancompress.models import KANModel
+from kancompress.models import FirstLayerFed, KANModel
 from kancompress.optim import default_finetune_lr, own_rng, parameter_groups
 from kancompress.options import FinetuneOptions
 from kancompress.tasks import Metrics
@@ -29,19 +30,22 @@ BATCHNORM_SAMPLES = 4096  # training samples behind re-estimated BatchNorm stati
 
 
 def finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metrics], bool] | None = None,
-              chunk_steps: int = 0) -> Callable[[KANModel], KANModel]:
+              chunk_steps: int = 0, cache: FeatureCache | None = None) -> Callable[[KANModel], KANModel]:
     """A function that fine-tunes a clustered model in place (codebooks and extras at `options.lr`, default the
     basis's lr_c), computing with its codebooks as their storage dtype holds them (`CodebookEdges.
     quantization_aware`), stopping early once `stop_when(best validation metrics)` holds, and rounds its codebooks
     to their storage precision. With `chunk_steps`, `options.train.epochs` counts chunks of that many steps
-    (`train.fit`)."""
+    (`train.fit`). With a `cache`, a model that can take its first layer's features computed once trains and
+    validates on them (`compress.cache`)."""
 
     def tune(model: KANModel) -> KANModel:
         rate = options.lr if options.lr is not None else default_finetune_lr(model)
         assert isinstance(model.edges, CodebookEdges)
         model.edges.quantization_aware = True  # validation judges what the file will hold
+        fed = cache.split_for(model) if cache is not None else None
+        trainee, data = (FirstLayerFed(model), fed) if fed is not None else (model, split)
         with own_rng(options.train.seed, next(model.parameters()).device):
-            fit(model, split, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when,
+            fit(trainee, data, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when,
                 chunk_steps=chunk_steps)
         model.edges.round_to_storage()
         model.round_extras()

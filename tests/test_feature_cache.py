@@ -1,0 +1,75 @@
+"""The first layer's cached features (`models.FirstLayerFed`, `compress.cache`): the same outputs and the same
+fine-tuning as the model on its samples, only for models whose features hold nothing trainable, rebuilt when the
+first layer computes them differently."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from conftest import KINDS, tiny_model
+from kancompress.compress.cache import FeatureCache
+from kancompress.compress.policy import finetuner
+from kancompress.config import MODEL_NAMES, TrainConfig
+from kancompress.data import Split
+from kancompress.models import FirstLayerFed, first_features, first_features_fixed
+from kancompress.options import FinetuneOptions
+
+FIXED = {"kan", "chebykan", "legendrekan", "fourierkan"}  # FastKAN's basis LayerNorm, Gram's β, wavelets: not
+
+
+def _split(rows: int = 48, features: int = 6, outputs: int = 3) -> Split:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(rows, features, generator=generator) * 2 - 1
+    y = torch.randint(0, outputs, (rows,), generator=generator)
+    return Split(x[: rows * 3 // 4], y[: rows * 3 // 4], x[rows * 3 // 4 :], y[rows * 3 // 4 :])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_the_fed_model_gives_the_models_outputs_where_its_features_are_fixed(model_name: str, kind: str) -> None:
+    model = tiny_model(model_name, kind)
+    assert first_features_fixed(model) == (model_name in FIXED)
+    if model_name not in FIXED:
+        assert FeatureCache(_split()).split_for(model) is None  # trains on its samples as before
+        return
+    x = _split().train_x
+    expected = model(x)
+    fed = FirstLayerFed(model)(first_features(model, x, batch_size=7))  # batches of 7 rows: they split
+    torch.testing.assert_close(fed, expected, rtol=1e-4, atol=1e-5 * float(expected.detach().abs().max()))
+
+
+@pytest.mark.parametrize("model_name", sorted(FIXED))
+def test_fine_tuning_on_cached_features_matches_fine_tuning_on_samples(model_name: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # plain SGD for the comparison: Adam's step is ±lr wherever a gradient is near zero, so rounding alone can
+    # flip a step there (a FourierKAN bias moved 0.0045 apart); SGD keeps both runs as close as their gradients
+    monkeypatch.setattr(torch.optim, "AdamW", torch.optim.SGD)
+    split = _split()
+    source = tiny_model(model_name, "clustered")
+    options = FinetuneOptions(lr=1e-2, train=TrainConfig(epochs=3, batch_size=8, patience=0, seed=0))
+    plain = finetuner(options, split)(copy.deepcopy(source))
+    cached = finetuner(options, split, cache=FeatureCache(split))(copy.deepcopy(source))
+    for (name, want), got in zip(plain.state_dict().items(), cached.state_dict().values()):
+        if want.is_floating_point():
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+        else:
+            assert torch.equal(got, want), name
+    assert not torch.equal(plain.edges.layers[0].codebook, source.edges.layers[0].codebook)  # it did train
+
+
+def test_the_cache_is_kept_for_the_same_first_layer_and_rebuilt_for_another() -> None:
+    split = _split()
+    cache = FeatureCache(split)
+    first, second = tiny_model("kan", "clustered"), tiny_model("kan", "meta")  # same basis, other edges
+    fed = cache.split_for(first)
+    assert fed is not None and fed.train_x.shape == (36, 6, first.config.num_basis + 1)
+    assert cache.split_for(second) is fed  # clustering changes edges, not features
+    with torch.no_grad():
+        second.fc_layers()[0].basis.grid.mul_(1.5)  # another grid: other features
+    rebuilt = cache.split_for(second)
+    assert rebuilt is not None and rebuilt is not fed
+    torch.testing.assert_close(rebuilt.val_x, first_features(second, split.val_x))
+    assert FeatureCache(split, limit=36 * 6 * 9 * 4).split_for(first) is None  # over the limit (48 rows)
