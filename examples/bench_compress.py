@@ -1,5 +1,7 @@
 """compress at post-training cost: each source's training time beside the time `compress --max-drop 0.5` takes with
 the fast search (and the thorough one where asked), the bytes on disk and the validation and test drop, in one run.
+With `--uncached`, those sources are also compressed with the fast search without the first layer's feature cache
+(`kancompress.compress.cache`), to show what the cache saves.
 
     python examples/bench_compress.py                                   # every source below, fast search
     python examples/bench_compress.py --thorough kan-meta,gramkan-meta --write-results
@@ -44,6 +46,7 @@ import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.
 import torch
 
 from kancompress import api
+from kancompress.compress import cache
 from kancompress.config import TrainConfig
 from kancompress.data import Dataset
 from kancompress.errors import KanCompressError
@@ -149,11 +152,13 @@ def drop(task: str, source: dict[str, Any], result: dict[str, Any]) -> float:
 
 
 def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: float, max_drop: float,
-               data: Dataset | None, verbose: bool = False) -> dict[str, Any]:
+               data: Dataset | None, verbose: bool = False, cached: bool = True) -> dict[str, Any]:
     source_test = api.evaluate_model(source, data)[1].to_json()  # before the clock starts
-    row: dict[str, Any] = {"source": name, "train_s": round(train_s, 1), "search": search,
+    row: dict[str, Any] = {"source": name, "train_s": round(train_s, 1),
+                           "search": search if cached else f"{search}, no feature cache",
                            "source_bytes": Path(source.header.path).stat().st_size,
                            "source_test": _headline(source_test)}
+    limit, cache.CACHE_BYTES = cache.CACHE_BYTES, cache.CACHE_BYTES if cached else 0
     started = time.monotonic()
     try:
         small, provenance, trials = api.compress(
@@ -164,6 +169,8 @@ def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: f
         print(f"{name} {search}: {error}", flush=True)
         return {**row, "compress_s": round(time.monotonic() - started, 1), "bytes": None,
                 "peak_mb": round(peak_memory_mb())}
+    finally:
+        cache.CACHE_BYTES = limit
     seconds = time.monotonic() - started
     path = save_checkpoint(small, out / f"{name}-{search}.safetensors", api.lean_provenance(provenance), force=True)
     task = provenance["test"]["task"]
@@ -242,6 +249,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", default=",".join(SOURCES), help=f"comma-separated, of: {', '.join(SOURCES)}")
     parser.add_argument("--thorough", default="", help="sources also compressed with --search thorough")
+    parser.add_argument("--uncached", default="", help="sources also compressed without the first layer's feature cache")
     parser.add_argument("--max-drop", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-compress"))
     parser.add_argument("--conv-subset", type=int, default=6000, help="conv-fashion: first N training images")
@@ -251,7 +259,8 @@ def main() -> None:
     args = parser.parse_args()
     chosen = [name for name in args.sources.split(",") if name]
     thorough = {name for name in args.thorough.split(",") if name}
-    unknown = [name for name in [*chosen, *thorough] if name not in SOURCES]
+    uncached = {name for name in args.uncached.split(",") if name}
+    unknown = [name for name in [*chosen, *thorough, *uncached] if name not in SOURCES]
     if unknown:
         raise SystemExit(f"unknown source {unknown[0]!r}; choose from: {', '.join(SOURCES)}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -265,8 +274,11 @@ def main() -> None:
         print(f"{name}: trained in {train_s:.0f} s; peak memory so far {peak_memory_mb():,.0f} MB", flush=True)
         if name == "conv-digits":
             bn = batchnorm_effect(source)
-        for search in ("fast", "thorough") if name in thorough else ("fast",):
-            rows.append(compressed(args.out, name, source, search, train_s, args.max_drop, data, args.verbose))
+        runs = [("fast", True), *([("thorough", True)] if name in thorough else []),
+                *([("fast", False)] if name in uncached else [])]
+        for search, cached in runs:
+            rows.append(compressed(args.out, name, source, search, train_s, args.max_drop, data, args.verbose,
+                                   cached))
             print(f"  {rows[-1]}", flush=True)
     command = "python examples/bench_compress.py " + " ".join(sys.argv[1:])
     text = as_markdown(rows, bn, command.strip(), time.monotonic() - started)

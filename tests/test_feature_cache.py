@@ -73,3 +73,13 @@ def test_the_cache_is_kept_for_the_same_first_layer_and_rebuilt_for_another() ->
     assert rebuilt is not None and rebuilt is not fed
     torch.testing.assert_close(rebuilt.val_x, first_features(second, split.val_x))
     assert FeatureCache(split, limit=36 * 6 * 9 * 4).split_for(first) is None  # over the limit (48 rows)
+
+
+def test_a_teacher_shares_the_cache_only_when_it_computes_the_same_features() -> None:
+    cache = FeatureCache(_split())
+    student, teacher = tiny_model("kan", "meta"), tiny_model("kan", "dense")
+    assert cache.split_for(student, teacher) is not None
+    assert cache.split_for(student, tiny_model("fastkan", "dense")) is None  # its features hold a LayerNorm
+    with torch.no_grad():
+        teacher.fc_layers()[0].basis.grid.add_(0.25)  # a re-gridded teacher sees other features
+    assert cache.split_for(student, teacher) is None

@@ -22,15 +22,18 @@ CACHE_BYTES = 2 << 30  # at most this many bytes of cached features (Fashion-MNI
 class FeatureCache:
     """The features of `split` for the models given to `split_for`, one model's first layer at a time."""
 
-    def __init__(self, split: Split, limit: int = CACHE_BYTES):
-        self.split, self.limit = split, limit
+    def __init__(self, split: Split, limit: int | None = None):
+        self.split, self.limit = split, CACHE_BYTES if limit is None else limit
         self._key: tuple[object, dict[str, torch.Tensor]] | None = None
         self._fed: Split | None = None
 
-    def split_for(self, model: KANModel) -> Split | None:
+    def split_for(self, model: KANModel, *alike: KANModel) -> Split | None:
         """`split` as `model`'s first-layer features (train and validation rows, targets as they are), or None
-        when the model cannot take them or they would pass the limit."""
-        if not first_features_fixed(model):
+        when the model cannot take them, they would pass the limit, or a model in `alike` (a teacher that must
+        see the same features) computes other ones."""
+        if not all(first_features_fixed(each) for each in (model, *alike)):
+            return None
+        if any(not _same(_fingerprint(other), _fingerprint(model)) for other in alike):
             return None
         layer = model.fc_layers()[0]
         rows = self.split.train_x.shape[0] + self.split.val_x.shape[0]

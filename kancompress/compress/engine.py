@@ -43,7 +43,7 @@ from kancompress.data import Split
 from kancompress.edges import CodebookEdges
 from kancompress.errors import BudgetError
 from kancompress.format.checkpoint import checkpoint_bytes, payload_bytes
-from kancompress.models import KANModel
+from kancompress.models import FirstLayerFed, KANModel
 from kancompress.optim import default_finetune_lr, default_learning_rates, own_rng, parameter_groups
 from kancompress.config import TrainConfig
 from kancompress.options import GRID_BUDGET, CompressOptions, FinetuneOptions, default_meta
@@ -350,9 +350,12 @@ def _distilled(source: KANModel, teacher: KANModel, run: _Run, prefix: str) -> K
     # the fast search stops distilling once the MetaKAN is within a share of the budget: clustering spends the rest
     enough = ((lambda val: within_budget(val, run.base, DISTILL_BUDGET_SHARE * options.max_drop))
               if options.search == "fast" else None)
+    fed = run.cache.split_for(meta, teacher)  # both see the first layer's cached features, or both the samples
+    student, guide, data = ((FirstLayerFed(meta), FirstLayerFed(teacher), fed) if fed is not None
+                            else (meta, teacher, split))
     with own_rng(options.seed, run.target):
-        fit(meta, split, parameter_groups(meta, lr, lr_meta, lr_embed),
-            options.train_config(options.distillation_epochs, options.patience), teacher=teacher, stop_when=enough)
+        fit(student, data, parameter_groups(meta, lr, lr_meta, lr_embed),
+            options.train_config(options.distillation_epochs, options.patience), teacher=guide, stop_when=enough)
     val = evaluate(meta, split.val_x, split.val_y)
     run.record(CompressTrial(prefix + "distill", (), lr_meta or lr, options.distillation_epochs, payload_bytes(meta),
                              val, run.within(val)))
