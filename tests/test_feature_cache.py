@@ -51,7 +51,19 @@ def test_fine_tuning_on_cached_features_matches_fine_tuning_on_samples(model_nam
     source = tiny_model(model_name, "clustered")
     options = FinetuneOptions(lr=1e-2, train=TrainConfig(epochs=3, batch_size=8, patience=0, seed=0))
     plain = finetuner(options, split)(copy.deepcopy(source))
-    cached = finetuner(options, split, cache=FeatureCache(split))(copy.deepcopy(source))
+    cache = FeatureCache(split)
+    assert cache.split_for(source, build=False) is None  # a fine-tuning does not build the features ...
+    built = cache.split_for(source)  # ... distillation does, and the fine-tunings after it take them
+    fed_calls: list[int] = []
+
+    class CountedFed(FirstLayerFed):
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            fed_calls.append(features.shape[0])
+            return super().forward(features)
+
+    monkeypatch.setattr("kancompress.compress.policy.FirstLayerFed", CountedFed)
+    cached = finetuner(options, split, cache=cache)(copy.deepcopy(source))
+    assert cache.split_for(source, build=False) is built and fed_calls  # it trained on the features
     for (name, want), got in zip(plain.state_dict().items(), cached.state_dict().values()):
         if want.is_floating_point():
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)

@@ -1,12 +1,16 @@
-"""The first layer's edge features of the training and validation samples, computed once per compress run and
-reused by every fine-tuning that can take them (`models.FirstLayerFed`).
+"""The first layer's edge features of the training and validation samples, computed once per compress run by
+distillation and reused by the fine-tunings after it (`models.FirstLayerFed`).
 
-A fast search fine-tunes several candidates of one source; in a B-spline MetaKAN 784-32-10 most of each step's
-time is the first layer's basis of 784 inputs, which no candidate changes: clustering replaces edge vectors, not
-the grid or the input transform. The features are kept while the next model's first layer computes them alike
-(the same basis config, buffers and input transform), else rebuilt; a model whose features hold trainable
-parameters (`models.first_features_fixed`), or a split whose features would pass `CACHE_BYTES`, trains on its
-samples as before.
+Distilling a plain source trains a MetaKAN for up to `--distill-epochs` epochs of the whole training split; with a
+wide first layer (784 inputs of a B-spline against 32) most of each step is that layer's basis, which the epochs
+recompute for the same samples. Computed once (Fashion-MNIST 784-32-10: 8 s, 1.7 GB), the plain B-spline source's
+compress took 78 s instead of 153 s (`examples/results/bench_compress-cache.md`). A fast search's trials are too
+short to repay building it (a MetaKAN source: 29 s with it, 20 s without), so fine-tunings take the features only
+when distillation already built them: clustering changes edge vectors, not the grid or the input transform.
+
+The features are kept while the next model's first layer computes them alike (the same basis config, buffers and
+input transform); a model whose features hold trainable parameters (`models.first_features_fixed`), or a split
+whose features would pass `CACHE_BYTES`, trains on its samples as before.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ class FeatureCache:
         self._key: tuple[object, dict[str, torch.Tensor]] | None = None
         self._fed: Split | None = None
 
-    def split_for(self, model: KANModel, *alike: KANModel) -> Split | None:
+    def split_for(self, model: KANModel, *alike: KANModel, build: bool = True) -> Split | None:
         """`split` as `model`'s first-layer features (train and validation rows, targets as they are), or None
-        when the model cannot take them, they would pass the limit, or a model in `alike` (a teacher that must
-        see the same features) computes other ones."""
+        when the model cannot take them, they would pass the limit, a model in `alike` (a teacher that must
+        see the same features) computes other ones, or (`build` False) they are not already computed."""
         if not all(first_features_fixed(each) for each in (model, *alike)):
             return None
         if any(not _same(_fingerprint(other), _fingerprint(model)) for other in alike):
@@ -41,6 +45,8 @@ class FeatureCache:
             return None
         key = _fingerprint(model)
         if self._fed is None or self._key is None or not _same(key, self._key):
+            if not build:
+                return None
             self._fed = None  # free the old features before computing the new ones
             self._fed = Split(first_features(model, self.split.train_x), self.split.train_y,
                               first_features(model, self.split.val_x), self.split.val_y)

@@ -35,14 +35,14 @@ def finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metri
     basis's lr_c), computing with its codebooks as their storage dtype holds them (`CodebookEdges.
     quantization_aware`), stopping early once `stop_when(best validation metrics)` holds, and rounds its codebooks
     to their storage precision. With `chunk_steps`, `options.train.epochs` counts chunks of that many steps
-    (`train.fit`). With a `cache`, a model that can take its first layer's features computed once trains and
-    validates on them (`compress.cache`)."""
+    (`train.fit`). With a `cache` that holds features this model computes alike (distillation built them), it
+    trains and validates on them (`compress.cache`)."""
 
     def tune(model: KANModel) -> KANModel:
         rate = options.lr if options.lr is not None else default_finetune_lr(model)
         assert isinstance(model.edges, CodebookEdges)
         model.edges.quantization_aware = True  # validation judges what the file will hold
-        fed = cache.split_for(model) if cache is not None else None
+        fed = cache.split_for(model, build=False) if cache is not None else None
         trainee, data = (FirstLayerFed(model), fed) if fed is not None else (model, split)
         with own_rng(options.train.seed, next(model.parameters()).device):
             fit(trainee, data, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when,
