@@ -3,10 +3,11 @@ distillation and reused by the fine-tunings after it (`models.FirstLayerFed`).
 
 Distilling a plain source trains a MetaKAN for up to `--distill-epochs` epochs of the whole training split; with a
 wide first layer (784 inputs of a B-spline against 32) most of each step is that layer's basis, which the epochs
-recompute for the same samples. Computed once (Fashion-MNIST 784-32-10: 8 s, 1.7 GB), the plain B-spline source's
-compress took 78 s instead of 153 s (`examples/results/bench_compress-cache.md`). A fast search's trials are too
-short to repay building it (a MetaKAN source: 29 s with it, 20 s without), so fine-tunings take the features only
-when distillation already built them: clustering changes edge vectors, not the grid or the input transform.
+recompute for the same samples. Computed once (Fashion-MNIST 784-32-10: 8 s, 1.7 GB of features; the process's
+peak memory rose from 1.9 to 5.0 GB), the plain B-spline source's compress took 90 s instead of 138 s
+(`examples/results/bench_compress-cache.md`). A fast search's trials are too short to repay building it (a
+MetaKAN source, when its trials built it: 29 s against 20 s), so fine-tunings take the features only when
+distillation already built them: clustering changes edge vectors, not the grid or the input transform.
 
 The features are kept while the next model's first layer computes them alike (the same basis config, buffers and
 input transform); a model whose features hold trainable parameters (`models.first_features_fixed`), or a split
