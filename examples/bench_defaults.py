@@ -37,7 +37,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from kancompress import api
-from kancompress.cli import step_floors
+from kancompress.cli import StepFloors, step_floors
 from kancompress.config import DEFAULT_MIN_STEPS, TrainConfig
 from kancompress.optim import default_learning_rates
 from kancompress.tasks import rank
@@ -73,6 +73,16 @@ def test_value(task: str, result: api.TrainResult) -> float:
     return float(result.test.accuracy * 100 if task == "classification" else result.test.mse)  # type: ignore[operator]
 
 
+def trained(path: Path, task: str, meta: bool, seed: int, floors: StepFloors,
+            rates: tuple[float | None, float | None, float | None] = (None, None, None)) -> api.TrainResult:
+    """`train --data PATH --target label --hidden 16` (with --meta), as a user would run it, with these step
+    floors and rates (None: the default)."""
+    lr, lr_meta, lr_embed = rates
+    return api.train(api.TrainOptions.build(data_file=str(path), target="label", task=task, hidden=(16,), meta=meta,
+                                            lr=lr, lr_meta=lr_meta, lr_embed=lr_embed,
+                                            train=TrainConfig(seed=seed, **floors)))
+
+
 def grid_choice(path: Path, task: str, meta: bool, seed: int, defaults: api.TrainResult) -> tuple[float, str]:
     """The test value of the grid's run with the best validation metric (module doc), and its setting; `defaults`
     is the run at the defaults (lr ×1, the task's step floor), the first of equals."""
@@ -85,10 +95,7 @@ def grid_choice(path: Path, task: str, meta: bool, seed: int, defaults: api.Trai
                 continue
             steps = int(times * DEFAULT_MIN_STEPS[task])
             lr, lr_meta, lr_embed = (None if rate is None else rate * scale for rate in base)
-            options = api.TrainOptions.build(data_file=str(path), target="label", task=task, hidden=(16,), meta=meta,
-                                             lr=lr, lr_meta=lr_meta, lr_embed=lr_embed,
-                                             train=TrainConfig(seed=seed, **step_floors(steps, False)))
-            result = api.train(options)
+            result = trained(path, task, meta, seed, step_floors(steps, False), (lr, lr_meta, lr_embed))
             assert result.history.best_val is not None
             key = rank(result.history.best_val)
             if key < best[0]:
@@ -136,9 +143,7 @@ def run_dataset(name: str, seeds: int, grid: bool
                 kind = "MetaKAN" if meta else "KAN"
                 for label, floors in (("50 epochs", step_floors(None, True)),
                                       (DEFAULTS_LABEL, step_floors(None, False))):
-                    options = api.TrainOptions.build(data_file=str(path), target="label", task=task, hidden=(16,),
-                                                     meta=meta, train=TrainConfig(seed=seed, **floors))
-                    result = api.train(options)
+                    result = trained(path, task, meta, seed, floors)
                     results.setdefault(f"{kind}, {label}", []).append(test_value(task, result))
                 if grid:  # `result`: the defaults' run, one of the grid's
                     value, choice = grid_choice(path, task, meta, seed, result)

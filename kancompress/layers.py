@@ -144,6 +144,12 @@ class KANLinear(nn.Module):
         x = self.normalise(x)
         return torch.cat([self._bases(x), self.activation(x).unsqueeze(-1)], dim=-1)
 
+    def forward_features(self, features: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """`forward` from the layer's `edge_features` instead of its input: features (N, in, |w|), edges
+        (out, in, |w|) -> (N, node_count)."""
+        y = F.linear(features.flatten(1), edges.flatten(1))  # (N, in·|w|) against (out, in·|w|) -> (N, out)
+        return self.finish(y)
+
     def finish(self, y: torch.Tensor) -> torch.Tensor:
         """The per-output extras applied to the summed edges y: (N, out) -> (N, node_count)."""
         if self.bias is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kancompress.config import ModelConfig
@@ -130,10 +129,12 @@ class KANModel(nn.Module):
 
     def run_layer(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Layer `index` alone on what it receives, with its decoded edge vectors."""
-        layer = self.layers[index]
-        shape = cast(tuple[int, ...], layer.edge_shape)
-        vectors = self.edges(index).view(*shape, -1)  # (out, in, |w|) or (out, in/g, kh, kw, |w|)
-        return cast(torch.Tensor, layer(x, vectors))
+        return cast(torch.Tensor, self.layers[index](x, self.layer_vectors(index)))
+
+    def layer_vectors(self, index: int) -> torch.Tensor:
+        """Layer `index`'s decoded edge vectors in the layer's shape: (out, in, |w|) or (out, in/g, kh, kw, |w|)."""
+        shape = cast(tuple[int, ...], self.layers[index].edge_shape)
+        return cast(torch.Tensor, self.edges(index)).view(*shape, -1)
 
     def forward_from(self, start: int, x: torch.Tensor) -> torch.Tensor:
         """The model from layer `start` on: x is what that layer receives (the input transform already applied
@@ -221,10 +222,8 @@ class FirstLayerFed(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features: (N, in, |w|) -> the model's outputs (N, outputs)."""
-        layer = self.model.fc_layers()[0]
-        vectors = self.model.edges(0).view(*layer.edge_shape, -1)  # (out, in, |w|)
-        y = F.linear(features.flatten(1), vectors.flatten(1))  # (N, in·|w|) against (out, in·|w|) -> (N, out)
-        return self.model.forward_from(1, layer.finish(y))
+        first = self.model.fc_layers()[0].forward_features(features, self.model.layer_vectors(0))
+        return self.model.forward_from(1, first)
 
 
 def build_model(config: ModelConfig, kind: str = "dense", ks: list[int] | None = None) -> KANModel:

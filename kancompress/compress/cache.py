@@ -38,13 +38,13 @@ class FeatureCache:
         see the same features) computes other ones, or (`build` False) they are not already computed."""
         if not all(first_features_fixed(each) for each in (model, *alike)):
             return None
-        if any(not _same(_fingerprint(other), _fingerprint(model)) for other in alike):
-            return None
         layer = model.fc_layers()[0]
         rows = self.split.train_x.shape[0] + self.split.val_x.shape[0]
         if rows * layer.in_features * (layer.num_basis + 1) * 4 > self.limit:
             return None
         key = _fingerprint(model)
+        if any(not _same(_fingerprint(other), key) for other in alike):
+            return None
         if self._fed is None or self._key is None or not _same(key, self._key):
             if not build:
                 return None

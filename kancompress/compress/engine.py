@@ -75,7 +75,7 @@ class _Run:
                  on_trial: Callable[[CompressTrial], None] | None, meter: ProgressMeter):
         self.split, self.options, self.target, self.base = split, options, target, base
         self.on_trial, self.meter = on_trial, meter
-        self.cache = FeatureCache(Split(split.train_x.to(target), split.train_y, split.val_x.to(target), split.val_y))
+        self.cache = FeatureCache(split)  # `first_features` moves each batch to the model's device
         self.trials: list[CompressTrial] = []
 
     def within(self, val: Metrics) -> bool:
