@@ -198,7 +198,7 @@ def train(
         train_config = options.train.for_task(task)  # the task's step floor unless one was given
         history = fit(model, split, groups, train_config, on_batch, on_epoch, on_state, resume, augment)
     test = evaluate(model, data.test_x, data.test_y)
-    extra = {"lrs": [g["lr"] for g in groups], "processes": distributed.world_size(), "options": options.to_json(),
+    extra = {"lrs": [g["lr"] for g in groups], "options": options.to_json(),
              **data_provenance(data, options.data_file, options.target, options.task)}
     provenance = _provenance("train", data.name, history, test, train_config, target, extra)
     return TrainResult(model.cpu(), history, test, provenance)
@@ -434,6 +434,7 @@ def compress(
     check_data(model.config, data)
     split = _source_split(checkpoint, data)
     target = resolve_device(options.device)
+    distributed.setup(target)  # under torchrun: the search in lockstep on every rank (`distributed`)
     result = compress_model(on_device(model, target), split, options, target, on_trial, on_warning, on_progress)
     best, chosen = result.model.cpu(), result.chosen
     test = evaluate(best, data.test_x, data.test_y)
@@ -665,9 +666,10 @@ def _git_commit() -> str | None:
 
 
 def _environment(device: torch.device, seed: int) -> dict[str, Any]:
-    """What a rerun needs to get the same bytes: versions, commit, device, threads, seed."""
+    """What a rerun needs to get the same bytes: versions, commit, device, threads, processes (torchrun), seed."""
     return {"kancompress_version": __version__, "git_commit": _git_commit(), "torch_version": torch.__version__,
-            "device": device.type, "threads": torch.get_num_threads(), "seed": seed}
+            "device": device.type, "threads": torch.get_num_threads(), "processes": distributed.world_size(),
+            "seed": seed}
 
 
 def _provenance(

@@ -444,7 +444,7 @@ def compress(
     """The smallest clustered file within a validation budget: finds per-layer k, fine-tunes the candidates, keeps
     the smallest that stays within --max-drop of the source, fine-tunes it, writes it."""
     with _errors():
-        from kancompress import api
+        from kancompress import api, distributed
         from kancompress.format.checkpoint import load_checkpoint, save_checkpoint
 
         options = api.CompressOptions(
@@ -467,7 +467,8 @@ def compress(
             table.add_column(column, justify="right", overflow="fold")
 
         latest: list[Any] = []  # the last progress report (compress.trials.Progress)
-        status = err.status("compress: starting") if err.is_terminal and not as_json else nullcontext()
+        talk = not as_json and distributed.is_main()  # under torchrun rank 0 alone reports and writes
+        status = err.status("compress: starting") if err.is_terminal and talk else nullcontext()
 
         def on_progress(progress: Any) -> None:
             latest[:] = [progress]
@@ -479,7 +480,7 @@ def compress(
             ks_text = ",".join(map(str, trial.ks)) or ("(meta)" if trial.method.endswith("distill") else "(dense)")
             table.add_row(trial.method, ks_text, f"{trial.lr:g}", trial.length, _kb(trial.bytes),
                           shown(row["val"]), "yes" if trial.within else "no")
-            if not as_json:
+            if talk:
                 where = f" [{latest[0].done + 1} of ~{latest[0].total}, {latest[0].left_text()}]" if latest else ""
                 err.print(f"{trial.method} k={ks_text} lr={trial.lr:g} {trial.length}: {_kb(trial.bytes)} "
                           f"KB, validation {shown(row['val'])}{where}", highlight=False, markup=False, soft_wrap=True)
@@ -489,13 +490,17 @@ def compress(
                 model, provenance, _ = api.compress(
                     source, options, data, download=download, on_trial=on_trial, on_progress=on_progress,
                     on_warning=lambda text: err.print(f"warning: {text}", highlight=False, markup=False,
-                                                      soft_wrap=True))
+                                                      soft_wrap=True) if talk else None)
         except BudgetError as exc:  # a budget not met is a failed gate: exit 3, and --json says why
-            if as_json:
+            distributed.teardown()
+            if as_json and distributed.is_main():
                 out.print_json(json.dumps({"passed": False, "reason": str(exc), "trials": exc.trials}))
-            else:
+            elif talk:
                 err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(GATE_EXIT) from None
+        distributed.teardown()
+        if not distributed.is_main():
+            return
         save_checkpoint(model, path, provenance if full_metadata else api.lean_provenance(provenance), force=force,
                         inputs=(checkpoint,))
         if as_json:

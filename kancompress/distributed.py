@@ -1,10 +1,12 @@
 """Devices and multi-process data parallelism (torchrun + DistributedDataParallel).
 
-Launch with `torchrun --nproc-per-node N -m kancompress train ...`: torchrun sets RANK/WORLD_SIZE, every process
-runs the same command, the training loop splits each global batch across ranks (so the trajectory matches a
-single process with the same batch size), DDP averages gradients (gloo on CPU, NCCL on GPU), each rank
-validates a slice of the validation set and the sums are all-reduced (so every rank sees the same metrics and
-early stopping agrees), and only rank 0 writes files and draws progress.
+Launch with `torchrun --nproc-per-node N -m kancompress train ...` (also `finetune` and `compress`): torchrun sets
+RANK/WORLD_SIZE, every process runs the same command, the training loop splits each global batch across ranks (so
+the trajectory matches a single process with the same batch size), DDP averages gradients (gloo on CPU, NCCL on
+GPU), each rank validates a slice of the validation set and the sums are all-reduced (so every rank sees the same
+metrics and early stopping agrees), and only rank 0 writes files and draws progress. `compress` runs the same
+search on every rank in lockstep: its proxy measures each rank's share of the calibration rows and all-reduces
+the sums, every fine-tuning is data parallel, and every decision rests on all-reduced numbers.
 """
 
 from __future__ import annotations
@@ -54,13 +56,33 @@ def active() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and world_size() > 1
 
 
-def sum_across_ranks(values: list[float], device: torch.device) -> list[float]:
-    """Element-wise sums of `values` over every rank (all-reduce, float64); the values themselves alone."""
+def sum_across_ranks(sums: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`sums` (float64, on the CPU) summed element-wise over every rank (all-reduced on `device`, where the
+    process group's backend wants it); `sums` itself alone."""
     if not active():
-        return values
-    total = torch.tensor(values, dtype=torch.float64, device=device)
+        return sums
+    total = sums.to(device=device, dtype=torch.float64)
     torch.distributed.all_reduce(total)
-    return total.tolist()
+    return total.cpu()
+
+
+def share(rows: torch.Tensor) -> torch.Tensor:
+    """This rank's share of `rows` (every world_size-th row from its rank); all of them alone."""
+    return rows[rank() :: world_size()] if active() else rows
+
+
+def check_same(value: float, what: str, device: torch.device) -> None:
+    """Raise ConfigError unless every rank holds the same `value` (a checksum of what they computed, e.g. the
+    K-means of a layer; all-reduced on `device`): ranks that diverge would silently train different models or wait on each other forever."""
+    if not active():
+        return
+    low = torch.tensor([value], dtype=torch.float64, device=device)
+    high = low.clone()
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    if float(low) != float(high):
+        raise ConfigError(f"the ranks computed different {what} ({float(low)!r} against {float(high)!r}); give every "
+                          "process the same OMP_NUM_THREADS and library versions, or run one process")
 
 
 def barrier() -> None:

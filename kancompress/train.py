@@ -132,7 +132,7 @@ def fit(
         stale, first_epoch = resume["stale"], resume["epoch"] + 1
         history = _history_from_state(resume["history"], resume["best_epoch"], model.config.task)
     elif keep_start:
-        history.best_val = _validate(model, data, device)
+        history.best_val = validate(model, data)
     n = data.train_x.shape[0]
     steps = chunk_steps or math.ceil(n / config.batch_size)
     config = config.for_steps_per_epoch(steps)  # small data: the step floors raise epochs and patience
@@ -169,7 +169,7 @@ def fit(
             seen += index.numel()
             if on_batch is not None:
                 on_batch(step, steps)
-        val = _validate(model, data, device)
+        val = validate(model, data)
         improved = tasks.better(val, history.best_val)
         if improved:
             history.best_epoch, history.best_val, stale = epoch, val, 0
@@ -198,15 +198,14 @@ def fit(
     return history
 
 
-def _validate(model: Trainable, data: Split, device: torch.device) -> Metrics:
-    """Validation metrics; under torchrun each rank takes a slice and the sums are all-reduced, so every rank
-    reaches the same numbers (and the same early-stopping decision) whatever kernels it ran."""
+def validate(model: Trainable, data: Split) -> Metrics:
+    """`data`'s validation metrics; under torchrun each rank takes a slice and the sums are all-reduced, so every
+    rank reaches the same numbers (and the same early-stopping or search decision) whatever kernels it ran."""
     if not distributed.active():
         return evaluate(model, data.val_x, data.val_y)
-    part, parts = distributed.rank(), distributed.world_size()
-    mine = _sums(model, data.val_x[part::parts], data.val_y[part::parts])
-    total = torch.tensor(distributed.sum_across_ranks(mine.tolist(), device), dtype=torch.float64)
-    return tasks.metrics_from_sums(model.config.task, total)
+    mine = _sums(model, distributed.share(data.val_x), distributed.share(data.val_y))
+    device = next(model.parameters()).device
+    return tasks.metrics_from_sums(model.config.task, distributed.sum_across_ranks(mine, device))
 
 
 _NAN = float("nan")

@@ -170,6 +170,29 @@ def test_the_fast_search_returns_the_smallest_verified_candidate_within_budget(m
     assert all(r.done <= r.total for r in reports) and "left" in reports[-1].describe()
 
 
+def test_a_later_method_searches_only_below_the_smallest_result_so_far(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    result = api.train(api.TrainOptions.build(model="kan", hidden=(8,), train=TrainConfig(epochs=6, min_steps=0)))
+    source = save_checkpoint(result.model, tmp_path / "dense.safetensors", result.provenance)
+    calls: list[tuple[str, int | None, list[int], object]] = []
+    search = engine._fast
+
+    def recorded(clusterer: Clusterer, method: str, run: engine._Run, below: int | None = None) -> object:
+        before = len(run.trials)
+        found = search(clusterer, method, run, below)
+        calls.append((method, below, [trial.bytes for trial in run.trials[before:]], found))
+        return found
+
+    monkeypatch.setattr(engine, "_fast", recorded)
+    options = api.CompressOptions(max_drop=3.0, ks=(2, 4, 8, 16), search_steps=40, distill_epochs=2)
+    _, provenance, _ = api.compress(load_checkpoint(source), options)
+    (first, unbounded, _, distilled), (second, bound, sizes, _) = calls  # distill first, whatever the order given
+    assert (first, unbounded, second) == ("distill", None, "cluster")
+    assert distilled is not None and bound == distilled[1].bytes  # type: ignore[index]
+    assert all(size < bound for size in sizes), (bound, sizes)  # no candidate that could not win was fine-tuned
+    assert provenance["method"].startswith("distill") or min(sizes) < bound
+
+
 def test_the_thorough_search_is_still_there(meta_source: Path) -> None:
     options = api.CompressOptions(max_drop=2.0, ks=(4, 16), search="thorough", search_epochs=1, epochs=1,
                                   methods=("cluster",), data_aware=False)
@@ -182,9 +205,9 @@ def test_auto_precision_moves_up_only_when_nothing_fits(meta_source: Path, monke
     tried: list[str] = []
     search = engine._fast
 
-    def int8_never_fits(clusterer: Clusterer, method: str, run: engine._Run) -> object:
+    def int8_never_fits(clusterer: Clusterer, method: str, run: engine._Run, below: int | None = None) -> object:
         tried.append(clusterer.codebook_dtype)
-        return None if clusterer.codebook_dtype == "int8" else search(clusterer, method, run)
+        return None if clusterer.codebook_dtype == "int8" else search(clusterer, method, run, below)
 
     monkeypatch.setattr(engine, "_fast", int8_never_fits)
     options = api.CompressOptions(max_drop=5.0, ks=(4,), search_steps=20, methods=("cluster",))

@@ -17,7 +17,7 @@ from kancompress.format.checkpoint import load_checkpoint
 from kancompress.config import default_config
 from kancompress.data import Split
 from kancompress.models import KANModel, build_model
-from kancompress.train import _validate, evaluate
+from kancompress.train import evaluate, validate
 
 runner = CliRunner()
 
@@ -65,7 +65,7 @@ def _validate_on_rank(rank: int, store: str, results: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2")
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        metrics = _validate(*_model_and_split(), torch.device("cpu"))
+        metrics = validate(*_model_and_split())
         Path(results, f"{rank}.json").write_text(json.dumps([metrics.accuracy, metrics.loss, metrics.n]))
     finally:
         torch.distributed.destroy_process_group()
@@ -79,3 +79,25 @@ def test_validation_metrics_are_reduced_across_ranks(tmp_path: Path) -> None:
     whole = evaluate(model, split.val_x, split.val_y)  # one process, the whole validation set
     assert ranks[0][0] == whole.accuracy and ranks[0][2] == whole.n == 7
     assert abs(ranks[0][1] - whole.loss) < 1e-6
+
+
+def test_torchrun_compress_runs_the_search_in_lockstep(tmp_path: Path) -> None:
+    source = tmp_path / "dense.safetensors"
+    assert runner.invoke(app, ["train", "--epochs", "3", "--patience", "0", "--device", "cpu", "-o",
+                               str(source)]).exit_code == 0
+    args = ["compress", str(source), "--max-drop", "2", "--ks", "2,4,16", "--search-steps", "50", "--epochs", "1",
+            "--distill-epochs", "1", "--device", "cpu", "--full-metadata"]
+    multi, single = tmp_path / "ddp.safetensors", tmp_path / "one.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*_torchrun(), "--nproc-per-node", "2", "--master-port", "29518", "-m", "kancompress",
+                           *args, "-o", str(multi)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("compressed dense") == 1  # rank 0 alone reports and writes
+    assert runner.invoke(app, [*args, "-o", str(single)]).exit_code == 0
+    chosen = {name: load_checkpoint(path).header.provenance for name, path in (("multi", multi), ("single", single))}
+    assert chosen["multi"]["processes"] == 2 and chosen["single"]["processes"] == 1
+    # every decision rests on all-reduced validation sums: the ranks agreed on one search, within the budget
+    assert {trial["method"].split()[0] for trial in chosen["multi"]["trials"]} == {"cluster", "distill"}
+    base, val = chosen["multi"]["source_val"]["accuracy"], chosen["multi"]["val"]["accuracy"]
+    assert 100 * (base - val) <= 2
+    assert abs(base - chosen["single"]["source_val"]["accuracy"]) < 1e-9  # the whole validation split on both

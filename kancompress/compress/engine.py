@@ -10,9 +10,10 @@ per-layer k and clustering:
   is polished. Fine-tuning is judged on the codebooks as stored (`CodebookEdges.quantization_aware`).
 - "thorough": the greedy search of earlier versions (`greedy.choose_ks`), plain and data-aware K-means searched
   separately, every trial fine-tuned `search_epochs` full epochs before it counts, finals at every rate.
-When nothing fits with int8 codebooks and `codebook_dtype` is "auto", the search is repeated with float16, then
-float32 codebooks (a precise regression model can need them). A result no smaller than a dense source is refused
-like one outside the budget."""
+With both methods, distill runs first and the fast search of the cluster method then tries only candidates smaller
+than its result (a larger one could not win). When nothing fits with int8 codebooks and `codebook_dtype` is
+"auto", the search is repeated with float16, then float32 codebooks (a precise regression model can need them).
+A result no smaller than a dense source is refused like one outside the budget."""
 
 from __future__ import annotations
 
@@ -49,11 +50,12 @@ from kancompress.config import TrainConfig
 from kancompress.options import GRID_BUDGET, CompressOptions, FinetuneOptions, default_meta
 from kancompress.regrid import has_adapted_grid, regrid, share_grids
 from kancompress.tasks import Metrics, budget_resolution_warning, rank, within_budget
-from kancompress.train import evaluate, fit
+from kancompress.train import fit, validate
 from kancompress.weighting import input_grams
 
 AUTO_DTYPES = ("int8", "float16", "float32")  # codebook_dtype "auto": tried in this order until one fits
 DISTILL_BUDGET_SHARE = 0.25  # the fast search's distillation stops once within this share of the budget
+BOUND_SLACK = 1.05  # a later method's candidates estimated below this times an earlier result are measured
 
 
 @dataclass
@@ -111,7 +113,7 @@ class _Run:
         stop = self.within if search else None
         candidate = finetuner(FinetuneOptions(lr=lr, train=config), self.split, stop,
                               CHUNK_STEPS if steps else 0, self.cache)(model)
-        val = evaluate(candidate, self.split.val_x, self.split.val_y)
+        val = validate(candidate, self.split)
         edges = candidate.edges
         assert isinstance(edges, CodebookEdges)
         trial = CompressTrial(label, tuple(book.k for book in edges.books()), lr, 0 if steps else config.epochs,
@@ -130,11 +132,13 @@ def compress_model(
 ) -> CompressResult:
     """The smallest clustered model of the dense or meta `model` (on `target`) within budget on `split`'s
     validation part (module doc; `api.compress` for the options). Raises BudgetError when none fits."""
-    base = evaluate(model, split.val_x, split.val_y)
+    base = validate(model, split)
     warning = budget_resolution_warning(base, options.max_drop)
     if warning is not None and on_warning is not None:
         on_warning(warning)
-    methods = [method for method in options.methods if method != "distill" or model.kind == "dense"]
+    # distill first: its fixed cost buys a result that bounds the cluster method's search (`_fast`'s `below`)
+    methods = sorted((method for method in options.methods if method != "distill" or model.kind == "dense"),
+                     key=lambda method: method != "distill")
     run = _Run(split, options, target, base, on_trial, ProgressMeter(on_progress, 2 * len(methods)))
     start, prefix = _gridded(model, run)
     sources: dict[str, KANModel] = {}
@@ -151,8 +155,11 @@ def compress_model(
                                                options.index_coding, options.kmeans, grams)
             clusterer = clusterers[method]
             clusterer.codebook_dtype = dtype
-            search = _fast if options.search == "fast" else _thorough
-            found = search(clusterer, prefix + method, run)
+            if options.search == "fast":
+                below = min((trial.bytes for _, trial in results), default=None)
+                found = _fast(clusterer, prefix + method, run, below)
+            else:
+                found = _thorough(clusterer, prefix + method, run)
             if found is not None:
                 results.append(found)
         if results:
@@ -188,7 +195,7 @@ def _half_extras(model: KANModel, trial: CompressTrial, run: _Run) -> tuple[KANM
     candidate = copy.deepcopy(model)
     candidate.extras_dtype = "float16"
     candidate.round_extras()
-    val = evaluate(candidate, run.split.val_x, run.split.val_y)
+    val = validate(candidate, run.split)
     run.meter.step("float16 extras", trial.method, 1)
     if not run.within(val):
         return model, trial
@@ -201,13 +208,20 @@ def _rates(model: KANModel, options: CompressOptions) -> tuple[float, ...]:
     return options.lrs or (10 * lr_c, lr_c)
 
 
-def _fast(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, CompressTrial] | None:
-    """Proxy, frontier, binary search with short fine-tuned trials, one final fine-tuning (module doc)."""
+def _fast(clusterer: Clusterer, method: str, run: _Run, below: int | None = None
+          ) -> tuple[KANModel, CompressTrial] | None:
+    """Proxy, frontier, binary search with short fine-tuned trials, one final fine-tuning (module doc). With
+    `below` (bytes of another method's result), only candidates smaller than that are searched: a larger one
+    could not win."""
     options, split = run.options, run.split
     run.meter.step("proxy", method)
     x, y = calibration(split.train_x, split.train_y, conv=clusterer.model.config.conv is not None)
     layers = layer_choices(clusterer, options.ks, clusterer.codebook_dtype, options.index_coding, x, y)
     points = frontier(layers)
+    if below is not None:
+        points = _smaller(clusterer, points, below)
+        if not points:
+            return None
     rate = _rates(clusterer.model, options)[0]
     run.meter.plan(max(1, (len(points) - 1).bit_length()) + 1)
     tried: dict[int, tuple[KANModel, CompressTrial]] = {}
@@ -249,6 +263,17 @@ def _fast(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, Compr
     final = run.tuned_steps(accepted[1].method, accepted[0], rate, FINAL_STEPS_FACTOR * options.search_steps)
     run.meter.step("final fine-tuning", accepted[1].method, 1)
     return final  # never worse than the accepted trial, which was within budget
+
+
+def _smaller(clusterer: Clusterer, points: list[Allocation], below: int) -> list[Allocation]:
+    """The frontier `points` whose files would be smaller than `below` bytes. A point's bytes are its layers'; the
+    rest of the file (extras, stream models) barely depends on k, so it is estimated from the two ends (with
+    `BOUND_SLACK`) and the largest survivors are then measured exactly, from the top down."""
+    rest = min(payload_bytes(_assembled(clusterer, point)) - point.bytes for point in (points[0], points[-1]))
+    kept = [point for point in points if point.bytes + rest < below * BOUND_SLACK]
+    while kept and payload_bytes(_assembled(clusterer, kept[-1])) >= below:
+        kept.pop()
+    return kept
 
 
 def _assembled(clusterer: Clusterer, point: Allocation) -> KANModel:
@@ -303,7 +328,7 @@ def _gridded(model: KANModel, run: _Run) -> tuple[KANModel, str]:
     counts: tuple[int, ...] = ()
     if options.grids == "regrid":
         start = regrid(model, split.train_x.to(run.target))
-        val = evaluate(start, split.val_x, split.val_y)
+        val = validate(start, split)
     else:
         start, counts, val = _shared_grids(model, run)
     if start is model:
@@ -325,7 +350,7 @@ def _shared_grids(model: KANModel, run: _Run) -> tuple[KANModel, tuple[int, ...]
     def score(counts: list[int]) -> Metrics:
         if tuple(counts) not in tried:
             shared = share_grids(model, x, counts, options.seed)
-            tried[tuple(counts)] = shared, evaluate(shared, split.val_x, split.val_y)
+            tried[tuple(counts)] = shared, validate(shared, split)
         return tried[tuple(counts)][1]
 
     options_per_layer = [[count for count in options.grid_counts if count < width] + [width] for width in widths]
@@ -356,7 +381,7 @@ def _distilled(source: KANModel, teacher: KANModel, run: _Run, prefix: str) -> K
     with own_rng(options.seed, run.target):
         fit(student, data, parameter_groups(meta, lr, lr_meta, lr_embed),
             options.train_config(options.distillation_epochs, options.patience), teacher=guide, stop_when=enough)
-    val = evaluate(meta, split.val_x, split.val_y)
+    val = validate(meta, split)
     run.record(CompressTrial(prefix + "distill", (), lr_meta or lr, options.distillation_epochs, payload_bytes(meta),
                              val, run.within(val)))
     return meta

@@ -8,7 +8,9 @@ task loss measured on a calibration slice of the training split:
 The search then assumes the increases add up over layers (ΔL(k_1..k_L) ≈ Σ_l ΔL_l(k_l); a first-order model,
 HAWQ-style per-layer sensitivity measured directly) and that fine-tuning recovers more the smaller ΔL is; both are
 checked where it matters, by fine-tuning the candidates it picks (`engine`).
-Bytes are exact: what the layer's index stream, table entry and codebook add to the file (`layer_bytes`)."""
+Bytes are exact: what the layer's index stream, table entry and codebook add to the file (`layer_bytes`).
+Under torchrun each rank measures its share of the calibration rows and the loss sums are all-reduced, so every
+rank sees the same ΔL; each layer's K-means is checked to be the same on every rank (`distributed.check_same`)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kancompress import distributed
 from kancompress.cluster import Clusterer, candidate_ks
 from kancompress.edges import DenseEdges
 from kancompress.format.checkpoint import layer_bytes
@@ -46,10 +49,10 @@ class LayerChoice:
 
 def calibration(x: torch.Tensor, y: torch.Tensor, conv: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The proxy's calibration rows of (x, y), evenly strided: at most `PROXY_SAMPLES`, or `PROXY_SAMPLES_CONV`
-    for a conv model."""
+    for a conv model; under torchrun, this rank's share of them."""
     samples = PROXY_SAMPLES_CONV if conv else PROXY_SAMPLES
     stride = -(-x.shape[0] // samples)
-    return x[::stride], y[::stride]
+    return distributed.share(x[::stride]), distributed.share(y[::stride])
 
 
 @torch.no_grad()
@@ -78,6 +81,8 @@ def layer_choices(
                 decoded = round_trip(codebook, codebook_dtype)[indices]  # (edges, |w|)
                 size = layer_bytes(codebook, indices, k, codebook_dtype, index_coding, shape)
                 choices.append(LayerChoice(layer, k, aware, codebook, indices, size, probe.increase(decoded)))
+        checksum = sum(float(choice.codebook.double().sum()) + float(choice.indices.sum()) for choice in choices)
+        distributed.check_same(checksum, f"K-means of layer {layer}", device)
         layers.append(choices)
         if on_layer is not None:
             on_layer(layer)
@@ -140,9 +145,9 @@ class _Probe:
             sums = batch_sums(task, self.model.forward_from(layer, batch).cpu(), targets, scale)
             total = sums if total is None else total + sums
         assert total is not None  # the calibration slice has rows
-        return metrics_from_sums(task, total).loss
+        return metrics_from_sums(task, distributed.sum_across_ranks(total, self.x.device)).loss
 
     def _loss(self, outputs: torch.Tensor) -> float:
         task = self.model.config.task
         sums = batch_sums(task, outputs.cpu(), self.y, self.model.target_scale())
-        return metrics_from_sums(task, sums).loss
+        return metrics_from_sums(task, distributed.sum_across_ranks(sums, self.x.device)).loss
