@@ -152,7 +152,8 @@ def drop(task: str, source: dict[str, Any], result: dict[str, Any]) -> float:
 
 
 def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: float, max_drop: float,
-               data: Dataset | None, verbose: bool = False, cached: bool = True) -> dict[str, Any]:
+               data: Dataset | None, verbose: bool = False, cached: bool = True,
+               methods: tuple[str, ...] = ("cluster", "distill")) -> dict[str, Any]:
     source_test = api.evaluate_model(source, data)[1].to_json()  # before the clock starts
     row: dict[str, Any] = {"source": name, "train_s": round(train_s, 1),
                            "search": search if cached else f"{search}, no feature cache",
@@ -162,7 +163,7 @@ def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: f
     started = time.monotonic()
     try:
         small, provenance, trials = api.compress(
-            source, api.CompressOptions(max_drop=max_drop, search=search), data,
+            source, api.CompressOptions(max_drop=max_drop, search=search, methods=methods), data,
             on_trial=(lambda trial: print(f"    trial {trial.to_json()}", flush=True)) if verbose else None,
             on_progress=(lambda progress: print(f"    {progress.describe()}", flush=True)) if verbose else None)
     except KanCompressError as error:
@@ -251,6 +252,7 @@ def main() -> None:
     parser.add_argument("--thorough", default="", help="sources also compressed with --search thorough")
     parser.add_argument("--uncached", default="", help="sources also compressed without the first layer's feature cache")
     parser.add_argument("--max-drop", type=float, default=0.5)
+    parser.add_argument("--methods", default="cluster,distill", help="compress --methods for every source")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-compress"))
     parser.add_argument("--conv-subset", type=int, default=6000, help="conv-fashion: first N training images")
     parser.add_argument("--stem", default="bench_compress", help="result file names (a partial run keeps its own)")
@@ -278,7 +280,7 @@ def main() -> None:
                 *([("fast", False)] if name in uncached else [])]
         for search, cached in runs:
             rows.append(compressed(args.out, name, source, search, train_s, args.max_drop, data, args.verbose,
-                                   cached))
+                                   cached, tuple(args.methods.split(","))))
             print(f"  {rows[-1]}", flush=True)
     command = "python examples/bench_compress.py " + " ".join(sys.argv[1:])
     text = as_markdown(rows, bn, command.strip(), time.monotonic() - started)

@@ -89,6 +89,7 @@ def fit(
     keep_start: bool = False,
     stop_when: Callable[[Metrics], bool] | None = None,
     chunk_steps: int = 0,
+    judge: Trainable | None = None,
 ) -> History:
     """Train with AdamW and cross-entropy; keep the weights of the best validation epoch.
 
@@ -107,7 +108,9 @@ def fit(
     `torch.load(weights_only=True)`); passing it back as `resume` continues exactly where it was taken, so an
     interrupted run resumed from its last state ends with the same weights as an uninterrupted one.
     With a `teacher` (a model of the same task, left unchanged), the loss also pulls the outputs towards the
-    teacher's (`tasks.distillation_loss`).
+    teacher's (`tasks.distillation_loss`). `judge` is what validation runs when it is not `model` itself: a
+    `FirstLayerFed(model)` for a split whose validation rows are the first layer's features
+    (`compress.cache.FeatureCache.validation_for`).
     """
     trainable = {id(p) for group in param_groups for p in group["params"]}
     for p in model.parameters():
@@ -132,7 +135,7 @@ def fit(
         stale, first_epoch = resume["stale"], resume["epoch"] + 1
         history = _history_from_state(resume["history"], resume["best_epoch"], model.config.task)
     elif keep_start:
-        history.best_val = validate(model, data)
+        history.best_val = validate(model if judge is None else judge, data)
     n = data.train_x.shape[0]
     steps = chunk_steps or math.ceil(n / config.batch_size)
     config = config.for_steps_per_epoch(steps)  # small data: the step floors raise epochs and patience
@@ -169,7 +172,7 @@ def fit(
             seen += index.numel()
             if on_batch is not None:
                 on_batch(step, steps)
-        val = validate(model, data)
+        val = validate(model if judge is None else judge, data)
         improved = tasks.better(val, history.best_val)
         if improved:
             history.best_epoch, history.best_val, stale = epoch, val, 0

@@ -72,6 +72,33 @@ def test_fine_tuning_on_cached_features_matches_fine_tuning_on_samples(model_nam
     assert not torch.equal(plain.edges.layers[0].codebook, source.edges.layers[0].codebook)  # it did train
 
 
+@pytest.mark.parametrize("model_name", ["kan", "fastkan"])
+def test_a_fine_tuning_without_cached_training_rows_validates_on_the_validation_rows_features(
+        model_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.optim, "AdamW", torch.optim.SGD)  # as above: both runs as close as their gradients
+    split = _split()
+    source = tiny_model(model_name, "clustered")
+    options = FinetuneOptions(lr=1e-2, train=TrainConfig(epochs=3, batch_size=8, patience=0, seed=0))
+    plain = finetuner(options, split)(copy.deepcopy(source))
+    judged: list[int] = []
+
+    class CountedFed(FirstLayerFed):
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            judged.append(features.shape[0])
+            return super().forward(features)
+
+    monkeypatch.setattr("kancompress.compress.policy.FirstLayerFed", CountedFed)
+    cache = FeatureCache(split)
+    tuned = finetuner(options, split, cache=cache)(copy.deepcopy(source))
+    assert cache.split_for(source, build=False) is None  # the training rows' features were not built
+    if model_name == "fastkan":  # its basis LayerNorm trains: no features at all
+        assert not judged and cache.validation_for(source) is None
+    else:
+        assert judged == [split.val_x.shape[0]] * 4  # epoch 0 and three epochs, all on the validation features
+    for (name, want), got in zip(plain.state_dict().items(), tuned.state_dict().values()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_the_cache_is_kept_for_the_same_first_layer_and_rebuilt_for_another() -> None:
     split = _split()
     cache = FeatureCache(split)
@@ -85,6 +112,8 @@ def test_the_cache_is_kept_for_the_same_first_layer_and_rebuilt_for_another() ->
     assert rebuilt is not None and rebuilt is not fed
     torch.testing.assert_close(rebuilt.val_x, first_features(second, split.val_x))
     assert FeatureCache(split, limit=36 * 6 * 9 * 4).split_for(first) is None  # over the limit (48 rows)
+    judged = FeatureCache(split, limit=36 * 6 * 9 * 4).validation_for(first)  # 12 validation rows fit
+    assert judged is not None and judged.train_x is split.train_x and judged.val_x.shape == (12, 6, 9)
 
 
 def test_a_teacher_shares_the_cache_only_when_it_computes_the_same_features() -> None:

@@ -89,6 +89,11 @@ class _Run:
             self.on_trial(trial)
         return trial
 
+    def validated(self, model: KANModel) -> Metrics:
+        """`model`'s validation metrics, on the validation rows' cached first-layer features where it takes them."""
+        judged = self.cache.validation_for(model)
+        return validate(model, self.split) if judged is None else validate(FirstLayerFed(model), judged)
+
     def prepared(self, model: KANModel) -> KANModel:
         """A freshly clustered model on the device, its BatchNorm statistics re-estimated on the training split."""
         model = model.to(self.target)
@@ -113,7 +118,7 @@ class _Run:
         stop = self.within if search else None
         candidate = finetuner(FinetuneOptions(lr=lr, train=config), self.split, stop,
                               CHUNK_STEPS if steps else 0, self.cache)(model)
-        val = validate(candidate, self.split)
+        val = self.validated(candidate)
         edges = candidate.edges
         assert isinstance(edges, CodebookEdges)
         trial = CompressTrial(label, tuple(book.k for book in edges.books()), lr, 0 if steps else config.epochs,
@@ -195,7 +200,7 @@ def _half_extras(model: KANModel, trial: CompressTrial, run: _Run) -> tuple[KANM
     candidate = copy.deepcopy(model)
     candidate.extras_dtype = "float16"
     candidate.round_extras()
-    val = validate(candidate, run.split)
+    val = run.validated(candidate)
     run.meter.step("float16 extras", trial.method, 1)
     if not run.within(val):
         return model, trial
@@ -381,7 +386,7 @@ def _distilled(source: KANModel, teacher: KANModel, run: _Run, prefix: str) -> K
     with own_rng(options.seed, run.target):
         fit(student, data, parameter_groups(meta, lr, lr_meta, lr_embed),
             options.train_config(options.distillation_epochs, options.patience), teacher=guide, stop_when=enough)
-    val = validate(meta, split)
+    val = run.validated(meta)
     run.record(CompressTrial(prefix + "distill", (), lr_meta or lr, options.distillation_epochs, payload_bytes(meta),
                              val, run.within(val)))
     return meta

@@ -36,17 +36,19 @@ def finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metri
     quantization_aware`), stopping early once `stop_when(best validation metrics)` holds, and rounds its codebooks
     to their storage precision. With `chunk_steps`, `options.train.epochs` counts chunks of that many steps
     (`train.fit`). With a `cache` that holds features this model computes alike (distillation built them), it
-    trains and validates on them (`compress.cache`)."""
+    trains and validates on them; else it validates on the validation rows' features where the model can take
+    them (`compress.cache`)."""
 
     def tune(model: KANModel) -> KANModel:
         rate = options.lr if options.lr is not None else default_finetune_lr(model)
         assert isinstance(model.edges, CodebookEdges)
         model.edges.quantization_aware = True  # validation judges what the file will hold
         fed = cache.split_for(model, build=False) if cache is not None else None
-        trainee, data = (FirstLayerFed(model), fed) if fed is not None else (model, split)
+        judged = cache.validation_for(model) if cache is not None and fed is None else None
+        trainee, data = (FirstLayerFed(model), fed) if fed is not None else (model, judged or split)
         with own_rng(options.train.seed, next(model.parameters()).device):
             fit(trainee, data, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when,
-                chunk_steps=chunk_steps)
+                chunk_steps=chunk_steps, judge=FirstLayerFed(model) if judged is not None else None)
         model.edges.round_to_storage()
         model.round_extras()
         return model
