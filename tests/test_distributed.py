@@ -13,6 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from kancompress.cli import app
+from kancompress.distributed import check_same
+from kancompress.errors import ConfigError
 from kancompress.format.checkpoint import load_checkpoint
 from kancompress.config import default_config
 from kancompress.data import Split
@@ -101,3 +103,27 @@ def test_torchrun_compress_runs_the_search_in_lockstep(tmp_path: Path) -> None:
     base, val = chosen["multi"]["source_val"]["accuracy"], chosen["multi"]["val"]["accuracy"]
     assert 100 * (base - val) <= 2
     assert abs(base - chosen["single"]["source_val"]["accuracy"]) < 1e-9  # the whole validation split on both
+
+
+def _check_on_rank(rank: int, store: str, results: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2")
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        outcome = []
+        for values in ((1.5, 1.5), (1.5, 2.5)):
+            try:
+                check_same(values[rank], "K-means of layer 0", torch.device("cpu"))
+                outcome.append("same")
+            except ConfigError as error:
+                outcome.append(str(error))
+        Path(results, f"{rank}.json").write_text(json.dumps(outcome))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ranks_that_computed_different_things_stop_with_one_line(tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(_check_on_rank, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in range(2)]
+    assert ranks[0] == ranks[1]  # both ranks stop alike, neither waits on the other
+    assert ranks[0][0] == "same"
+    assert "the ranks computed different K-means of layer 0 (1.5 against 2.5)" in ranks[0][1]

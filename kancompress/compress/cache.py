@@ -78,6 +78,7 @@ class FeatureCache:
         return True
 
     def _validation(self, model: KANModel) -> torch.Tensor:
+        """The validation rows' features, computed by `model` when missing (the caller checked `_usable`)."""
         if self._val is None:
             self._val = first_features(model, self.split.val_x)
         return self._val

@@ -19,7 +19,7 @@ from kancompress.models import FirstLayerFed, KANModel
 from kancompress.optim import default_finetune_lr, own_rng, parameter_groups
 from kancompress.options import FinetuneOptions
 from kancompress.tasks import Metrics
-from kancompress.train import fit
+from kancompress.train import Trainable, fit
 
 CHUNK_STEPS = 50  # a fast-search trial is judged on validation after every this many optimizer steps
 PATIENCE_CHUNKS = 4  # ... and given up after this many chunks without a better validation metric
@@ -45,7 +45,8 @@ def finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metri
         model.edges.quantization_aware = True  # validation judges what the file will hold
         fed = cache.split_for(model, build=False) if cache is not None else None
         judged = cache.validation_for(model) if cache is not None and fed is None else None
-        trainee, data = (FirstLayerFed(model), fed) if fed is not None else (model, judged or split)
+        trainee: Trainable = FirstLayerFed(model) if fed is not None else model
+        data = fed if fed is not None else judged if judged is not None else split
         with own_rng(options.train.seed, next(model.parameters()).device):
             fit(trainee, data, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when,
                 chunk_steps=chunk_steps, judge=FirstLayerFed(model) if judged is not None else None)
