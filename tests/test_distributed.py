@@ -38,14 +38,19 @@ def _torchrun() -> list[str]:
     return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
 
 
+def _two_processes(args: list[str], port: int) -> str:
+    """`kancompress ARGS` run by torchrun in 2 CPU processes of one thread each; its stdout (rc 0 asserted)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*_torchrun(), "--nproc-per-node", "2", "--master-port", str(port), "-m", "kancompress",
+                           *args], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_torchrun_two_processes_matches_single_process(tmp_path: Path) -> None:
     args = ["train", "--meta", "--epochs", "8", "--patience", "0", "--device", "cpu"]
     multi, single = tmp_path / "ddp.safetensors", tmp_path / "one.safetensors"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*_torchrun(), "--nproc-per-node", "2", "--master-port", "29517", "-m", "kancompress",
-                           *args, "-o", str(multi)], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("test accuracy") == 1  # rank 0 alone reports and writes
+    assert _two_processes([*args, "-o", str(multi)], 29517).count("test accuracy") == 1  # rank 0 alone reports
     assert runner.invoke(app, [*args, "-o", str(single)]).exit_code == 0
     accuracy = {}
     for name, path in (("multi", multi), ("single", single)):
@@ -90,11 +95,7 @@ def test_torchrun_compress_runs_the_search_in_lockstep(tmp_path: Path) -> None:
     args = ["compress", str(source), "--max-drop", "2", "--ks", "2,4,16", "--search-steps", "50", "--epochs", "1",
             "--distill-epochs", "1", "--device", "cpu", "--full-metadata"]
     multi, single = tmp_path / "ddp.safetensors", tmp_path / "one.safetensors"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*_torchrun(), "--nproc-per-node", "2", "--master-port", "29518", "-m", "kancompress",
-                           *args, "-o", str(multi)], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("compressed dense") == 1  # rank 0 alone reports and writes
+    assert _two_processes([*args, "-o", str(multi)], 29518).count("compressed dense") == 1  # rank 0 alone writes
     assert runner.invoke(app, [*args, "-o", str(single)]).exit_code == 0
     chosen = {name: load_checkpoint(path).header.provenance for name, path in (("multi", multi), ("single", single))}
     assert chosen["multi"]["processes"] == 2 and chosen["single"]["processes"] == 1

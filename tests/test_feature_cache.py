@@ -41,6 +41,19 @@ def test_the_fed_model_gives_the_models_outputs_where_its_features_are_fixed(mod
     torch.testing.assert_close(fed, expected, rtol=1e-4, atol=1e-5 * float(expected.detach().abs().max()))
 
 
+def _counted_fed_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of every batch the fine-tuner's `FirstLayerFed` runs from now on (patched to count them)."""
+    rows: list[int] = []
+
+    class CountedFed(FirstLayerFed):
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            rows.append(features.shape[0])
+            return super().forward(features)
+
+    monkeypatch.setattr("kancompress.compress.policy.FirstLayerFed", CountedFed)
+    return rows
+
+
 @pytest.mark.parametrize("model_name", sorted(FIXED))
 def test_fine_tuning_on_cached_features_matches_fine_tuning_on_samples(model_name: str,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,14 +67,7 @@ def test_fine_tuning_on_cached_features_matches_fine_tuning_on_samples(model_nam
     cache = FeatureCache(split)
     assert cache.split_for(source, build=False) is None  # a fine-tuning does not build the features ...
     built = cache.split_for(source)  # ... distillation does, and the fine-tunings after it take them
-    fed_calls: list[int] = []
-
-    class CountedFed(FirstLayerFed):
-        def forward(self, features: torch.Tensor) -> torch.Tensor:
-            fed_calls.append(features.shape[0])
-            return super().forward(features)
-
-    monkeypatch.setattr("kancompress.compress.policy.FirstLayerFed", CountedFed)
+    fed_calls = _counted_fed_rows(monkeypatch)
     cached = finetuner(options, split, cache=cache)(copy.deepcopy(source))
     assert cache.split_for(source, build=False) is built and fed_calls  # it trained on the features
     for (name, want), got in zip(plain.state_dict().items(), cached.state_dict().values()):
@@ -80,14 +86,7 @@ def test_a_fine_tuning_without_cached_training_rows_validates_on_the_validation_
     source = tiny_model(model_name, "clustered")
     options = FinetuneOptions(lr=1e-2, train=TrainConfig(epochs=3, batch_size=8, patience=0, seed=0))
     plain = finetuner(options, split)(copy.deepcopy(source))
-    judged: list[int] = []
-
-    class CountedFed(FirstLayerFed):
-        def forward(self, features: torch.Tensor) -> torch.Tensor:
-            judged.append(features.shape[0])
-            return super().forward(features)
-
-    monkeypatch.setattr("kancompress.compress.policy.FirstLayerFed", CountedFed)
+    judged = _counted_fed_rows(monkeypatch)
     cache = FeatureCache(split)
     tuned = finetuner(options, split, cache=cache)(copy.deepcopy(source))
     assert cache.split_for(source, build=False) is None  # the training rows' features were not built
