@@ -1,6 +1,6 @@
 """The smallest Fashion-MNIST MetaKAN file within 0.5 points, chosen on the validation split, over several seeds.
 
-    python examples/smallest_fashion_mnist.py                    # seeds 0 1 2 + a sweep: about 18 min on 2 cores
+    python examples/smallest_fashion_mnist.py                    # seeds 0 1 2 + a sweep: about 6 min on 2 cores
     python examples/smallest_fashion_mnist.py --write-results    # also writes examples/results/smallest-fashion-mnist.md
 
 Per seed: a fully-connected B-spline MetaKAN 784-32-10 trained with the paper's hyperparameters (`train --meta`),
