@@ -73,7 +73,8 @@ def share(rows: torch.Tensor) -> torch.Tensor:
 
 def check_same(value: float, what: str, device: torch.device) -> None:
     """Raise ConfigError unless every rank holds the same `value` (a checksum of what they computed, e.g. the
-    K-means of a layer; all-reduced on `device`): ranks that diverge would silently train different models or wait on each other forever."""
+    K-means of a layer; all-reduced on `device`): ranks that diverge would silently train different models or
+    wait on each other forever."""
     if not active():
         return
     low = torch.tensor([value], dtype=torch.float64, device=device)

@@ -112,6 +112,7 @@ def fit(
     `FirstLayerFed(model)` for a split whose validation rows are the first layer's features
     (`compress.cache.FeatureCache.validation_for`).
     """
+    judge = model if judge is None else judge
     trainable = {id(p) for group in param_groups for p in group["params"]}
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
@@ -121,7 +122,6 @@ def fit(
     forward: nn.Module = model
     if parallel:  # every rank holds the same weights; DDP averages the gradients of each rank's batch slice
         forward = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        part, parts = distributed.rank(), distributed.world_size()
     optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     history = History()
@@ -135,7 +135,7 @@ def fit(
         stale, first_epoch = resume["stale"], resume["epoch"] + 1
         history = _history_from_state(resume["history"], resume["best_epoch"], model.config.task)
     elif keep_start:
-        history.best_val = validate(model if judge is None else judge, data)
+        history.best_val = validate(judge, data)
     n = data.train_x.shape[0]
     steps = chunk_steps or math.ceil(n / config.batch_size)
     config = config.for_steps_per_epoch(steps)  # small data: the step floors raise epochs and patience
@@ -155,9 +155,9 @@ def fit(
             if augment is not None:
                 inputs = augment(inputs, generator)
             if parallel:  # this rank's share of the global batch (a DistributedSampler over the batch)
-                if index.numel() < parts:
+                if index.numel() < distributed.world_size():
                     continue  # too small to give every rank a sample; every rank skips it alike
-                inputs, targets = inputs[part::parts], targets[part::parts]
+                inputs, targets = distributed.share(inputs), distributed.share(targets)
             outputs = forward(inputs)
             if teacher is None:
                 loss = tasks.loss(model.config.task, outputs, targets, target_scale)
@@ -172,7 +172,7 @@ def fit(
             seen += index.numel()
             if on_batch is not None:
                 on_batch(step, steps)
-        val = validate(model if judge is None else judge, data)
+        val = validate(judge, data)
         improved = tasks.better(val, history.best_val)
         if improved:
             history.best_epoch, history.best_val, stale = epoch, val, 0
