@@ -115,7 +115,7 @@ def test_cluster_json_provenance_records_the_real_options(tmp_path: Path) -> Non
     assert options["kmeans"] == "torch" and options["max_drop"] == 50
     result = runner.invoke(app, ["cluster", str(dense), "--max-drop", "1", "-k", "8", "-o", str(tmp_path / "x.st")])
     assert result.exit_code == 1 and "drop -k" in result.output
-    assert json.loads(runner.invoke(app, ["inspect", str(out), "--json"]).output)["format_version"] == 7
+    assert json.loads(runner.invoke(app, ["inspect", str(out), "--json"]).output)["format_version"] == 8
 
 
 def test_load_gives_a_ready_module(tmp_path: Path) -> None:

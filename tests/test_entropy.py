@@ -145,7 +145,7 @@ def test_storage_options_round_trip(tmp_path: Path, dtype: str, coding: str) -> 
     assert first.codebook_bits == {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}[dtype]
     if coding == "context":  # the smallest of the three, counting the table entry
         assert first.index_coding in ("packed", "rans", "context")
-        assert read_header(path).version == 7
+        assert read_header(path).version == 8
     else:
         assert first.index_coding == coding
     if coding != "packed":
@@ -164,7 +164,7 @@ def test_context_coding_picks_the_smallest_and_round_trips_image_like_layers(tmp
         sizes[coding] = save_checkpoint(model, tmp_path / f"{coding}.safetensors").stat().st_size
     assert sizes["context"] <= sizes["rans"] <= sizes["packed"]
     header = read_header(tmp_path / "context.safetensors")
-    assert header.version == 7
+    assert header.version == 8
     assert header.indices[0].coding == "context" and header.indices[0].row in (8, 64)
     assert header.indices[0].counts is None
     assert storage_report(header).layers[0].entropy is None  # no counts stored; the report says "-"

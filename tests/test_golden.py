@@ -35,9 +35,12 @@ def test_golden_set_covers_versions_kinds_codings_and_archs() -> None:
             "v6-fc-fastkan-nolayernorm-packed"} <= names  # wave-3 import features and bases (format 6)
     assert {"v7-fc-kan-smallest-int8", "v7-fc-kan-sharedgrids-rans-int8", "v7-conv-fastkan-smallest-float16",
             "v7-fc-kan-regression-multnodes-bfloat16"} <= names  # the lean container (format 7)
-    assert {coding for name, entry in MANIFEST.items() if name.startswith("v7-") for coding in entry["index_codings"]
-            } == {"packed", "rans", "context"}
-    assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3, 4, 5, 6, 7}
+    for lean in ("v7-", "v8-"):
+        assert {coding for name, entry in MANIFEST.items() if name.startswith(lean)
+                for coding in entry["index_codings"]} == {"packed", "rans", "context"}
+    assert {"v8-fc-kan-sharedgrids-rans-int8", "v8-conv-fastkan-smallest-float16",
+            "v8-fc-gramkan-extras16-context-int8"} <= names  # one byte tensor, its table and CRCs inside (format 8)
+    assert {entry["format_version"] for entry in MANIFEST.values()} == {1, 2, 3, 4, 5, 6, 7, 8}
 
 
 @pytest.mark.parametrize("name", sorted(name for name in MANIFEST if name.startswith("v6-")))

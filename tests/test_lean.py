@@ -1,10 +1,11 @@
-"""Format version 7, the lean container (`kancompress.format.lean`): round trips, byte accounting, the header
-budget, corruption and crafted files."""
+"""The lean container (`kancompress.format.lean`): version 8 (written) round trips, byte accounting, the header
+budget, corruption and crafted files; version 7 (read only, a golden file's copy) corruption and crafted files."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -31,6 +32,7 @@ from kancompress.format.lean import (
     compact_config,
     expand_config,
     model_prefix,
+    read_table,
     read_varints,
     varints,
 )
@@ -75,6 +77,26 @@ def parts(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return {name: tensor.clone() for name, tensor in load_file(str(path)).items()}, metadata  # not views of the file
 
 
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def payload_of(path: Path) -> tuple[bytes, dict[str, str]]:
+    """A version-8 file's payload without its two CRCs, and its metadata."""
+    tensors, metadata = parts(path)
+    return tensors["payload"].numpy().tobytes()[:-8], metadata
+
+
+def rewrite8(path: Path, payload: bytes, metadata: dict[str, str]) -> None:
+    """A hand-edited version-8 file with fresh, matching CRCs (the header's, then the data's, after the payload),
+    as a crafted file would carry: the reader's deeper checks are what must refuse it."""
+    body = bytearray(safetensors_bytes({"payload": torch.frombuffer(bytearray(payload + bytes(8)), dtype=torch.uint8)},
+                                       metadata, padded=False))
+    start = header_length(bytes(body))
+    body[-8:-4] = zlib.crc32(body[:start]).to_bytes(4, "little")
+    body[-4:] = zlib.crc32(body[start:-4]).to_bytes(4, "little")
+    path.write_bytes(bytes(body))
+
+
 def rewrite(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """A hand-edited v7 file with a fresh, matching `crc`, as a crafted file would carry: the reader's deeper checks
     are what must refuse it."""
@@ -95,7 +117,7 @@ def test_round_trip_is_exact_for_every_basis_coding_and_dtype(tmp_path: Path, mo
     model = clustered(model_name, (30, 8, 3), [8, 4], coding, dtype)
     path = save_checkpoint(model, tmp_path / "m.safetensors", {"dataset": "digits"})
     loaded = load_checkpoint(path)
-    assert loaded.header.version == 7 and loaded.kind == "clustered"
+    assert loaded.header.version == 8 and loaded.kind == "clustered"
     assert loaded.header.provenance == {"dataset": "digits"} and loaded.header.config == model.config
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], tensor), name  # bit-exact: the point of a container
@@ -122,54 +144,64 @@ def test_conv_batchnorm_and_shared_grids_round_trip(tmp_path: Path) -> None:
     for model in (conv, grids):
         path = save_checkpoint(model.eval(), tmp_path / "m.safetensors", {}, force=True)
         loaded = load_checkpoint(path)
-        assert loaded.header.version == 7
+        assert loaded.header.version == 8
         for name, tensor in model.state_dict().items():
             assert torch.equal(loaded.model.state_dict()[name], tensor), name
     assert loaded.header.grids is not None and all(entry is not None for entry in loaded.header.grids)
 
 
 @pytest.mark.parametrize("model_name", ["kan", "fastkan", "gramkan", "chebykan", "wavkan"])
-def test_header_of_a_two_layer_784_32_10_file_is_at_most_400_bytes(tmp_path: Path, model_name: str) -> None:
+def test_header_of_a_two_layer_784_32_10_file_is_at_most_250_bytes(tmp_path: Path, model_name: str) -> None:
     model = clustered(model_name, (784, 32, 10), [16, 16], "context", "int8")
     path = save_checkpoint(model, tmp_path / "m.safetensors", {"dataset": "fashion-mnist"})
     data = path.read_bytes()
-    assert header_length(data) <= 400
+    assert header_length(data) <= 250  # issue 31 asked for 400; version 7 wrote 368-376
     legacy = checkpoint_bytes(model, {"dataset": "fashion-mnist"}, lean=False)
-    assert header_length(legacy) > 3 * header_length(data)  # what the version-6 layout spent
+    assert header_length(legacy) > 5 * header_length(data)  # what the version-6 layout spent
+
+
+def test_header_of_a_feynman_file_is_at_most_a_tenth_of_it(tmp_path: Path) -> None:
+    """The smallest files the README publishes: `feynman_table.py`'s clustered [3, 32, 32, 1] regression model,
+    k = 16, float32 codebooks, packed indices, stored data transforms, no provenance (2.7 KB in version 7, 416 B
+    of it header)."""
+    model = clustered("kan", (3, 32, 32, 1), [16, 16, 16], "packed", "float32", task="regression",
+                      input_affine=True, target_affine=True)
+    data = save_checkpoint(model, tmp_path / "m.safetensors", {}).read_bytes()
+    assert header_length(data) <= 0.1 * len(data)
+    container = header_length(data) + read_table(data[header_length(data):], 3).length + 8  # and the two CRCs
+    assert container <= 0.11 * len(data)  # 275 of 2,611 bytes
 
 
 @pytest.mark.parametrize("coding,dtype", CODINGS)
 def test_bytes_add_up(tmp_path: Path, coding: str, dtype: str) -> None:
-    """Every byte of the data section is a codebook, a stream's model or stream, or an extra; `layer_bytes` (what
-    the search prices a layer at) is the codebook, scale, stream, model and table entry."""
+    """Every byte of the data section is the layout table, a codebook, a stream's model or stream, an extra or a
+    CRC; `layer_bytes` (what the search prices a layer at) is the codebook, scale, stream, model and table entry."""
     model = clustered("gramkan", (40, 8, 3), [8, 4], coding, dtype)
     path = save_checkpoint(model, tmp_path / "m.safetensors", {})
     header = read_header(path)
-    data_bytes = path.stat().st_size - header.data_start
+    data = path.read_bytes()[header.data_start:]
     models = sum(len(model_prefix(entry)) for entry in header.indices)
-    assert data_bytes == sum(info.nbytes for info in header.tensors.values()) + models
+    layout = read_table(data, 2)
+    assert len(data) == layout.length + sum(info.nbytes for info in header.tensors.values()) + models + 8
+    assert storage_report(header).total_bytes == len(data) - layout.length - 8
     state, table, _ = file_tensors(model)
-    table_json = json.loads(json.loads(header_text(path))["__metadata__"]["indices"])
     for layer, (book, shape, entry) in enumerate(zip(model.edges.books(), model.config.edge_shapes, table)):
         stored = state[f"edges.layers.{layer}.codebook"]
         scale = 4 if dtype == "int8" else 0
         priced = layer_bytes(book.codebook, book.indices, book.k, dtype, coding, shape)
-        assert priced == (stored.numel() * stored.element_size() + scale + table_json[layer][2]
-                          + len(json.dumps(table_json[layer], separators=(",", ":"))) + 1)
-        assert table_json[layer][2] == entry.bytes + len(model_prefix(entry))
-
-
-def header_text(path: Path) -> str:
-    data = path.read_bytes()
-    return data[8:header_length(data)].decode()
+        part = layout.entries[layer][2]
+        assert part == entry.bytes + len(model_prefix(entry))
+        assert priced == stored.numel() * stored.element_size() + scale + part + len(varints(layout.entries[layer]))
+    assert sum(len(varints(entry)) for entry in layout.entries) + 1 == layout.length  # the flags, then the entries
 
 
 def test_any_safetensors_reader_opens_it(tmp_path: Path) -> None:
     path = save_checkpoint(clustered("kan", (30, 8, 3), [8, 4], "context", "int8"), tmp_path / "m.safetensors", {})
     tensors, metadata = parts(path)
-    assert set(tensors) == {"codebooks", "payload"} and tensors["codebooks"].dtype == torch.int8
-    assert tensors["codebooks"].shape == (12, 9) and tensors["payload"].dtype == torch.uint8
-    assert metadata["format"] == "kancompress" and metadata["format_version"] == "7" and "kind" not in metadata
+    assert set(tensors) == {"payload"} and tensors["payload"].dtype == torch.uint8
+    assert tensors["payload"].numel() == path.stat().st_size - header_length(path.read_bytes())
+    assert metadata == {"format": "kancompress", "format_version": "8",
+                        "model": '{"model":"kan","widths":[30,8,3]}'}  # no kind, no empty provenance
 
 
 def test_the_version_6_layout_is_still_written_on_request(tmp_path: Path) -> None:
@@ -181,12 +213,14 @@ def test_the_version_6_layout_is_still_written_on_request(tmp_path: Path) -> Non
         assert torch.equal(loaded.model.state_dict()[name], tensor), name
 
 
-def test_every_flipped_bit_and_every_cut_is_refused(tmp_path: Path) -> None:
-    """One CRC over the metadata and one over the data: a flipped bit anywhere, header or payload, is refused
-    before anything is decoded, and so is a file cut at any length."""
-    data = save_checkpoint(clustered("fastkan", (10, 4, 2), [4, 3], "rans", "int8"), tmp_path / "m.safetensors",
-                           {"dataset": "digits"}).read_bytes()
-    damaged = tmp_path / "damaged.safetensors"
+@pytest.fixture
+def golden_v7(tmp_path: Path) -> Path:
+    """A copy of a version-7 golden file (rANS layer 0 over 120 edges, k = 6; packed layer 1, 30 edges, k = 4;
+    float16 codebooks), for the crafted-file tests of the version-7 reader."""
+    return Path(shutil.copy(GOLDEN / "v7-fc-gramkan-rans-float16.safetensors", tmp_path / "v7.safetensors"))
+
+
+def refuses_every_flipped_bit_and_cut(data: bytes, damaged: Path) -> None:
     for position in range(len(data)):
         for bit in (0x01, 0x40):
             flipped = bytearray(data)
@@ -200,13 +234,25 @@ def test_every_flipped_bit_and_every_cut_is_refused(tmp_path: Path) -> None:
             load_checkpoint(damaged)
 
 
-def test_a_damaged_payload_names_the_checksum(tmp_path: Path) -> None:
+def test_every_flipped_bit_and_every_cut_is_refused(tmp_path: Path, golden_v7: Path) -> None:
+    """One CRC over the header and one over the data (version 7: over the metadata and the data): a flipped bit
+    anywhere is refused before anything is decoded, and so is a file cut at any length."""
+    data = save_checkpoint(clustered("fastkan", (10, 4, 2), [4, 3], "rans", "int8"), tmp_path / "m.safetensors",
+                           {"dataset": "digits"}).read_bytes()
+    refuses_every_flipped_bit_and_cut(data, tmp_path / "damaged.safetensors")
+    refuses_every_flipped_bit_and_cut(golden_v7.read_bytes(), tmp_path / "damaged.safetensors")
+
+
+def test_damage_names_the_checksum_it_fails(tmp_path: Path) -> None:
     path = save_checkpoint(clustered("kan", (30, 8, 3), [8, 4], "context", "int8"), tmp_path / "m.safetensors", {})
-    data = bytearray(path.read_bytes())
-    data[-3] ^= 0x10
-    path.write_bytes(bytes(data))
-    with pytest.raises(FormatError, match="tensor data do not match their checksum; the file is damaged"):
-        read_header(path)
+    data = path.read_bytes()
+    for position, message in [(len(data) - 20, "tensor data do not match their checksum"),
+                              (data.index(b"[30,") + 2, "header does not match its checksum")]:
+        damaged = bytearray(data)
+        damaged[position] ^= 0x01  # a byte of the data, or widths [30, ...] made [31, ...]: still parses
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(FormatError, match=f"{message}; the file is damaged"):
+            read_header(path)
 
 
 @pytest.fixture
@@ -215,64 +261,131 @@ def lean_file(tmp_path: Path) -> Path:
     return save_checkpoint(model, tmp_path / "m.safetensors", {})
 
 
-def crafted(lean_file: Path, change_table: object = None, **metadata_changes: str) -> None:
-    tensors, metadata = parts(lean_file)
-    if change_table is not None:
-        metadata["indices"] = json.dumps(change_table)
-    rewrite(lean_file, tensors, {**metadata, **metadata_changes})
+def with_table(lean_file: Path, values: list[int]) -> None:
+    """`lean_file` with its layout table replaced by these varints (fresh CRCs)."""
+    payload, metadata = payload_of(lean_file)
+    rewrite8(lean_file, varints(values) + payload[read_table(payload, 2).length:], metadata)
+
+
+def test_the_layout_table_is_what_the_file_holds(lean_file: Path) -> None:
+    payload, _ = payload_of(lean_file)
+    layout = read_table(payload, 2)
+    assert (layout.codebook_dtype, layout.extras_dtype, layout.grids) == ("int8", "float32", None)
+    assert layout.entries[0][:2] == [8, 1]  # k = 8, rANS (skewed indices: rANS pays)
+    with_table(lean_file, [3, *layout.entries[0], *layout.entries[1]])  # the same table, written again
+    assert load_checkpoint(lean_file).header.indices == read_header(lean_file).indices
 
 
 @pytest.mark.parametrize("table,message", [
-    ([[8, 1, 40]], "one entry per layer"),
-    ([[1, 0, 30], [4, 0, 6]], "invalid codebook size k=1"),
-    ([[8, 3, 90], [4, 0, 6]], "unknown index coding 3"),
-    ([[8, 2, 90], [4, 0, 6]], "ends with its row"),
-    ([[8, 0, 90, 5], [4, 0, 6]], "ends with its row"),
-    ([["8", 0, 90], [4, 0, 6]], "integers"),
-    ([[8, 0, 89], [4, 0, 6]], "packed indices take 90 bytes"),
+    ([16, 8, 1, 40], "unknown layout flags 16"),
+    ([3, 1, 0, 30, 4, 0, 6], "invalid codebook size k=1"),
+    ([3, 8, 3, 90, 4, 0, 6], "unknown index coding 3"),
+    ([3, 8, 0, 89, 4, 0, 6], "packed indices take 90 bytes, the table says 89"),
+    ([3, 8, 0, 90, 4, 0, 6, 0, 0], "'payload' holds"),  # no grid flag: two bytes too many
+    ([11, 8, 0, 90, 4, 0, 6, 0, 0], "grid table has no shared grids"),
+    ([11, 8, 0, 90, 4, 0, 6, 2, 0, 4, 0], "only for models with stored"),
+    ([3, 8, 0, 90, 4, 0, 6], "'payload' holds"),
 ])
-def test_crafted_index_tables_are_refused(lean_file: Path, table: object, message: str) -> None:
-    crafted(lean_file, table)
+def test_crafted_layout_tables_are_refused(lean_file: Path, table: list[int], message: str) -> None:
+    with_table(lean_file, table)
     with pytest.raises(FormatError, match=message):
         read_header(lean_file)
 
 
+def test_a_cut_layout_table_is_refused(lean_file: Path) -> None:
+    rewrite8(lean_file, varints([3, 8, 1]), payload_of(lean_file)[1])
+    with pytest.raises(FormatError, match="layout table is cut short or malformed"):
+        read_header(lean_file)
+
+
 def test_crafted_files_are_refused(lean_file: Path) -> None:
-    tensors, metadata = parts(lean_file)
+    payload, metadata = payload_of(lean_file)
     for changes, message in [
-        ({"kind": "dense"}, "holds a clustered model"),
-        ({"checksums": "{}"}, "unknown metadata entry 'checksums'"),
+        ({"kind": "clustered"}, "unknown metadata entry 'kind' for format version 8"),
+        ({"indices": "[]"}, "unknown metadata entry 'indices' for format version 8"),
+        ({"crc": "0" * 16}, "unknown metadata entry 'crc' for format version 8"),
         ({"model": json.dumps({"model": "kan", "widths": [30, 8, 3], "colour": 1})}, "unknown model config key"),
         ({"model": json.dumps({"model": "kan", "widths": [31, 8, 3]})}, "summing to 248"),
     ]:
-        rewrite(lean_file, tensors, {**metadata, **changes})
+        rewrite8(lean_file, payload, {**metadata, **changes})
         with pytest.raises(FormatError, match=message):
             read_header(lean_file)
-    rewrite(lean_file, {**tensors, "extra": torch.zeros(1)}, metadata)
-    with pytest.raises(FormatError, match="exactly the tensors 'codebooks' and 'payload'"):
-        read_header(lean_file)
-    rewrite(lean_file, {**tensors, "codebooks": tensors["codebooks"][:-1].clone()}, metadata)
-    with pytest.raises(FormatError, match="'codebooks' has shape"):
-        read_header(lean_file)
-    rewrite(lean_file, {**tensors, "payload": torch.cat([tensors["payload"], torch.zeros(1, dtype=torch.uint8)])},
-            metadata)
+    rewrite8(lean_file, payload + b"\0", metadata)
     with pytest.raises(FormatError, match="'payload' holds"):
         read_header(lean_file)
-    without = {key: value for key, value in metadata.items() if key != "crc"}
-    lean_file.write_bytes(safetensors_bytes(tensors, without))
-    with pytest.raises(FormatError, match="'crc' is missing"):
+    lean_file.write_bytes(safetensors_bytes({"payload": torch.zeros(20, dtype=torch.uint8),
+                                             "extra": torch.zeros(1)}, metadata))
+    with pytest.raises(FormatError, match="exactly one tensor, 'payload'"):
+        read_header(lean_file)
+    lean_file.write_bytes(safetensors_bytes({"payload": torch.zeros(20, dtype=torch.uint8)}, metadata) + b"tail")
+    with pytest.raises(FormatError, match="must fill the whole data section"):
         read_header(lean_file)
 
 
 def test_crafted_symbol_counts_are_refused(lean_file: Path) -> None:
-    tensors, metadata = parts(lean_file)
-    table = json.loads(metadata["indices"])
-    assert table[0][1] == 1  # rANS: its counts follow layer 0's int8 scale (4 bytes) at the payload's start
-    payload = tensors["payload"].clone()
-    payload[4] += 1  # the counts no longer sum to n
-    rewrite(lean_file, {**tensors, "payload": payload}, metadata)
+    payload, metadata = payload_of(lean_file)
+    layout = read_table(payload, 2)
+    # rANS: layer 0's counts follow the table, the codebooks (12 rows of 9 int8) and its int8 scale (4 bytes)
+    counts = layout.length + 12 * 9 + 4
+    changed = bytearray(payload)
+    changed[counts] += 1  # the counts no longer sum to n
+    rewrite8(lean_file, bytes(changed), metadata)
     with pytest.raises(FormatError, match="'counts' must be 8 non-negative integers summing to 240"):
         read_header(lean_file)
+
+
+def crafted(golden_v7: Path, change_table: object = None, **metadata_changes: str) -> None:
+    tensors, metadata = parts(golden_v7)
+    if change_table is not None:
+        metadata["indices"] = json.dumps(change_table)
+    rewrite(golden_v7, tensors, {**metadata, **metadata_changes})
+
+
+@pytest.mark.parametrize("table,message", [
+    ([[6, 1, 41]], "one entry per layer"),
+    ([[1, 1, 41], [4, 0, 8]], "invalid codebook size k=1"),
+    ([[6, 3, 41], [4, 0, 8]], "unknown index coding 3"),
+    ([[6, 2, 41], [4, 0, 8]], "ends with its row"),
+    ([[6, 0, 41, 5], [4, 0, 8]], "ends with its row"),
+    ([["6", 1, 41], [4, 0, 8]], "integers"),
+    ([[6, 1, 41], [4, 0, 7]], "packed indices take 8 bytes"),
+])
+def test_crafted_version_7_index_tables_are_refused(golden_v7: Path, table: object, message: str) -> None:
+    crafted(golden_v7, table)
+    with pytest.raises(FormatError, match=message):
+        read_header(golden_v7)
+
+
+def test_crafted_version_7_files_are_refused(golden_v7: Path) -> None:
+    assert load_checkpoint(golden_v7).header.version == 7
+    tensors, metadata = parts(golden_v7)
+    for changes, message in [
+        ({"kind": "dense"}, "holds a clustered model"),
+        ({"checksums": "{}"}, "unknown metadata entry 'checksums'"),
+        ({"model": json.dumps({"model": "gramkan", "widths": [12, 10, 3], "colour": 1})}, "unknown model config key"),
+        ({"model": json.dumps({"model": "gramkan", "widths": [13, 10, 3]})}, "summing to 130"),
+    ]:
+        rewrite(golden_v7, tensors, {**metadata, **changes})
+        with pytest.raises(FormatError, match=message):
+            read_header(golden_v7)
+    rewrite(golden_v7, {**tensors, "extra": torch.zeros(1)}, metadata)
+    with pytest.raises(FormatError, match="exactly the tensors 'codebooks' and 'payload'"):
+        read_header(golden_v7)
+    rewrite(golden_v7, {**tensors, "codebooks": tensors["codebooks"][:-1].clone()}, metadata)
+    with pytest.raises(FormatError, match="'codebooks' has shape"):
+        read_header(golden_v7)
+    rewrite(golden_v7, {**tensors, "payload": torch.cat([tensors["payload"], torch.zeros(1, dtype=torch.uint8)])},
+            metadata)
+    with pytest.raises(FormatError, match="'payload' holds"):
+        read_header(golden_v7)
+    without = {key: value for key, value in metadata.items() if key != "crc"}
+    golden_v7.write_bytes(safetensors_bytes(tensors, without))
+    with pytest.raises(FormatError, match="'crc' is missing"):
+        read_header(golden_v7)
+    tensors["payload"][0] += 1  # layer 0's rANS counts open the payload (float16 codebooks: no scale)
+    rewrite(golden_v7, tensors, metadata)
+    with pytest.raises(FormatError, match="'counts' must be 6 non-negative integers summing to 120"):
+        read_header(golden_v7)
 
 
 def test_varints() -> None:
@@ -318,8 +431,8 @@ def test_float16_extras_round_trip_and_halve_their_bytes(tmp_path: Path, model_n
     model.extras_dtype = "float16"
     model.round_extras()
     half = save_checkpoint(model, tmp_path / "half.safetensors", {})
-    metadata = parts(half)[1]
-    assert metadata["extras"] == "float16" and "extras" not in parts(full)[1]
+    assert read_table(payload_of(half)[0], 2).extras_dtype == "float16"
+    assert read_table(payload_of(full)[0], 2).extras_dtype == "float32"
     full_data = full.stat().st_size - read_header(full).data_start
     half_data = half.stat().st_size - read_header(half).data_start
     assert full_data - half_data == 2 * extras
@@ -327,15 +440,20 @@ def test_float16_extras_round_trip_and_halve_their_bytes(tmp_path: Path, model_n
     assert loaded.model.extras_dtype == "float16" and loaded.header.extras_dtype == "float16"
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], tensor), name
-    assert storage_report(loaded.header).total_bytes == half_data
+    assert storage_report(loaded.header).total_bytes == half_data - read_table(payload_of(half)[0], 2).length - 8
     x = torch.rand(4, 30) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded.model(x), model(x))
 
 
-def test_float16_extras_are_refused_where_they_do_not_belong(lean_file: Path, tmp_path: Path) -> None:
-    crafted(lean_file, extras="bfloat16")
+def test_float16_extras_are_refused_where_they_do_not_belong(lean_file: Path, golden_v7: Path,
+                                                            tmp_path: Path) -> None:
+    crafted(golden_v7, extras="bfloat16")
     with pytest.raises(FormatError, match="'extras' must be"):
+        read_header(golden_v7)
+    payload, metadata = payload_of(lean_file)
+    rewrite8(lean_file, payload, {**metadata, "extras": "float16"})  # version 8: a flag in the layout table
+    with pytest.raises(FormatError, match="unknown metadata entry 'extras' for format version 8"):
         read_header(lean_file)
     legacy = save_checkpoint(clustered("fastkan", (10, 4, 2), [4, 3], "packed", "int8"), tmp_path / "v6.safetensors",
                              {}, lean=False)

@@ -49,7 +49,8 @@ def test_paper_mnist_shape_figures(tmp_path: Path) -> None:
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
 @pytest.mark.parametrize("kind", ["dense", "meta", "clustered"])
 def test_report_agrees_with_independent_reader(tmp_path: Path, model_name: str, kind: str) -> None:
-    path = save_checkpoint(tiny_model(model_name, kind), tmp_path / "m.safetensors")
+    model = tiny_model(model_name, kind)
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
     report = storage_report(read_header(path), k=4)
     with safe_open(str(path), "pt") as handle:  # an independent reader: shapes and metadata only
         metadata = handle.metadata()
@@ -60,19 +61,26 @@ def test_report_agrees_with_independent_reader(tmp_path: Path, model_name: str, 
     widths = config["widths"]
     edges = [o * i for i, o in zip(widths[:-1], widths[1:])]
     assert [r.n for r in report.layers] == edges
-    assert report.total_bytes == sum(nbytes.values())
     if kind != "clustered":
+        assert report.total_bytes == sum(nbytes.values())
         assert report.extras_bytes == sum(v for name, v in nbytes.items() if not name.startswith("edges."))
         return
-    # Version 7: `codebooks` stacks the layers' codebooks; `payload` holds the index streams and the extras.
-    assert set(sizes) == {"codebooks", "payload"} and metadata["format_version"] == "7"
-    table = json.loads(metadata["indices"])  # per layer [k, coding, bytes]
-    assert report.extras_bytes == nbytes["payload"] - sum(entry[2] for entry in table)  # float32 codebooks: no scales
-    width = sizes["codebooks"][1]
-    assert sizes["codebooks"][0] == sum(entry[0] for entry in table)
+    # Version 8: one byte tensor, `payload`: a varint layout table (flags 0: float32 codebooks, float32 extras, no
+    # grids; then per layer k, coding, bytes: all below 128 here, one byte each), the codebooks, the index streams
+    # and the extras, then two CRC-32s.
+    assert set(sizes) == {"payload"} and metadata["format_version"] == "8"
+    with safe_open(str(path), "pt") as handle:
+        payload = handle.get_tensor("payload").tolist()
+    layers = len(edges)
+    assert payload[0] == 0 and all(value < 128 for value in payload[1:1 + 3 * layers])
+    table = [payload[1 + 3 * layer:4 + 3 * layer] for layer in range(layers)]  # per layer [k, coding, bytes]
+    width = model.config.edge_width  # |w|, from the model saved
+    books = sum(entry[0] for entry in table) * width * 4
+    assert report.total_bytes == nbytes["payload"] - (1 + 3 * layers) - 8
+    assert report.extras_bytes == report.total_bytes - books - sum(entry[2] for entry in table)  # no int8 scales
     for layer, (entry, n) in enumerate(zip(table, edges)):
         k, coding, part = entry
-        assert (report.layers[layer].k, report.layers[layer].width) == (k, width) and coding == 0  # packed
+        assert report.layers[layer].k == k and coding == 0  # packed
         assert part == math.ceil(n * math.ceil(math.log2(k)) / 8)
         assert report.layers[layer].clustered_bytes == part + k * width * 4
 

@@ -93,7 +93,7 @@ def test_a_file_stores_repeated_grids_once_and_reads_them_back_exactly(kind: str
     whole = per_input_grids(stored_grid_model((16, 8, 3)))  # every row its own: stored whole, as before
     path = save_checkpoint(model, tmp_path / "shared.safetensors")
     header = read_header(path)
-    assert header.version == (5 if kind == "dense" else 7) and header.grids is not None
+    assert header.version == (5 if kind == "dense" else 8) and header.grids is not None
     state, table, grids = file_tensors(model)
     for layer, (entry, inputs) in enumerate(zip(grids or [], (16, 8))):
         assert entry is not None and entry.n == inputs and entry.k == 3

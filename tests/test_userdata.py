@@ -176,7 +176,7 @@ def test_regression_pipeline_in_the_users_units(tmp_path: Path) -> None:
     tuned = json.loads(runner.invoke(app, ["eval", str(paths["f"]), "--json"]).output)
     assert tuned["r2"] > 0.5
     header = load_checkpoint(paths["f"]).header
-    assert header.version == 7 and header.provenance["data"]["file"] == str(data_path.resolve())
+    assert header.version == 8 and header.provenance["data"]["file"] == str(data_path.resolve())
     # Raw inputs in, user units out: the stored transform is part of the model.
     model = load_checkpoint(paths["m"]).model
     x = torch.from_numpy(regression_arrays(5, seed=9)["x"])

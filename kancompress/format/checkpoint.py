@@ -87,8 +87,8 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
             begin, end = (header.data_start + offset for offset in info.offsets)
             if f"{zlib.crc32(content[begin:end]):08x}" != header.tensor_checksums[name]:
                 raise FormatError(f"{path}: tensor {name!r} does not match its checksum; the file is damaged")
-    if header.data_crc is not None:  # v7: the file may have changed since its header was read
-        if f"{zlib.crc32(content[header.data_start:]):08x}" != header.data_crc:
+    if header.data_crc is not None:  # v7 and v8: the file may have changed since its header was read
+        if not header.intact(content):
             raise FormatError(f"{path}: the tensor data do not match their checksum; the file is damaged")
         tensors = _logical_tensors(header, content)
     else:
@@ -115,7 +115,7 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
     if missing or unexpected:
         raise FormatError(f"{path}: this kancompress's model does not match the declared format "
                           f"(missing {missing[:1]}, unexpected {unexpected[:1]}); this is a bug, please report it")
-    model.load_state_dict(tensors, strict=True)  # (float16 extras of a v7 file are copied into float32 tensors)
+    model.load_state_dict(tensors, strict=True)  # (float16 extras of a lean file are copied into float32 tensors)
     model.extras_dtype = header.extras_dtype
     if isinstance(model.edges, CodebookEdges):
         dtypes = {entry.codebook_dtype for entry in header.indices}
@@ -127,7 +127,7 @@ def load_checkpoint(path: PathLike, max_decoded_bytes: int | None = None) -> Che
 
 
 def _logical_tensors(header: Header, content: bytes) -> dict[str, torch.Tensor]:
-    """A version-7 file's tensors in the version-6 layout, cut from the byte ranges its header worked out."""
+    """A lean file's tensors in the version-6 layout, cut from the byte ranges its header worked out."""
     tensors: dict[str, torch.Tensor] = {}
     for name, info in header.tensors.items():
         begin, end = (header.data_start + offset for offset in info.offsets)
@@ -170,13 +170,14 @@ _TORCH_DTYPES: dict[str, torch.dtype] = {name: dtype for dtype, name in _SAFETEN
 
 
 def safetensors_bytes(
-    tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None, checksums: bool = False
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None, checksums: bool = False,
+    padded: bool = True,
 ) -> bytes:
     """A safetensors file in one canonical layout: metadata first with sorted keys, tensors in name order, the
-    header padded with spaces to 8 bytes. (The safetensors library writes its header in hash-map order, so equal
-    inputs gave different bytes.) Readable by any safetensors reader. With `checksums`, the metadata gains the
-    `checksums` entry (`schema`): CRC-32 of the other metadata and of each tensor's bytes, computed from the same
-    bytes the file holds."""
+    header padded with spaces to 8 bytes unless not `padded` (a file of byte tensors needs no alignment). (The
+    safetensors library writes its header in hash-map order, so equal inputs gave different bytes.) Readable by any
+    safetensors reader. With `checksums`, the metadata gains the `checksums` entry (`schema`): CRC-32 of the other
+    metadata and of each tensor's bytes, computed from the same bytes the file holds."""
     raws = {name: tensor_bytes(tensors[name]) for name in sorted(tensors)}
     if checksums:
         metadata = {key: value for key, value in (metadata or {}).items() if key != "checksums"}
@@ -192,7 +193,7 @@ def safetensors_bytes(
                         "data_offsets": [offset, offset + len(raw)]}
         offset += len(raw)
     text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
+    text += b" " * (-len(text) % 8 if padded else 0)
     return len(text).to_bytes(8, "little") + text + b"".join(raws.values())
 
 
@@ -211,7 +212,7 @@ def checkpoint_bytes(model: KANModel, provenance: dict[str, Any], lean: bool = T
     """The file contents of `model` as a kancompress checkpoint.
 
     A clustered model is stored as its edge store says: codebooks at `codebook_dtype`, and each layer's indices
-    bit-packed, or coded as `index_coding` allows where that is smaller (`index_stream`); in the version-7 lean
+    bit-packed, or coded as `index_coding` allows where that is smaller (`index_stream`); in the version-8 lean
     container unless `lean` is False (then a tensor per layer and part, as versions 2 to 6 store it, for readers
     older than version 7).
     """
@@ -236,44 +237,44 @@ def lean_checkpoint_bytes(
     model: KANModel, state: dict[str, torch.Tensor], table: list[IndexEntry], grids: list[IndexEntry | None] | None,
     provenance: dict[str, Any],
 ) -> bytes:
-    """A clustered model's file in the version-7 lean container (`format.lean`): its codebooks stacked into one
-    tensor, every other tensor's bytes (a rANS stream after its symbol counts) in one byte payload, a compact index
-    table and config, and one CRC-32 over the metadata and one over the data."""
+    """A clustered model's file in the version-8 lean container (`format.lean`): one byte payload holding the
+    layout table, every layer's codebook, every other tensor's bytes (a rANS stream after its symbol counts) and
+    the CRC-32s of the header and of the data; metadata only the format, a compact config and the provenance."""
     from kancompress.format import lean
 
     layers = len(table)
     books = [state[name] for name in lean.codebook_names(layers)]
     if len({book.dtype for book in books}) != 1:
-        raise RuntimeError("a version-7 file holds one codebook dtype for all layers")
-    codebooks = torch.cat(books)  # (sum of k_l, |w|)
+        raise RuntimeError("a lean file holds one codebook dtype for all layers")
     prefixes = {name: lean.model_prefix(entry) for name, entry in lean.stream_entries(table, grids).items()}
     declared = lean.stored_tensors(declared_tensors(model.config, model.kind, table, grids), model.extras_dtype)
     stored = {name: state[name].to(_TORCH_DTYPES[info.dtype]) for name, info in declared.items()}
     if not all(bool(torch.isfinite(stored[name]).all()) for name in stored if stored[name].is_floating_point()):
         raise ValueError(f"the model's extras do not fit extras_dtype {model.extras_dtype}; keep them at float32")
-    payload = b"".join(prefixes.get(name, b"") + tensor_bytes(stored[name])
-                       for name, _, _ in lean.payload_layout(declared, {n: len(p) for n, p in prefixes.items()}))
+    payload = lean.table_bytes(table[0].codebook_dtype, model.extras_dtype, table, grids)
+    payload += b"".join(tensor_bytes(book) for book in books)
+    payload += b"".join(prefixes.get(name, b"") + tensor_bytes(stored[name])
+                        for name, _, _ in lean.payload_layout(declared, {n: len(p) for n, p in prefixes.items()}))
     metadata = {
         "format": FORMAT,
-        "format_version": str(lean.LEAN_VERSION),  # (no "kind": a version-7 file is clustered)
+        "format_version": str(lean.TABLE_VERSION),  # (no "kind": a lean file is clustered)
         "model": canonical_json(lean.compact_config(model.config.to_dict())),
-        "provenance": canonical_json(provenance),
-        "indices": canonical_json([lean.compact_entry(entry) for entry in table]),
     }
-    if grids is not None:
-        metadata["grids"] = canonical_json([lean.compact_entry(entry) if entry is not None else None
-                                            for entry in grids])
-    if model.extras_dtype != "float32":
-        metadata["extras"] = model.extras_dtype
-    data_crc = zlib.crc32(tensor_bytes(codebooks) + payload)  # the data section: tensors in name order
-    metadata["crc"] = f"{metadata_checksum(metadata)}{data_crc:08x}"
-    tensors = {lean.CODEBOOKS: codebooks, lean.PAYLOAD: torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
-    return safetensors_bytes(tensors, metadata)
+    if provenance:
+        metadata["provenance"] = canonical_json(provenance)
+    body = bytearray(payload + bytes(lean.TRAILER_BYTES))
+    file = bytearray(safetensors_bytes({lean.PAYLOAD: torch.frombuffer(body, dtype=torch.uint8)}, metadata,
+                                       padded=False))
+    data_start = len(file) - len(body)
+    file[-8:-4] = zlib.crc32(file[:data_start]).to_bytes(4, "little")  # the header, as stored
+    file[-4:] = zlib.crc32(file[data_start:-4]).to_bytes(4, "little")  # every data byte before this CRC
+    return bytes(file)
 
 
 def payload_bytes(model: KANModel) -> int:
-    """Bytes of the data section the checkpoint of `model` would hold: its tensors, and in a (version-7) clustered
-    file the rANS streams' symbol counts stored beside them (what `inspect` reports as total_bytes)."""
+    """Bytes of tensors the checkpoint of `model` would hold: its tensors, and in a (lean) clustered file the rANS
+    streams' symbol counts stored beside them (what `inspect` reports as total_bytes; a lean file's layout table
+    and CRCs are container, as its header is)."""
     from kancompress.format.lean import model_prefix, stored_tensors, stream_entries
 
     state, table, grids = file_tensors(model)
@@ -326,7 +327,7 @@ def layer_bytes(
     codebook: torch.Tensor, indices: torch.Tensor, k: int, codebook_dtype: str, index_coding: str,
     edge_shape: tuple[int, ...],
 ) -> int:
-    """Bytes one clustered layer adds to a (version-7) file: its codebook and int8 scale, its index stream with its
+    """Bytes one clustered layer adds to a (version-8) file: its codebook and int8 scale, its index stream with its
     model and its index-table entry (`layer_streams`)."""
     from kancompress.format.lean import entry_bytes
 
@@ -376,7 +377,7 @@ def index_stream(indices: torch.Tensor, k: int, coding: str, edge_shape: tuple[i
     """One layer's index stream and its table entry (codebook dtype left at float32 for the caller to set).
 
     "packed": fixed-width bits. "rans": rANS where that is smaller. "context": the smallest of packed, rANS and
-    context coding at each of `context_rows`, counting what the version-7 file adds besides the stream (a rANS
+    context coding at each of `context_rows`, counting what the version-8 file adds besides the stream (a rANS
     stream's k symbol counts, the table entry; `lean.entry_bytes`)."""
     from kancompress.format.lean import entry_bytes
 

@@ -22,11 +22,14 @@ from kancompress.format.lean import (
     LEAN_VERSION,
     PAYLOAD,
     STORAGE_DTYPES,
+    TABLE_VERSION,
+    TRAILER_BYTES,
     expand_config,
     model_prefix,
     parse_entry,
     payload_layout,
     payload_size,
+    read_table,
     read_varints,
     stored_tensors,
     stream_entries,
@@ -53,6 +56,13 @@ from kancompress.format.schema import (
 )
 
 
+_NOT_IN: dict[int, tuple[str, ...]] = {
+    **{version: ("crc", "extras") for version in range(1, LEAN_VERSION)}, LEAN_VERSION: ("checksums",),
+    TABLE_VERSION: ("checksums", "crc", "extras", "indices", "grids", "kind"),
+}
+"""Metadata entries that a file of each version cannot hold."""
+
+
 @dataclass(frozen=True)
 class Header:
     """What a checkpoint says about itself, read without touching tensor data."""
@@ -68,13 +78,22 @@ class Header:
     tensor_checksums: dict[str, str] | None = None  # CRC-32 per tensor (None: a file from before checksums)
     data_start: int = 0  # byte offset of the data section in the file
     grids: list[IndexEntry | None] | None = None  # v5: per layer, how its grid is stored as shared rows (or None)
-    data_crc: str | None = None  # v7: CRC-32 of the whole data section (verified on reading, again on loading)
+    data_crc: str | None = None  # v7: CRC-32 of the whole data section (v8: of all of it but this CRC), verified on
+    # reading and again on loading
     extras_dtype: str = "float32"  # v7: precision of the extras (float tensors outside the edges) in the file
+    header_crc: str | None = None  # v8: CRC-32 of the header (its length and JSON, as stored)
+
+    def intact(self, content: bytes) -> bool:
+        """Whether `content`, the whole file read again, still matches the CRCs read with this lean header."""
+        if self.header_crc is None:
+            return f"{zlib.crc32(content[self.data_start:]):08x}" == self.data_crc
+        return (f"{zlib.crc32(content[:self.data_start]):08x}" == self.header_crc
+                and f"{zlib.crc32(content[self.data_start:-4]):08x}" == self.data_crc)
 
     @property
     def stream_models(self) -> dict[str, int]:
-        """Version 7: the bytes of each rANS stream's symbol counts, stored in the payload before the stream (named
-        by its tensor); older versions keep them in the header."""
+        """Versions 7 and 8: the bytes of each rANS stream's symbol counts, stored in the payload before the stream
+        (named by its tensor); older versions keep them in the header."""
         if self.version < LEAN_VERSION:
             return {}
         return {name: len(model_prefix(entry)) for name, entry in stream_entries(self.indices, self.grids).items()
@@ -109,10 +128,11 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
                           f"({FORMAT_VERSION}); upgrade kancompress")
     if version < 1:
         raise FormatError(f"{path}: invalid format_version {text!r}")
-    for wrong in ("checksums",) if version >= LEAN_VERSION else ("crc", "extras"):
+    for wrong in _NOT_IN[min(version, TABLE_VERSION)]:
         if wrong in meta:
             raise FormatError(f"{path}: unknown metadata entry {wrong!r} for format version {version}; the file is "
                               "damaged")
+    content = _verified_content(path, raw, size, 8 + header_length) if version >= TABLE_VERSION else b""
     tensor_checksums = _checksums(path, meta, raw)
     kind = meta.get("kind", "clustered" if version >= LEAN_VERSION else None)  # v7 writes it only if not clustered
     if kind not in KINDS:
@@ -132,6 +152,10 @@ def read_header(path: PathLike, check_tensors: bool = True) -> Header:
         raise FormatError(f"{path}: a format version {version} file cannot hold {what} (that needs version {needed})")
     if (kind == "meta") != (config.meta is not None):
         raise FormatError(f"{path}: kind {kind!r} does not match the model config's meta-learner setting")
+    if version >= TABLE_VERSION:
+        table, grid_table, logical, extras = _table_layout(path, content, config, 8 + header_length)
+        return Header(path, kind, config, provenance, logical, table, size, version, None, 8 + header_length,
+                      grid_table, content[-4:][::-1].hex(), extras, content[-8:-4][::-1].hex())
     if version >= LEAN_VERSION:
         if kind != "clustered":
             raise FormatError(f"{path}: a format version {version} file holds a clustered model, not {kind!r}")
@@ -259,6 +283,55 @@ def _checksums(path: Path, meta: dict[str, str], raw: dict[str, Any]) -> dict[st
     return dict(table["tensors"])
 
 
+def _verified_content(path: Path, raw: dict[str, Any], size: int, data_start: int) -> bytes:
+    """A version-8 file read whole, its one tensor checked to cover the data section and both CRCs (of the
+    header, of the data) verified, before anything in it is parsed further."""
+    physical = {name: entry for name, entry in raw.items() if name != "__metadata__"}
+    if set(physical) != {PAYLOAD}:
+        raise FormatError(f"{path}: a format version {TABLE_VERSION} file holds exactly one tensor, {PAYLOAD!r}")
+    payload = physical[PAYLOAD]
+    if payload["dtype"] != "U8" or len(payload["shape"]) != 1:
+        raise FormatError(f"{path}: tensor {PAYLOAD!r} must be a 1-D U8 tensor")
+    if payload["data_offsets"] != [0, size - data_start] or size - data_start < TRAILER_BYTES:
+        raise FormatError(f"{path}: tensor {PAYLOAD!r} must fill the whole data section; the file is damaged")
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(content) != size:
+        raise FormatError(f"{path}: changed while it was read; try again")
+    if zlib.crc32(content[:data_start]).to_bytes(4, "little") != content[-8:-4]:
+        raise FormatError(f"{path}: the header does not match its checksum; the file is damaged")
+    if zlib.crc32(content[data_start:-4]).to_bytes(4, "little") != content[-4:]:
+        raise FormatError(f"{path}: the tensor data do not match their checksum; the file is damaged")
+    return content
+
+
+def _table_layout(
+    path: Path, content: bytes, config: ModelConfig, data_start: int,
+) -> tuple[list[IndexEntry], list[IndexEntry | None] | None, dict[str, TensorInfo], str]:
+    """A verified version-8 file (`format.lean`) unfolded: its index table, grid table, the version-6 tensors with
+    their byte ranges in the data section, and the extras dtype."""
+    data = content[data_start:-TRAILER_BYTES]
+    try:
+        layout = read_table(data, len(config.num_edges))
+        if layout.grids is not None and all(grid is None for grid in layout.grids):
+            raise ValueError("its grid table has no shared grids")
+        streams = _lean_streams(config, layout.entries, layout.grids)
+    except ValueError as exc:
+        raise FormatError(f"{path}: {exc}") from None
+    books_begin = layout.length
+    rows = sum(streams[edge_tensor_names(layer)[2]][1] for layer in range(len(config.num_edges)))  # sum of k_l
+    rest_begin = books_begin + rows * config.edge_width * ITEM_BYTES[CODEBOOK_DTYPES[layout.codebook_dtype]]
+    entries, logical, rest_size = _unfold(path, config, streams, layout.codebook_dtype, layout.extras_dtype, data,
+                                          books_begin, rest_begin)
+    if rest_begin + rest_size != len(data):
+        raise FormatError(f"{path}: tensor {PAYLOAD!r} holds {len(data) + TRAILER_BYTES} bytes, its layout table "
+                          f"needs {rest_begin + rest_size + TRAILER_BYTES}")
+    table = [entries[name] for name in entries if name.startswith("edges.")]
+    return table, _grid_entries(config, entries) if layout.grids is not None else None, logical, layout.extras_dtype
+
+
 def _lean_layout(
     path: Path, meta: dict[str, str], raw: dict[str, Any], config: ModelConfig, data_start: int, size: int,
     extras: str,
@@ -288,9 +361,32 @@ def _lean_layout(
     if f"{zlib.crc32(data):08x}" != crc[8:]:
         raise FormatError(f"{path}: the tensor data do not match their checksum; the file is damaged")
     begin, end = payload["data_offsets"]
-    payload_bytes = data[begin:end]
-    dtype = STORAGE_DTYPES[books["dtype"]]
-    streams = _lean_streams(path, meta, config)
+    try:
+        grids = _json_field(path, meta, "grids") if "grids" in meta else None
+        if grids is not None and not isinstance(grids, list):
+            raise ValueError("metadata 'grids' must list one entry (or null) per layer")
+        streams = _lean_streams(config, _json_field(path, meta, "indices"), grids)
+    except ValueError as exc:
+        raise FormatError(f"{path}: {exc}") from None
+    entries, logical, rest_size = _unfold(path, config, streams, STORAGE_DTYPES[books["dtype"]], extras, data,
+                                          books["data_offsets"][0], begin)
+    if end - begin != rest_size:
+        raise FormatError(f"{path}: tensor {PAYLOAD!r} holds {end - begin} bytes, its layout needs {rest_size}")
+    table = [entries[name] for name in entries if name.startswith("edges.")]
+    rows = sum(entry.k for entry in table)
+    if books["shape"] != [rows, config.edge_width]:
+        raise FormatError(f"{path}: tensor {CODEBOOKS!r} has shape {books['shape']}, expected "
+                          f"{[rows, config.edge_width]}")
+    return table, _grid_entries(config, entries) if "grids" in meta else None, logical, crc[8:]
+
+
+def _unfold(
+    path: Path, config: ModelConfig, streams: dict[str, tuple[int, int, str, int, int | None]], dtype: str,
+    extras: str, data: bytes, books_begin: int, rest_begin: int,
+) -> tuple[dict[str, IndexEntry], dict[str, TensorInfo], int]:
+    """A lean file's streams made index entries (a rANS stream's symbol counts read from `data`, the data section)
+    and its version-6 tensors placed: the codebooks one after another from `books_begin`, every other tensor
+    (`payload_layout`) from `rest_begin`. Returns (entries by stream tensor, tensors, bytes the rest needs)."""
     # The part sizes place every stream; a rANS part starts with its k symbol counts, which give the stream's size.
     provisional = {name: IndexEntry(n, k, index_bits(k), coding, None, part, dtype, row)
                    for name, (n, k, coding, part, row) in streams.items()}
@@ -301,8 +397,9 @@ def _lean_layout(
         counts: tuple[int, ...] | None = None
         stream = part
         if coding == "rans":
+            begin = rest_begin + starts[name]
             try:
-                values, used = read_varints(payload_bytes[starts[name]:starts[name] + part], k)
+                values, used = read_varints(data[begin:begin + part], k)
             except ValueError as exc:
                 raise FormatError(f"{path}: {name}: {exc}") from None
             if sum(values) != n or used >= part:
@@ -314,52 +411,37 @@ def _lean_layout(
         entries[name] = IndexEntry(n, k, index_bits(k), coding, counts, stream,
                                    dtype if name.startswith("edges.") else "float32", row)
     declared = _lean_declared(config, entries, extras)
-    if end - begin != payload_size(declared, prefixes):
-        raise FormatError(f"{path}: tensor {PAYLOAD!r} holds {end - begin} bytes, its layout needs "
-                          f"{payload_size(declared, prefixes)}")
-    table = [entries[name] for name in entries if name.startswith("edges.")]
-    rows = sum(entry.k for entry in table)
-    if books["shape"] != [rows, config.edge_width]:
-        raise FormatError(f"{path}: tensor {CODEBOOKS!r} has shape {books['shape']}, expected "
-                          f"{[rows, config.edge_width]}")
     logical: dict[str, TensorInfo] = {}
-    row_bytes = config.edge_width * ITEM_BYTES[books["dtype"]]
-    first = books["data_offsets"][0]
-    for layer, entry in enumerate(table):
+    first = books_begin
+    for layer in range(len(config.num_edges)):
         name = edge_tensor_names(layer)[0]
         logical[name] = TensorInfo(declared[name].dtype, declared[name].shape, (first, first + declared[name].nbytes))
-        first += entry.k * row_bytes
+        first += declared[name].nbytes
     for name, start, _ in payload_layout(declared, prefixes):
         info = declared[name]
-        logical[name] = TensorInfo(info.dtype, info.shape, (begin + start, begin + start + info.nbytes))
-    return table, _grid_entries(config, entries) if "grids" in meta else None, logical, crc[8:]
+        logical[name] = TensorInfo(info.dtype, info.shape, (rest_begin + start, rest_begin + start + info.nbytes))
+    return entries, logical, payload_size(declared, prefixes)
 
 
-def _lean_streams(path: Path, meta: dict[str, str], config: ModelConfig
-                  ) -> dict[str, tuple[int, int, str, int, int | None]]:
-    """The v7 index and grid tables: per stream tensor, (n, k, coding, part bytes, row)."""
-    table = _json_field(path, meta, "indices")
+def _lean_streams(config: ModelConfig, table: Any, grids: Any) -> dict[str, tuple[int, int, str, int, int | None]]:
+    """A lean file's index table and grid table (None: absent) checked against the config: per stream tensor,
+    (n, k, coding, part bytes, row); ValueError naming the problem."""
     edges = config.num_edges
     if not isinstance(table, list) or len(table) != len(edges):
-        raise FormatError(f"{path}: metadata 'indices' must list one entry per layer ({len(edges)})")
+        raise ValueError(f"metadata 'indices' must list one entry per layer ({len(edges)})")
     streams: dict[str, tuple[int, int, str, int, int | None]] = {}
-    try:
-        for layer, (entry, n) in enumerate(zip(table, edges)):
-            streams[edge_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}", entry, n, 2)
-        if "grids" in meta:
-            grids = _json_field(path, meta, "grids")
-            shapes = config.layer_shapes
-            if not config.basis.stored_grid:
-                raise ValueError("metadata 'grids' is only for models with stored (adapted) grids")
-            if not isinstance(grids, list) or len(grids) != len(shapes) or all(entry is None for entry in grids):
-                raise ValueError(f"metadata 'grids' must list one entry (or null) per layer ({len(shapes)}), "
-                                 "at least one not null")
-            for layer, (entry, (_, inputs)) in enumerate(zip(grids, shapes)):
-                if entry is not None:
-                    streams[grid_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}'s grid index", entry,
-                                                                       inputs, 1)
-    except ValueError as exc:
-        raise FormatError(f"{path}: {exc}") from None
+    for layer, (entry, n) in enumerate(zip(table, edges)):
+        streams[edge_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}", entry, n, 2)
+    if grids is not None:
+        shapes = config.layer_shapes
+        if not config.basis.stored_grid:
+            raise ValueError("a grid table is only for models with stored (adapted) grids")
+        if len(grids) != len(shapes) or all(entry is None for entry in grids):
+            raise ValueError(f"the grid table must list one entry (or null) per layer ({len(shapes)}), at least one "
+                             "not null")
+        for layer, (entry, (_, inputs)) in enumerate(zip(grids, shapes)):
+            if entry is not None:
+                streams[grid_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}'s grid index", entry, inputs, 1)
     return streams
 
 
@@ -379,7 +461,7 @@ def _lean_declared(config: ModelConfig, entries: dict[str, IndexEntry], extras: 
 
 
 def _grid_entries(config: ModelConfig, entries: dict[str, IndexEntry]) -> list[IndexEntry | None]:
-    """The grid table (per layer its shared grids' index entry, or None) among the v7 stream entries."""
+    """The grid table (per layer its shared grids' index entry, or None) among a lean file's stream entries."""
     return [entries.get(grid_tensor_names(layer)[2]) for layer in range(len(config.layer_shapes))]
 
 

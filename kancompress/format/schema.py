@@ -4,9 +4,10 @@ Layout (safetensors)
 --------------------
 `__metadata__` (str -> str), keys in this order:
     format          "kancompress"
-    format_version  "7" for clustered files: the lean container (`format.lean`: two tensors, `codebooks` and a byte
-                    `payload` holding the tensors below, a compact index table and config, one `crc` for the
-                    metadata and one for the data); for dense and meta files:
+    format_version  "8" for clustered files: the lean container (`format.lean`: one byte tensor, `payload`, holding
+                    a binary layout table, the tensors below and a CRC of the header and one of the data; a
+                    compact config; "7", still read, had two tensors and the table and CRCs in the metadata);
+                    for dense and meta files:
                     "6" for models with LayerNorms placed in the stack (`layer_norms`), a `basis_norm` override,
                     multiplication nodes (`mult_nodes`, `mult_arity`) or a basis added with it (fourierkan, wavkan:
                     `layers.{l}.output_bn.*`, `node_{scale,bias}` below), else
@@ -36,8 +37,8 @@ Layout (safetensors)
                     makes the grids of a layer few)
 JSON values are written with sorted keys and no spaces, so the same model and provenance give the same bytes.
 
-Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each (a version-7 file stores the same
-tensors packed into two, `format.lean`; reading it gives this layout back):
+Tensors (`declared_tensors`), for layer l with n_l edges of |w| numbers each (a lean file, versions 7 and 8,
+stores the same tensors packed into one or two, `format.lean`; reading it gives this layout back):
     dense       edges.vectors.{l}                       F32 (n_l, |w|)
     meta        edges.learners.{j}.hidden.{weight,bias}  F32 (hidden, d_emb), (hidden,)
                 edges.learners.{j}.out.{weight,bias}     F32 (|w|, hidden), (|w|,)   (j: one, or one per layer)
@@ -79,15 +80,16 @@ from kancompress.config import ModelConfig
 from kancompress.format.bits import index_bits, packed_length
 
 FORMAT = "kancompress"
-FORMAT_VERSION = 7  # the newest version this package reads and writes; v1 to v6 files stay readable
-READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
+FORMAT_VERSION = 8  # the newest version this package reads and writes; v1 to v7 files stay readable
+READABLE_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
 KINDS: tuple[str, ...] = ("dense", "meta", "clustered")
 # What a writer may be asked for: rans = rANS where smaller than packed; context = per layer the smallest of packed,
 # rANS and context coding (the last only for k <= entropy.CONTEXT_MAX_K).
 INDEX_CODINGS: tuple[str, ...] = ("packed", "rans", "context")
 FILE_CODINGS: dict[int, tuple[str, ...]] = {1: ("packed",), 2: ("packed", "rans"), 3: ("packed", "rans"),
                                             4: ("packed", "rans", "context"), 5: ("packed", "rans", "context"),
-                                            6: ("packed", "rans", "context"), 7: ("packed", "rans", "context")}
+                                            6: ("packed", "rans", "context"), 7: ("packed", "rans", "context"),
+                                            8: ("packed", "rans", "context")}
 CODEBOOK_DTYPES: dict[str, str] = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
 CODEBOOK_BITS: dict[str, int] = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8}  # b of paper Eq. 10
 MAX_HEADER_BYTES = 16 << 20  # a header larger than this is refused before parsing
@@ -168,7 +170,7 @@ def v6_features(config: ModelConfig) -> list[str]:
 def file_version(config: ModelConfig, table: list[IndexEntry] | None = None,
                  grids: list[IndexEntry | None] | None = None) -> int:
     """The format version a writer stamps on a file with a tensor per part (dense, meta, and clustered files not
-    in the version-7 lean container): the oldest that holds this config, index table and grid table."""
+    in the lean container): the oldest that holds this config, index table and grid table."""
     if grids and any(entry is not None for entry in grids):
         return max(5, required_version(config))
     return 4 if table and any(entry.coding == "context" for entry in table) else required_version(config)
