@@ -111,7 +111,7 @@ def markdown(rows: list[dict[str, Any]], points: list[Any], command: str, wall: 
         f"`kancompress compress METAKAN --max-drop {max_drop:g}` with its defaults: the fast search (per-layer k "
         "from losses measured without training, candidates along the byte frontier verified by short fine-tuning "
         "on the validation split, the accepted one fine-tuned longer), codebook dtype int8 first, per layer the "
-        "smallest index coding (packed, rANS or context), lean metadata, the version-7 container. Size = the whole "
+        "smallest index coding (packed, rANS or context), lean metadata, the version-8 container. Size = the whole "
         f"file on disk; header = its safetensors header; ratio against the dense float32 edge vectors "
         f"({DENSE_BYTES:,} B). Test accuracy is only reported, never used for a choice.",
         "",
