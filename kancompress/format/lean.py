@@ -201,7 +201,10 @@ def read_table(data: bytes, layers: int) -> LayoutTable:
 
     def number() -> int:
         nonlocal position
-        values, used = read_varints(data[position:position + 5], 1)
+        try:
+            values, used = read_varints(data[position:position + 5], 1)
+        except ValueError as exc:
+            raise ValueError(f"the layout table is cut short or malformed ({exc})") from None
         position += used
         return values[0]
 
@@ -209,19 +212,16 @@ def read_table(data: bytes, layers: int) -> LayoutTable:
         values = [k, number(), number()]
         return values + [number()] if values[1] == CODINGS.index("context") else values
 
-    try:
-        flags = number()
-        if flags >= 2 * GRIDS_FLAG:
-            raise ValueError(f"unknown layout flags {flags}")
-        entries = [entry(number()) for _ in range(layers)]
-        grids: list[list[int] | None] | None = None
-        if flags & GRIDS_FLAG:
-            grids = []
-            for _ in range(layers):
-                k = number()
-                grids.append(entry(k) if k else None)
-    except ValueError as exc:
-        raise ValueError(f"the layout table is cut short or malformed ({exc})") from None
+    flags = number()
+    if flags >= 2 * GRIDS_FLAG:
+        raise ValueError(f"unknown layout flags {flags}; the file is damaged or from a newer kancompress")
+    entries = [entry(number()) for _ in range(layers)]
+    grids: list[list[int] | None] | None = None
+    if flags & GRIDS_FLAG:
+        grids = []
+        for _ in range(layers):
+            k = number()
+            grids.append(entry(k) if k else None)
     return LayoutTable(DTYPE_CODES[flags & 3], "float16" if flags & EXTRAS_FLAG else "float32", entries, grids,
                        position)
 
