@@ -362,6 +362,7 @@ def test_crafted_version_7_files_are_refused(golden_v7: Path) -> None:
     for changes, message in [
         ({"kind": "dense"}, "holds a clustered model"),
         ({"checksums": "{}"}, "unknown metadata entry 'checksums'"),
+        ({"grids": "null"}, "metadata 'grids' must list one entry"),
         ({"model": json.dumps({"model": "gramkan", "widths": [12, 10, 3], "colour": 1})}, "unknown model config key"),
         ({"model": json.dumps({"model": "gramkan", "widths": [13, 10, 3]})}, "summing to 130"),
     ]:

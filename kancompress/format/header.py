@@ -315,8 +315,6 @@ def _table_layout(
     data = content[data_start:-TRAILER_BYTES]
     try:
         layout = read_table(data, len(config.num_edges))
-        if layout.grids is not None and all(grid is None for grid in layout.grids):
-            raise ValueError("its grid table has no shared grids")
         streams = _lean_streams(config, layout.entries, layout.grids)
     except ValueError as exc:
         raise FormatError(f"{path}: {exc}") from None
@@ -363,7 +361,7 @@ def _lean_layout(
     begin, end = payload["data_offsets"]
     try:
         grids = _json_field(path, meta, "grids") if "grids" in meta else None
-        if grids is not None and not isinstance(grids, list):
+        if "grids" in meta and not isinstance(grids, list):
             raise ValueError("metadata 'grids' must list one entry (or null) per layer")
         streams = _lean_streams(config, _json_field(path, meta, "indices"), grids)
     except ValueError as exc:
@@ -434,11 +432,12 @@ def _lean_streams(config: ModelConfig, table: Any, grids: Any) -> dict[str, tupl
         streams[edge_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}", entry, n, 2)
     if grids is not None:
         shapes = config.layer_shapes
+        if all(entry is None for entry in grids):
+            raise ValueError("the grid table has no shared grids")
         if not config.basis.stored_grid:
             raise ValueError("a grid table is only for models with stored (adapted) grids")
-        if len(grids) != len(shapes) or all(entry is None for entry in grids):
-            raise ValueError(f"the grid table must list one entry (or null) per layer ({len(shapes)}), at least one "
-                             "not null")
+        if len(grids) != len(shapes):
+            raise ValueError(f"the grid table must list one entry (or null) per layer ({len(shapes)})")
         for layer, (entry, (_, inputs)) in enumerate(zip(grids, shapes)):
             if entry is not None:
                 streams[grid_tensor_names(layer)[2]] = _lean_entry(f"layer {layer}'s grid index", entry, inputs, 1)
