@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import _stamp as stamp  # examples/_stamp.py (scripts run with examples/ on sys.path)
-from smallest_fashion_mnist import metakan
+from smallest_fashion_mnist import metakan, seed_options
 
 import torch
 
 from kancompress import api
 from kancompress.compress.engine import compress_model
-from kancompress.data import Split, load_dataset, split_validation
+from kancompress.data import Dataset, Split, load_dataset
 from kancompress.format.checkpoint import load_checkpoint
 from kancompress.models import KANModel
 from kancompress.train import evaluate
@@ -39,12 +39,10 @@ def accuracy(model: KANModel, x: torch.Tensor, y: torch.Tensor) -> float:
     return 100 * (evaluate(model, x, y).accuracy or 0.0)
 
 
-def drops(work: Path, seed: int, max_drop: float) -> dict[str, Any]:
+def drops(data: Dataset, work: Path, seed: int, max_drop: float) -> dict[str, Any]:
     """Per part (seen half, unseen half, test): the source's accuracy minus the compressed model's."""
     source = load_checkpoint(metakan(work, seed))
-    data = load_dataset("fashion-mnist")
-    train = source.header.provenance.get("train_config") or {}
-    split = split_validation(data, train.get("val_fraction", 0.1), seed=train.get("seed", 0))  # as it was trained
+    split = api.source_split(source, data)  # the validation split it was trained with
     n = split.val_x.shape[0]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(100 + seed))
     seen, unseen = order[: n // 2], order[n // 2:]
@@ -61,16 +59,12 @@ def drops(work: Path, seed: int, max_drop: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-drop", type=float, default=0.5)
-    parser.add_argument("--workdir", type=Path, default=Path("runs/smallest-fmnist"))
-    parser.add_argument("--write-results", action="store_true")
-    args = parser.parse_args()
+    args = seed_options(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args()
     torch.set_num_threads(2)
     args.workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    rows = [drops(args.workdir, seed, args.max_drop) for seed in args.seeds]
+    data = load_dataset("fashion-mnist")
+    rows = [drops(data, args.workdir, seed, args.max_drop) for seed in args.seeds]
     lines = [
         "# Does compress fit its validation split? Drops on the half it chose on, the half it never saw, and test",
         "",

@@ -51,6 +51,15 @@ def metakan(work: Path, seed: int) -> Path:
     return path
 
 
+def seed_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options this script and `heldout_validation.py` share (one work folder: the MetaKANs are reused)."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-drop", type=float, default=0.5)
+    parser.add_argument("--workdir", type=Path, default=Path("runs/smallest-fmnist"))
+    parser.add_argument("--write-results", action="store_true")
+    return parser
+
+
 def run_seed(work: Path, seed: int, max_drop: float) -> dict[str, Any]:
     started = time.monotonic()
     source = load_checkpoint(metakan(work, seed))
@@ -154,12 +163,7 @@ def markdown(rows: list[dict[str, Any]], points: list[Any], command: str, wall: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-drop", type=float, default=0.5)
-    parser.add_argument("--workdir", type=Path, default=Path("runs/smallest-fmnist"))
-    parser.add_argument("--write-results", action="store_true")
-    args = parser.parse_args()
+    args = seed_options(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args()
     try:
         api.load_data("fashion-mnist")  # before any work: names the install command when missing
     except KanCompressError as error:

@@ -79,6 +79,7 @@ __all__ = [
     "load_checkpoint",
     "parameter_groups",
     "save_checkpoint",
+    "source_split",
     "sweep",
     "train",
 ]
@@ -242,7 +243,7 @@ def cluster(
             raise ConfigError(f"{what} needs a loaded checkpoint (its dataset and training seed)")
         data = data if data is not None else _recorded_dataset(checkpoint, None, None, download)
         check_data(model.config, data)
-        split = _source_split(checkpoint, data)
+        split = source_split(checkpoint, data)
     grams = input_grams(source, split.train_x.to(target)) if options.data_aware and split is not None else None
     clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
                           options.kmeans, grams)
@@ -386,7 +387,7 @@ def _evaluated(
     return data.name, evaluate(model, data.test_x, data.test_y), model
 
 
-def _source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
+def source_split(checkpoint: Checkpoint, data: Dataset) -> Split:
     """The validation split the checkpoint was trained with (same seed and fraction), so it holds unseen data."""
     recorded = checkpoint.header.provenance.get("train_config") or {}
     seed, fraction = recorded.get("seed", 0), recorded.get("val_fraction", 0.1)
@@ -432,7 +433,7 @@ def compress(
                           "already clustered; give the checkpoint it came from")
     data = data if data is not None else _recorded_dataset(checkpoint, None, None, download)
     check_data(model.config, data)
-    split = _source_split(checkpoint, data)
+    split = source_split(checkpoint, data)
     target = resolve_device(options.device)
     distributed.setup(target)  # under torchrun: the search in lockstep on every rank (`distributed`)
     result = compress_model(on_device(model, target), split, options, target, on_trial, on_warning, on_progress)
@@ -482,7 +483,7 @@ def sweep(
         raise ConfigError("sweep sets k itself (--ks); -k, --layer-k and --max-drop do not apply")
     data = data if data is not None else _recorded_dataset(checkpoint, dataset, data_dir, download)
     check_data(checkpoint.model.config, data)
-    split = _source_split(checkpoint, data)
+    split = source_split(checkpoint, data)
     source = on_device(checkpoint.model, resolve_device(options.device))
     clusterer = Clusterer(source, options.seed, options.n_init, options.codebook_dtype, options.index_coding,
                           options.kmeans)

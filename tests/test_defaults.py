@@ -90,7 +90,7 @@ def test_the_validation_fraction_is_recorded_and_reused_by_later_commands(tmp_pa
     checkpoint = load_checkpoint(path)
     assert checkpoint.header.provenance["train_config"]["val_fraction"] == 0.3
     data = load_dataset("digits")
-    assert api._source_split(checkpoint, data).val_x.shape[0] == round(data.train_x.shape[0] * 0.3)
+    assert api.source_split(checkpoint, data).val_x.shape[0] == round(data.train_x.shape[0] * 0.3)
     bad = CliRunner().invoke(app, ["train", "--val-fraction", "1.5", "-o", str(tmp_path / "x.safetensors")])
     assert bad.exit_code == 1 and "--val-fraction 1.5 must be between 0 and 1" in bad.output
 
