@@ -412,8 +412,9 @@ def compress(
     checkpoint: Annotated[Path, typer.Argument(help="Dense or meta checkpoint (yours, or imported).")],
     max_drop: Annotated[float, typer.Option("--max-drop", help="Largest allowed loss on the validation split: accuracy points (classification), or a relative MSE increase, e.g. 0.05 (regression).")],
     ks: Annotated[str, typer.Option("--ks", help="Comma-separated codebook sizes tried per layer.")] = "2,4,8,16,32,64,128,256",
-    methods: Annotated[str, typer.Option("--methods", help="cluster: the source's own vectors; distill: first distil a dense source into a MetaKAN, whose vectors cluster better. The smaller result within budget wins.")] = "cluster,distill",
+    methods: Annotated[str, typer.Option("--methods", help="cluster: the source's own vectors; distill: first distil a dense source into a MetaKAN, whose vectors cluster better; soft: retrain the source with its edges softly assigned to trained codebooks (epochs per candidate, slower). The smallest result within budget wins.")] = "cluster,distill",
     distill_epochs: Annotated[Optional[int], typer.Option("--distill-epochs", min=1, metavar="N", help="Task epochs of the distilled MetaKAN (early stopping).", show_default="10 fast, 20 thorough")] = None,
+    soft_epochs: Annotated[int, typer.Option("--soft-epochs", min=1, metavar="N", help="soft: most epochs of each candidate's soft retrain (stops once within budget).")] = 3,
     search: Annotated[str, typer.Option("--search", help="fast: per-layer k from losses measured without training, short trials along the size-loss frontier | thorough: greedy, every trial fine-tuned --search-epochs.")] = "fast",
     search_steps: Annotated[int, typer.Option("--search-steps", min=1, metavar="N", help="fast: most optimizer steps per trial (stops once within budget).")] = 400,
     search_epochs: Annotated[int, typer.Option("--search-epochs", min=1, metavar="N", help="thorough: fine-tuning epochs behind each trial's validation metric.")] = 2,
@@ -451,7 +452,7 @@ def compress(
             max_drop=max_drop, ks=tuple(_parse_ks(ks)), search=search, search_steps=search_steps,
             search_epochs=search_epochs, epochs=epochs,
             patience=patience, lrs=tuple(lr) or None, methods=tuple(m.strip() for m in methods.split(",")),
-            distill_epochs=distill_epochs, batch_size=batch_size, codebook_dtype=codebook_dtype,
+            distill_epochs=distill_epochs, soft_epochs=soft_epochs, batch_size=batch_size, codebook_dtype=codebook_dtype,
             index_coding=index_coding, seed=seed, n_init=n_init, kmeans=kmeans, device=device, grids=grids,
             grid_counts=tuple(_parse_ks(grid_counts, "--grid-counts")), data_aware=not plain_only)
         path = check_output(output or _default_output(checkpoint, f"drop{max_drop:g}"), force, (checkpoint,))

@@ -211,7 +211,7 @@ class ClusterConfig:
         return capped_layers(model, self.k if self.k is not None else default_k(model), dict(self.layer_ks))
 
 
-COMPRESS_METHODS = ("cluster", "distill")
+COMPRESS_METHODS = ("cluster", "distill", "soft")
 SEARCH_MODES = ("fast", "thorough")  # CompressOptions.search
 FAST_DISTILL_EPOCHS = 10  # at most; it stops once the MetaKAN is close enough (`compress.engine`)
 GRID_MODES = ("share", "keep", "regrid")  # CompressOptions.grids
@@ -225,7 +225,9 @@ class CompressOptions:
 
     methods: "cluster" clusters the source's own vectors; "distill" (dense sources) first distils it into a
     MetaKAN (`distill_epochs` of task training; None: `FAST_DISTILL_EPOCHS` with the fast search, 20 with the
-    thorough one); the smaller result within budget wins.
+    thorough one); "soft" retrains the source for at most `soft_epochs` epochs with each candidate's edges softly
+    assigned to a trained codebook, then assigns them hard (`compress.soft`); the smallest result within budget
+    wins.
     search: "fast" (default) picks per-layer k from measured per-layer losses and bytes without training, then
     fine-tunes candidates along the rate–distortion frontier for at most `search_steps` optimizer steps each
     (`compress.engine`); "thorough" is the greedy search, every trial fine-tuned `search_epochs` epochs.
@@ -253,6 +255,7 @@ class CompressOptions:
     lrs: tuple[float, ...] | None = None
     methods: tuple[str, ...] = ("cluster", "distill")
     distill_epochs: int | None = None
+    soft_epochs: int = 3
     batch_size: int = TrainConfig.batch_size
     codebook_dtype: str = "auto"
     index_coding: str = "context"
@@ -270,12 +273,12 @@ class CompressOptions:
         if not self.ks or min(self.ks) < 2:
             raise ConfigError("--ks needs codebook sizes >= 2, e.g. 2,4,8,16")
         if (self.search_epochs < 1 or self.search_steps < 1 or self.epochs < 1 or self.patience < 0
-                or (self.distill_epochs is not None and self.distill_epochs < 1)):
-            raise ConfigError("compress needs --search-steps, --search-epochs, --epochs and --distill-epochs >= 1 "
-                              "and --patience >= 0")
+                or (self.distill_epochs is not None and self.distill_epochs < 1) or self.soft_epochs < 1):
+            raise ConfigError("compress needs --search-steps, --search-epochs, --epochs, --distill-epochs and "
+                              "--soft-epochs >= 1 and --patience >= 0")
         _check_choice("search", self.search, SEARCH_MODES)
         if not self.methods or len(set(self.methods)) != len(self.methods):
-            raise ConfigError("--methods needs one or more distinct methods: cluster, distill")
+            raise ConfigError(f"--methods needs one or more distinct methods: {', '.join(COMPRESS_METHODS)}")
         for method in self.methods:
             _check_choice("compress method", method, COMPRESS_METHODS)
         for lr in self.lrs or ():

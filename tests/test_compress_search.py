@@ -177,9 +177,10 @@ def test_a_later_method_searches_only_below_the_smallest_result_so_far(tmp_path:
     calls: list[tuple[str, int | None, list[int], object]] = []
     search = engine._fast
 
-    def recorded(clusterer: Clusterer, method: str, run: engine._Run, below: int | None = None) -> object:
+    def recorded(clusterer: Clusterer, method: str, run: engine._Run, below: int | None = None,
+                 soft: bool = False) -> object:
         before = len(run.trials)
-        found = search(clusterer, method, run, below)
+        found = search(clusterer, method, run, below, soft)
         calls.append((method, below, [trial.bytes for trial in run.trials[before:]], found))
         return found
 
@@ -205,9 +206,10 @@ def test_auto_precision_moves_up_only_when_nothing_fits(meta_source: Path, monke
     tried: list[str] = []
     search = engine._fast
 
-    def int8_never_fits(clusterer: Clusterer, method: str, run: engine._Run, below: int | None = None) -> object:
+    def int8_never_fits(clusterer: Clusterer, method: str, run: engine._Run, below: int | None = None,
+                        soft: bool = False) -> object:
         tried.append(clusterer.codebook_dtype)
-        return None if clusterer.codebook_dtype == "int8" else search(clusterer, method, run, below)
+        return None if clusterer.codebook_dtype == "int8" else search(clusterer, method, run, below, soft)
 
     monkeypatch.setattr(engine, "_fast", int8_never_fits)
     options = api.CompressOptions(max_drop=5.0, ks=(4,), search_steps=20, methods=("cluster",))

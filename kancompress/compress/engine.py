@@ -39,6 +39,7 @@ from kancompress.compress.policy import (
     reestimate_batchnorm,
 )
 from kancompress.compress.proxy import calibration, layer_choices
+from kancompress.compress.soft import SoftCodebookEdges, softened
 from kancompress.compress.trials import CompressTrial, Progress, ProgressMeter, best_trial
 from kancompress.data import Split
 from kancompress.edges import CodebookEdges
@@ -53,6 +54,7 @@ from kancompress.tasks import Metrics, budget_resolution_warning, rank, within_b
 from kancompress.train import fit, validate
 from kancompress.weighting import input_grams
 
+METHOD_ORDER = ("distill", "cluster", "soft")  # the order compress runs its methods in (`compress_model`)
 AUTO_DTYPES = ("int8", "float16", "float32")  # codebook_dtype "auto": tried in this order until one fits
 DISTILL_BUDGET_SHARE = 0.25  # the fast search's distillation stops once within this share of the budget
 BOUND_SLACK = 1.05  # a later method's candidates estimated below this times an earlier result are measured
@@ -141,9 +143,10 @@ def compress_model(
     warning = budget_resolution_warning(base, options.max_drop)
     if warning is not None and on_warning is not None:
         on_warning(warning)
-    # distill first: its fixed cost buys a result that bounds the cluster method's search (`_fast`'s `below`)
+    # distill first: its fixed cost buys a result that bounds the cluster method's search (`_fast`'s `below`);
+    # soft last: its trials cost epochs, so it searches only what is smaller than the others' results
     methods = sorted((method for method in options.methods if method != "distill" or model.kind == "dense"),
-                     key=lambda method: method != "distill")
+                     key=METHOD_ORDER.index)
     run = _Run(split, options, target, base, on_trial, ProgressMeter(on_progress, 2 * len(methods)))
     start, prefix = _gridded(model, run)
     sources: dict[str, KANModel] = {}
@@ -152,19 +155,21 @@ def compress_model(
     dtypes = AUTO_DTYPES if options.codebook_dtype == "auto" else (options.codebook_dtype,)
     for dtype in dtypes:
         for method in methods:
-            if method not in sources:
+            source = "distill" if method == "distill" else "cluster"  # soft starts from the cluster method's K-means
+            if source not in sources:
                 run.meter.step("distilling" if method == "distill" else "clustering", prefix + method)
-                sources[method] = (_distilled(start, model, run, prefix) if method == "distill" else start)
-                grams = input_grams(sources[method], split.train_x.to(target)) if options.data_aware else None
-                clusterers[method] = Clusterer(sources[method], options.seed, options.n_init, dtype,
+                sources[source] = (_distilled(start, model, run, prefix) if method == "distill" else start)
+                grams = input_grams(sources[source], split.train_x.to(target)) if options.data_aware else None
+                clusterers[source] = Clusterer(sources[source], options.seed, options.n_init, dtype,
                                                options.index_coding, options.kmeans, grams)
-            clusterer = clusterers[method]
+            clusterer = clusterers[source]
             clusterer.codebook_dtype = dtype
+            soft = method == "soft"
             if options.search == "fast":
                 below = min((trial.bytes for _, trial in results), default=None)
-                found = _fast(clusterer, prefix + method, run, below)
+                found = _fast(clusterer, prefix + method, run, below, soft)
             else:
-                found = _thorough(clusterer, prefix + method, run)
+                found = _thorough(clusterer, prefix + method, run, soft)
             if found is not None:
                 results.append(found)
         if results:
@@ -213,11 +218,11 @@ def _rates(model: KANModel, options: CompressOptions) -> tuple[float, ...]:
     return options.lrs or (10 * lr_c, lr_c)
 
 
-def _fast(clusterer: Clusterer, method: str, run: _Run, below: int | None = None
+def _fast(clusterer: Clusterer, method: str, run: _Run, below: int | None = None, soft: bool = False
           ) -> tuple[KANModel, CompressTrial] | None:
     """Proxy, frontier, binary search with short fine-tuned trials, one final fine-tuning (module doc). With
     `below` (bytes of another method's result), only candidates smaller than that are searched: a larger one
-    could not win."""
+    could not win. With `soft`, each candidate's K-means only starts a soft retrain (`_softened`)."""
     options, split = run.options, run.split
     run.meter.step("proxy", method)
     x, y = calibration(split.train_x, split.train_y, conv=clusterer.model.config.conv is not None)
@@ -235,7 +240,8 @@ def _fast(clusterer: Clusterer, method: str, run: _Run, below: int | None = None
         point = points[index]
         label = _label(method, point)
         run.meter.step(f"verify k={list(point.ks)}", label)
-        model = run.prepared(_assembled(clusterer, point))
+        model = _assembled(clusterer, point)
+        model = run.prepared(_softened(clusterer.model, model, run) if soft else model)
         tried[index] = run.tuned_steps(label, model, rate, options.search_steps, search=True)
         run.meter.step(f"verify k={list(point.ks)}", label, 1)
         return tried[index][1].within
@@ -294,8 +300,10 @@ def _label(method: str, point: Allocation) -> str:
     return method + (" data-aware" if kinds[0] == "data-aware" else "")
 
 
-def _thorough(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, CompressTrial] | None:
-    """The greedy search over each clustering separately, full-epoch trials, finals at every rate."""
+def _thorough(clusterer: Clusterer, method: str, run: _Run, soft: bool = False
+              ) -> tuple[KANModel, CompressTrial] | None:
+    """The greedy search over each clustering separately, full-epoch trials, finals at every rate; with `soft`,
+    every clustered model is first soft-retrained from its K-means (`_softened`)."""
     options, split = run.options, run.split
     rates = _rates(clusterer.model, options)
     variants = [False, True] if any(clusterer.data_aware(layer) for layer in range(len(clusterer.vectors))) \
@@ -304,10 +312,13 @@ def _thorough(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, C
     for aware in variants:
         label = method + (" data-aware" if aware else "")
 
+        def built(ks: list[int]) -> KANModel:
+            model = clusterer.build(ks, aware)  # noqa: B023
+            return run.prepared(_softened(clusterer.model, model, run) if soft else model)
+
         def score(ks: list[int]) -> Metrics:
             run.meter.step(f"trial k={ks}", label)  # noqa: B023
-            trial = run.tuned(label, run.prepared(clusterer.build(ks, aware)), rates[0],  # noqa: B023
-                              options.search_epochs, 0, search=True)[1]
+            trial = run.tuned(label, built(ks), rates[0], options.search_epochs, 0, search=True)[1]  # noqa: B023
             run.meter.step(f"trial k={ks}", label, 1)  # noqa: B023
             return trial.val
 
@@ -315,12 +326,40 @@ def _thorough(clusterer: Clusterer, method: str, run: _Run) -> tuple[KANModel, C
         finals = []
         for lr in rates:
             run.meter.step("final fine-tuning", label)
-            finals.append(run.tuned(label, run.prepared(clusterer.build(ks, aware)), lr, options.epochs,
-                                    options.patience))
+            finals.append(run.tuned(label, built(ks), lr, options.epochs, options.patience))
         chosen = best_trial(trial for _, trial in finals)
         if chosen.within and (best is None or chosen.bytes < best[1].bytes):
             best = next(pair for pair in finals if pair[1] is chosen)
     return best
+
+
+def _softened(source: KANModel, clustered: KANModel, run: _Run) -> KANModel:
+    """The clustered model of `source` that a soft retrain (`compress.soft`) reaches from `clustered`'s codebooks:
+    at most `soft_epochs` epochs of the training split (the source's edges and extras at its training rates, the
+    codebooks at the fine-tuning's search rate), judged on validation with every edge at its nearest centroid,
+    stopped as soon as that is within budget, the best kept; then the hard assignment. Like a fine-tuning, it
+    trains on the first layer's cached features where the model takes them (built here: it runs epochs)."""
+    options, split = run.options, run.split
+    edges = clustered.edges
+    assert isinstance(edges, CodebookEdges)
+    steps = options.soft_epochs * -(-split.train_x.shape[0] // options.batch_size)
+    codebooks = [book.codebook.detach() for book in edges.books()]
+    model = softened(source, codebooks, steps, edges.codebook_dtype).to(run.target)
+    store = model.edges
+    assert isinstance(store, SoftCodebookEdges)
+    config = source.config
+    lr, lr_meta, lr_embed = default_learning_rates(config.model, config.conv is not None, source.kind == "meta",
+                                                   task=config.task)
+    groups = store.parameter_groups(lr, lr_meta, lr_embed, _rates(source, options)[0])
+    groups.append({"params": model.extra_parameters(), "lr": lr})
+    fed = run.cache.split_for(model)
+    judged = run.cache.validation_for(model) if fed is None else None
+    trainee = FirstLayerFed(model) if fed is not None else model
+    data = fed if fed is not None else judged if judged is not None else split
+    with own_rng(options.seed, run.target):
+        fit(trainee, data, groups, options.train_config(chunks_for(steps), 0),  # the whole schedule: no patience
+            stop_when=run.within, chunk_steps=CHUNK_STEPS, judge=FirstLayerFed(model) if judged is not None else None)
+    return clustered_from_parts(model, store.parts(), edges.codebook_dtype, edges.index_coding)
 
 
 def _gridded(model: KANModel, run: _Run) -> tuple[KANModel, str]:
