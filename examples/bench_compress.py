@@ -51,6 +51,7 @@ from kancompress.config import TrainConfig
 from kancompress.data import Dataset
 from kancompress.errors import KanCompressError
 from kancompress.format.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from kancompress.options import COMPRESS_METHODS
 from kancompress.tasks import Metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -153,7 +154,7 @@ def drop(task: str, source: dict[str, Any], result: dict[str, Any]) -> float:
 
 def compressed(out: Path, name: str, source: Checkpoint, search: str, train_s: float, max_drop: float,
                data: Dataset | None, verbose: bool = False, cached: bool = True,
-               methods: tuple[str, ...] = ("cluster", "distill")) -> dict[str, Any]:
+               methods: tuple[str, ...] = COMPRESS_METHODS) -> dict[str, Any]:
     source_test = api.evaluate_model(source, data)[1].to_json()  # before the clock starts
     row: dict[str, Any] = {"source": name, "train_s": round(train_s, 1),
                            "search": search if cached else f"{search}, no feature cache",
@@ -252,7 +253,7 @@ def main() -> None:
     parser.add_argument("--thorough", default="", help="sources also compressed with --search thorough")
     parser.add_argument("--uncached", default="", help="sources also compressed without the first layer's feature cache")
     parser.add_argument("--max-drop", type=float, default=0.5)
-    parser.add_argument("--methods", default="cluster,distill", help="compress --methods for every source")
+    parser.add_argument("--methods", default=",".join(COMPRESS_METHODS), help="compress --methods for every source")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-compress"))
     parser.add_argument("--conv-subset", type=int, default=6000, help="conv-fashion: first N training images")
     parser.add_argument("--stem", default="bench_compress", help="result file names (a partial run keeps its own)")

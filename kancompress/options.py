@@ -253,7 +253,7 @@ class CompressOptions:
     epochs: int = 10
     patience: int = 3
     lrs: tuple[float, ...] | None = None
-    methods: tuple[str, ...] = ("cluster", "distill")
+    methods: tuple[str, ...] = COMPRESS_METHODS
     distill_epochs: int | None = None
     soft_epochs: int = 3
     batch_size: int = TrainConfig.batch_size

@@ -93,14 +93,14 @@ def test_torchrun_compress_runs_the_search_in_lockstep(tmp_path: Path) -> None:
     assert runner.invoke(app, ["train", "--epochs", "3", "--patience", "0", "--device", "cpu", "-o",
                                str(source)]).exit_code == 0
     args = ["compress", str(source), "--max-drop", "2", "--ks", "2,4,16", "--search-steps", "50", "--epochs", "1",
-            "--distill-epochs", "1", "--device", "cpu", "--full-metadata"]
+            "--distill-epochs", "1", "--soft-epochs", "1", "--device", "cpu", "--full-metadata"]
     multi, single = tmp_path / "ddp.safetensors", tmp_path / "one.safetensors"
     assert _two_processes([*args, "-o", str(multi)], 29518).count("compressed dense") == 1  # rank 0 alone writes
     assert runner.invoke(app, [*args, "-o", str(single)]).exit_code == 0
     chosen = {name: load_checkpoint(path).header.provenance for name, path in (("multi", multi), ("single", single))}
     assert chosen["multi"]["processes"] == 2 and chosen["single"]["processes"] == 1
     # every decision rests on all-reduced validation sums: the ranks agreed on one search, within the budget
-    assert {trial["method"].split()[0] for trial in chosen["multi"]["trials"]} == {"cluster", "distill"}
+    assert {trial["method"].split()[0] for trial in chosen["multi"]["trials"]} >= {"cluster", "distill"}
     base, val = chosen["multi"]["source_val"]["accuracy"], chosen["multi"]["val"]["accuracy"]
     assert 100 * (base - val) <= 2
     assert abs(base - chosen["single"]["source_val"]["accuracy"]) < 1e-9  # the whole validation split on both

@@ -25,7 +25,7 @@ with C a trained parameter, as here (soft-to-hard vector quantisation, Agustsson
 from __future__ import annotations
 
 import copy
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -88,10 +88,10 @@ class SoftCodebookEdges(EdgeStore):
                 for layer in range(self.num_layers())]
 
     def parameter_groups(self, lr: float, lr_meta: float | None, lr_embed: float | None, lr_codebook: float
-                         ) -> list[dict[str, object]]:
+                         ) -> list[dict[str, Any]]:
         """AdamW groups of the store: the source's vectors at their training rates, the codebooks at `lr_codebook`."""
         inner = self.inner
-        groups: list[dict[str, object]] = [{"params": list(self.codebooks.parameters()), "lr": lr_codebook}]
+        groups: list[dict[str, Any]] = [{"params": list(self.codebooks.parameters()), "lr": lr_codebook}]
         if isinstance(inner, MetaEdges):
             groups += [{"params": list(inner.learners.parameters()), "lr": lr if lr_meta is None else lr_meta},
                        {"params": list(inner.embeddings.parameters()), "lr": lr if lr_embed is None else lr_embed}]
