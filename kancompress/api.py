@@ -416,7 +416,9 @@ def compress(
     adapted per-input grids is first given shared grids (`options.grids` "share": methods named "grids+cluster",
     "grids+distill") or re-gridded ("regrid": "regrid+…"), on the training split, unless "keep"; fine-tuning and
     distillation still answer to the original's validation metric. For each method (`options.methods`; "distill"
-    applies to dense sources only; it first distils the source into a MetaKAN whose vectors cluster well):
+    applies to dense sources only; it first distils the source into a MetaKAN whose vectors cluster well; "soft"
+    starts each candidate from its K-means and retrains the source with its edges softly assigned to trained
+    codebooks, `compress.soft`):
     - `options.search` "fast" (default): every layer's bytes and loss increase at each k and clustering measured
       without training, their rate–distortion frontier across layers, a binary search along it whose candidates
       are fine-tuned at most `search_steps` steps on a slice of the training split (stopping once within budget),

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from kancompress.edges import MetaEdges
+from kancompress.edges import EdgeStore, MetaEdges
 from kancompress.models import KANModel
 
 
@@ -18,14 +18,17 @@ def parameter_groups(
     model: KANModel, lr: float, lr_meta: float | None = None, lr_embed: float | None = None
 ) -> list[dict[str, Any]]:
     """AdamW groups: meta-learner at `lr_meta`, embeddings at `lr_embed`, everything else at `lr`."""
-    extras = {"params": model.extra_parameters(), "lr": lr}
-    if isinstance(model.edges, MetaEdges):
-        return [
-            {"params": list(model.edges.learners.parameters()), "lr": lr if lr_meta is None else lr_meta},
-            {"params": list(model.edges.embeddings.parameters()), "lr": lr if lr_embed is None else lr_embed},
-            extras,
-        ]
-    return [{"params": list(model.edges.parameters()), "lr": lr}, extras]
+    return [*edge_groups(model.edges, lr, lr_meta, lr_embed), {"params": model.extra_parameters(), "lr": lr}]
+
+
+def edge_groups(edges: EdgeStore, lr: float, lr_meta: float | None = None, lr_embed: float | None = None
+                ) -> list[dict[str, Any]]:
+    """AdamW groups of an edge store: a MetaKAN's meta-learner at `lr_meta` and embeddings at `lr_embed`, any
+    other store's parameters at `lr`."""
+    if isinstance(edges, MetaEdges):
+        return [{"params": list(edges.learners.parameters()), "lr": lr if lr_meta is None else lr_meta},
+                {"params": list(edges.embeddings.parameters()), "lr": lr if lr_embed is None else lr_embed}]
+    return [{"params": list(edges.parameters()), "lr": lr}]
 
 
 def default_learning_rates(

@@ -10,10 +10,12 @@ per-layer k and clustering:
   is polished. Fine-tuning is judged on the codebooks as stored (`CodebookEdges.quantization_aware`).
 - "thorough": the greedy search of earlier versions (`greedy.choose_ks`), plain and data-aware K-means searched
   separately, every trial fine-tuned `search_epochs` full epochs before it counts, finals at every rate.
-With both methods, distill runs first and the fast search of the cluster method then tries only candidates smaller
-than its result (a larger one could not win). When nothing fits with int8 codebooks and `codebook_dtype` is
-"auto", the search is repeated with float16, then float32 codebooks (a precise regression model can need them).
-A result no smaller than a dense source is refused like one outside the budget."""
+Methods run in the order distill, cluster, soft; the fast search of each later one tries only candidates smaller
+than the results so far (a larger one could not win). Soft (`compress.soft`) searches the cluster method's
+frontier, each candidate's K-means only the start of a soft retrain of the source (`_softened`). When nothing fits
+with int8 codebooks and `codebook_dtype` is "auto", the search is repeated with float16, then float32 codebooks (a
+precise regression model can need them). A result no smaller than a dense source is refused like one outside the
+budget."""
 
 from __future__ import annotations
 

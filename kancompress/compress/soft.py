@@ -30,8 +30,9 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from kancompress.edges import EdgeStore, MetaEdges
+from kancompress.edges import EdgeStore
 from kancompress.models import KANModel, with_edges
+from kancompress.optim import edge_groups
 from kancompress.quant import round_trip
 
 TEMPERATURE_START = 0.1  # τ at the start, times the layer's mean squared distance to the nearest centroid
@@ -90,14 +91,8 @@ class SoftCodebookEdges(EdgeStore):
     def parameter_groups(self, lr: float, lr_meta: float | None, lr_embed: float | None, lr_codebook: float
                          ) -> list[dict[str, Any]]:
         """AdamW groups of the store: the source's vectors at their training rates, the codebooks at `lr_codebook`."""
-        inner = self.inner
-        groups: list[dict[str, Any]] = [{"params": list(self.codebooks.parameters()), "lr": lr_codebook}]
-        if isinstance(inner, MetaEdges):
-            groups += [{"params": list(inner.learners.parameters()), "lr": lr if lr_meta is None else lr_meta},
-                       {"params": list(inner.embeddings.parameters()), "lr": lr if lr_embed is None else lr_embed}]
-        else:
-            groups.append({"params": list(inner.parameters()), "lr": lr})
-        return groups
+        return [{"params": list(self.codebooks.parameters()), "lr": lr_codebook},
+                *edge_groups(self.inner, lr, lr_meta, lr_embed)]
 
 
 def softened(source: KANModel, codebooks: list[torch.Tensor], steps: int, codebook_dtype: str) -> KANModel:
