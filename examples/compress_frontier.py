@@ -1,6 +1,6 @@
 """The compression frontier on Fashion-MNIST 784-32-10: bytes on disk against test accuracy, per basis and method.
 
-    python examples/compress_frontier.py                      # kan, fastkan, gramkan; about 2.5 h on 2 cores
+    python examples/compress_frontier.py                      # kan, fastkan, gramkan; about 21 min on 2 cores
     python examples/compress_frontier.py --models kan --write-results
     python examples/compress_frontier.py --models kan --sources adapted --write-results   # one source
 
@@ -8,11 +8,11 @@ Per basis, a plain KAN and a MetaKAN (seed 0, at most --epochs epochs, early sto
 the B-spline basis also an efficient-kan KAN whose grids `update_grid` adapted (efficient-kan's README recipe,
 saved in its layout and imported; `_adapted.py`), then:
 - the paper's recipe: `cluster -k 16` + `finetune` (5 epochs at lr_c), packed indices, float32 codebooks;
-- `compress --max-drop 0.5` (`--search`, default fast; the committed rows are from the thorough search, then the
-  only one, so `--search thorough` reruns them): per-layer k on the validation split, int8 codebooks, the
-  smallest index coding (packed, rANS or context), lean metadata; for dense sources with both methods (cluster
-  its vectors; distil it into a MetaKAN first); the adapted-grid source with its grids shared (the default,
-  `--grids share`) and once more with every input's grid kept (`--grids keep`).
+- `compress --max-drop 0.5` (`--search`, default fast; the older committed files named after their sources are
+  from the thorough search, `--search thorough`): per-layer k on the validation split, int8 codebooks, the
+  smallest index coding (packed, rANS or context), lean metadata, every default method (cluster, distil a dense
+  source into a MetaKAN first, soft); the adapted-grid source with its grids shared (the default, `--grids
+  share`) and once more with every input's grid kept (`--grids keep`).
 Every choice is made on the validation split; test accuracy is only reported. Writes frontier-fashion-mnist.{md,
 csv,png} into --out (and examples/results/ with --write-results); a run of some models or sources only names its
 files after them (frontier-fashion-mnist-kan-adapted.md). Needs Fashion-MNIST (apt-get install
@@ -216,8 +216,9 @@ def main() -> None:
         print("matplotlib is missing (pip install -e '.[plot]'): no PNG")
     models = args.models.split(",")
     sources = sum(len(model_sources(model, chosen)) for model in models)
-    adapted_rows = "kan" in models and "adapted" in chosen  # its two compress runs take about 30 min each
-    print(f"about {10 * sources + 50 * adapted_rows} min on 2 cores", flush=True)
+    adapted_rows = "kan" in models and "adapted" in chosen  # its two compress runs, the longest
+    per_source, per_adapted = (2, 8) if args.search == "fast" else (10, 50)  # minutes on 2 cores, measured
+    print(f"about {per_source * sources + per_adapted * adapted_rows} min on 2 cores", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     rows = [r for model in models for r in frontier(args.out, model, args.epochs, args.patience, args.max_drop,
