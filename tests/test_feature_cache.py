@@ -42,7 +42,8 @@ def test_the_fed_model_gives_the_models_outputs_where_its_features_are_fixed(mod
 
 
 def _counted_fed_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The rows of every batch the fine-tuner's `FirstLayerFed` runs from now on (patched to count them)."""
+    """The rows of every batch the fine-tuner's `FirstLayerFed` (made by `FeatureCache.fitting`) runs from now on
+    (patched to count them)."""
     rows: list[int] = []
 
     class CountedFed(FirstLayerFed):
@@ -50,7 +51,7 @@ def _counted_fed_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             rows.append(features.shape[0])
             return super().forward(features)
 
-    monkeypatch.setattr("kancompress.compress.policy.FirstLayerFed", CountedFed)
+    monkeypatch.setattr("kancompress.compress.cache.FirstLayerFed", CountedFed)
     return rows
 
 

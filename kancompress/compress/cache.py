@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from kancompress.data import Split
-from kancompress.models import KANModel, first_features, first_features_fixed
+from kancompress.models import FirstLayerFed, KANModel, first_features, first_features_fixed
 
 CACHE_BYTES = 2 << 30  # at most this many bytes of cached features (Fashion-MNIST 784-wide B-spline: 1.7 GB)
 
@@ -60,6 +60,19 @@ class FeatureCache:
         if self._judged is None:
             self._judged = Split(self.split.train_x, self.split.train_y, self._validation(model), self.split.val_y)
         return self._judged
+
+    def fitting(self, model: KANModel, build: bool = False
+                ) -> tuple[KANModel | FirstLayerFed, Split, FirstLayerFed | None]:
+        """What `train.fit` trains `model` with, as (trainee, data, judge): on the whole split's first-layer features
+        where the model takes them (computed here with `build`), else on samples validated on the validation rows'
+        features where it can take those, else on samples."""
+        fed = self.split_for(model, build=build)
+        if fed is not None:
+            return FirstLayerFed(model), fed, None
+        judged = self.validation_for(model)
+        if judged is not None:
+            return model, judged, FirstLayerFed(model)
+        return model, self.split, None
 
     def _usable(self, model: KANModel, rows: int, *alike: KANModel) -> bool:
         """Whether features of `rows` rows fit the limit and every model computes them alike; drops the features

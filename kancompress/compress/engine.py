@@ -354,13 +354,10 @@ def _softened(source: KANModel, clustered: KANModel, run: _Run) -> KANModel:
                                                    task=config.task)
     groups = store.parameter_groups(lr, lr_meta, lr_embed, _rates(source, options)[0])
     groups.append({"params": model.extra_parameters(), "lr": lr})
-    fed = run.cache.split_for(model)
-    judged = run.cache.validation_for(model) if fed is None else None
-    trainee = FirstLayerFed(model) if fed is not None else model
-    data = fed if fed is not None else judged if judged is not None else split
+    trainee, data, judge = run.cache.fitting(model, build=True)  # built here: the retrain runs epochs
     with own_rng(options.seed, run.target):
         fit(trainee, data, groups, options.train_config(chunks_for(steps), 0),  # the whole schedule: no patience
-            stop_when=run.within, chunk_steps=CHUNK_STEPS, judge=FirstLayerFed(model) if judged is not None else None)
+            stop_when=run.within, chunk_steps=CHUNK_STEPS, judge=judge)
     return clustered_from_parts(model, store.parts(), edges.codebook_dtype, edges.index_coding)
 
 

@@ -15,11 +15,11 @@ from torch import nn
 from kancompress.compress.cache import FeatureCache
 from kancompress.data import Split
 from kancompress.edges import CodebookEdges
-from kancompress.models import FirstLayerFed, KANModel
+from kancompress.models import KANModel
 from kancompress.optim import default_finetune_lr, own_rng, parameter_groups
 from kancompress.options import FinetuneOptions
 from kancompress.tasks import Metrics
-from kancompress.train import Trainable, fit
+from kancompress.train import fit
 
 CHUNK_STEPS = 50  # a fast-search trial is judged on validation after every this many optimizer steps
 PATIENCE_CHUNKS = 4  # ... and given up after this many chunks without a better validation metric
@@ -43,13 +43,10 @@ def finetuner(options: FinetuneOptions, split: Split, stop_when: Callable[[Metri
         rate = options.lr if options.lr is not None else default_finetune_lr(model)
         assert isinstance(model.edges, CodebookEdges)
         model.edges.quantization_aware = True  # validation judges what the file will hold
-        fed = cache.split_for(model, build=False) if cache is not None else None
-        judged = cache.validation_for(model) if cache is not None and fed is None else None
-        trainee: Trainable = FirstLayerFed(model) if fed is not None else model
-        data = fed if fed is not None else judged if judged is not None else split
+        trainee, data, judge = cache.fitting(model) if cache is not None else (model, split, None)
         with own_rng(options.train.seed, next(model.parameters()).device):
             fit(trainee, data, parameter_groups(model, rate), options.train, keep_start=True, stop_when=stop_when,
-                chunk_steps=chunk_steps, judge=FirstLayerFed(model) if judged is not None else None)
+                chunk_steps=chunk_steps, judge=judge)
         model.edges.round_to_storage()
         model.round_extras()
         return model
