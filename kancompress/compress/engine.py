@@ -325,10 +325,11 @@ def _thorough(clusterer: Clusterer, method: str, run: _Run, soft: bool = False
             return trial.val
 
         ks, _, _ = choose_ks(clusterer, split, options.max_drop, options.ks, score=score, base=run.base)
+        start = built(ks)  # one start for every rate (with soft, one retrain); each rate tunes its own copy
         finals = []
         for lr in rates:
             run.meter.step("final fine-tuning", label)
-            finals.append(run.tuned(label, built(ks), lr, options.epochs, options.patience))
+            finals.append(run.tuned(label, copy.deepcopy(start), lr, options.epochs, options.patience))
         chosen = best_trial(trial for _, trial in finals)
         if chosen.within and (best is None or chosen.bytes < best[1].bytes):
             best = next(pair for pair in finals if pair[1] is chosen)
